@@ -1,0 +1,3 @@
+"""reranker: an inference-optimised passage re-ranker distilled with Margin-MSE."""
+
+__version__ = "0.1.0"

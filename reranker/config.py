@@ -1,0 +1,177 @@
+"""Typed, frozen model configuration shared by training (torch) and serving (ONNX Runtime).
+
+Nothing here imports torch: the serving layer reads the same ``config.json`` to know the
+architecture, its maximum lengths and dimensions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from reranker.errors import ConfigError
+
+ARCHES = ("bert_cat", "bert_dot", "colbert", "prett", "tk")
+Arch = Literal["bert_cat", "bert_dot", "colbert", "prett", "tk"]
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of a BERT encoder (the fields of a Hugging Face ``BertConfig`` that matter here)."""
+
+    vocab_size: int = 30522
+    """Word-piece vocabulary size."""
+    hidden_size: int = 384
+    """Width of every token vector."""
+    num_layers: int = 6
+    """Transformer layers actually used (may be fewer than the base model has)."""
+    num_heads: int = 12
+    """Attention heads per layer; must divide ``hidden_size``."""
+    intermediate_size: int = 1536
+    """Width of the feed-forward block."""
+    max_position: int = 512
+    """Number of learned position embeddings."""
+    type_vocab_size: int = 2
+    """Number of segment (token type) embeddings."""
+    layer_norm_eps: float = 1e-12
+    """LayerNorm epsilon."""
+    dropout: float = 0.1
+    """Dropout on hidden states and attention probabilities while training."""
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position", "type_vocab_size"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value > 0, f"encoder.{name} must be a positive integer, got {value!r}")
+        _check(self.hidden_size % self.num_heads == 0,
+               f"encoder.num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        _check(0.0 <= self.dropout < 1.0, f"encoder.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any], num_layers: int | None = None) -> EncoderConfig:
+        """Build from a Hugging Face BERT ``config.json``; ``num_layers`` keeps only the first N."""
+        model_type = hf.get("model_type", "bert")
+        _check(model_type in ("bert",), f"only BERT-family encoders are supported, config.json says "
+               f"model_type={model_type!r}")
+        _check(hf.get("hidden_act", "gelu") in ("gelu",), f"hidden_act must be 'gelu', got {hf.get('hidden_act')!r}")
+        total = int(hf["num_hidden_layers"])
+        layers = total if num_layers is None else num_layers
+        _check(1 <= layers <= total, f"num_layers must be in 1..{total} for this base model, got {layers}")
+        return cls(
+            vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]), num_layers=layers,
+            num_heads=int(hf["num_attention_heads"]), intermediate_size=int(hf["intermediate_size"]),
+            max_position=int(hf.get("max_position_embeddings", 512)),
+            type_vocab_size=int(hf.get("type_vocab_size", 2)),
+            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+            dropout=float(hf.get("hidden_dropout_prob", 0.1)),
+        )
+
+
+TK_KERNEL_MUS = (1.0, 0.9, 0.7, 0.5, 0.3, 0.1, -0.1, -0.3, -0.5, -0.7, -0.9)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a ranking model, its tokenisation and its passage state."""
+
+    arch: Arch
+    """One of ``bert_cat``, ``bert_dot``, ``colbert``, ``prett``, ``tk``."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Shape of the BERT encoder (TK uses only its word embeddings and hidden size)."""
+    query_max_len: int = 32
+    """Query tokens including [CLS]/[SEP] (the paper: 30 word pieces)."""
+    passage_max_len: int = 202
+    """Passage tokens including [CLS]/[SEP] (the paper: 200 word pieces)."""
+    dot_pooling: Literal["cls", "mean"] = "mean"
+    """BERT-dot: how a sequence becomes one vector (the paper: CLS; MiniLM was trained with mean)."""
+    colbert_dim: int = 0
+    """ColBERT: projection width of token vectors; 0 keeps the encoder width (no projection)."""
+    colbert_query_augmentation: bool = True
+    """ColBERT: pad queries to ``query_max_len`` with [MASK] tokens that take part in scoring."""
+    prett_split_layer: int = 3
+    """PreTT: layers below this run on query and passage separately; the rest run jointly."""
+    tk_layers: int = 2
+    """TK: contextualiser layers."""
+    tk_heads: int = 8
+    """TK: attention heads of the contextualiser."""
+    tk_ff_size: int = 384
+    """TK: feed-forward width of the contextualiser."""
+    tk_kernel_mus: tuple[float, ...] = TK_KERNEL_MUS
+    """TK: RBF kernel centres."""
+    tk_kernel_sigma: float = 0.1
+    """TK: RBF kernel width."""
+    freeze_word_embeddings: bool = False
+    """Keep the base model's word-embedding matrix fixed while training."""
+
+    def __post_init__(self) -> None:
+        _check(self.arch in ARCHES, f"arch must be one of {', '.join(ARCHES)}; got {self.arch!r}")
+        _check(isinstance(self.encoder, EncoderConfig), "encoder must be an EncoderConfig")
+        _check(3 <= self.query_max_len <= self.encoder.max_position,
+               f"query_max_len must be in 3..{self.encoder.max_position}, got {self.query_max_len}")
+        _check(3 <= self.passage_max_len <= self.encoder.max_position,
+               f"passage_max_len must be in 3..{self.encoder.max_position}, got {self.passage_max_len}")
+        _check(self.dot_pooling in ("cls", "mean"), f"dot_pooling must be 'cls' or 'mean', got {self.dot_pooling!r}")
+        _check(self.colbert_dim >= 0, f"colbert_dim must be >= 0 (0 = no projection), got {self.colbert_dim}")
+        if self.arch == "prett":
+            _check(1 <= self.prett_split_layer < self.encoder.num_layers,
+                   f"prett_split_layer must be in 1..{self.encoder.num_layers - 1} for a "
+                   f"{self.encoder.num_layers}-layer encoder, got {self.prett_split_layer}")
+            _check(self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
+                   "query_max_len + passage_max_len - 1 must fit the position embeddings "
+                   f"({self.encoder.max_position})")
+        if self.arch == "bert_cat":
+            _check(self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
+                   "query_max_len + passage_max_len - 1 must fit the position embeddings "
+                   f"({self.encoder.max_position})")
+        _check(self.tk_layers >= 1 and self.tk_heads >= 1 and self.tk_ff_size >= 1,
+               "tk_layers, tk_heads and tk_ff_size must be positive")
+        _check(self.encoder.hidden_size % self.tk_heads == 0,
+               f"tk_heads ({self.tk_heads}) must divide hidden_size ({self.encoder.hidden_size})")
+        _check(len(self.tk_kernel_mus) > 0 and self.tk_kernel_sigma > 0,
+               "TK needs at least one kernel and a positive sigma")
+
+    @property
+    def splittable(self) -> bool:
+        """Whether passage-side work can be precomputed (all but the cross-encoder)."""
+        return self.arch != "bert_cat"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["tk_kernel_mus"] = list(self.tk_kernel_mus)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        _check(not unknown, f"unknown model config keys {unknown}; allowed: {sorted(known)}")
+        enc = data.pop("encoder", {})
+        enc_known = {f.name for f in dataclasses.fields(EncoderConfig)}
+        bad = sorted(set(enc) - enc_known)
+        _check(not bad, f"unknown encoder config keys {bad}; allowed: {sorted(enc_known)}")
+        if "tk_kernel_mus" in data:
+            data["tk_kernel_mus"] = tuple(float(x) for x in data["tk_kernel_mus"])
+        return cls(encoder=EncoderConfig(**enc), **data)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ModelConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read model config {path}: {exc}") from exc
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,57 @@
+"""Data files (queries, passages, qrels, runs), data folders and training triples."""
+
+from __future__ import annotations
+
+from reranker.data.formats import (
+    QRELS_RUN,
+    Collection,
+    DataFolder,
+    Qrels,
+    Run,
+    parse_run_spec,
+    read_passages,
+    read_qrels,
+    read_queries,
+    read_run,
+    validate_run,
+    write_run,
+)
+from reranker.data.triples import (
+    ScoredTriple,
+    Triple,
+    all_pairs_triples,
+    labelled_triples,
+    pairs_of,
+    read_scores,
+    read_training_file,
+    read_triples,
+    split_validation,
+    write_scores,
+    write_triples,
+)
+
+__all__ = [
+    "QRELS_RUN",
+    "Collection",
+    "DataFolder",
+    "Qrels",
+    "Run",
+    "ScoredTriple",
+    "Triple",
+    "all_pairs_triples",
+    "labelled_triples",
+    "pairs_of",
+    "parse_run_spec",
+    "read_passages",
+    "read_qrels",
+    "read_queries",
+    "read_run",
+    "read_scores",
+    "read_training_file",
+    "read_triples",
+    "split_validation",
+    "validate_run",
+    "write_run",
+    "write_scores",
+    "write_triples",
+]

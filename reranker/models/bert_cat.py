@@ -1,0 +1,29 @@
+"""BERT-cat: the cross-encoder teacher, ``[CLS] q [SEP] p [SEP]`` -> Linear(CLS)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from reranker.config import ModelConfig
+from reranker.models.base import Ranker, Tokens, init_linear, pack_pairs
+from reranker.models.bert import BertEncoder, load_hf_encoder_weights
+
+
+class BertCat(Ranker):
+    """Scores a query and a passage read together; no part of it can be precomputed."""
+
+    arch = "bert_cat"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.bert = BertEncoder(config.encoder)
+        self.head = init_linear(nn.Linear(config.encoder.hidden_size, 1))
+
+    def score(self, q: Tokens, p: Tokens) -> Tensor:
+        # The passage's own [CLS] is dropped: the pair reads [CLS] q [SEP] p [SEP].
+        ids, mask, segment = pack_pairs(q.ids, q.mask, p.ids[:, 1:], p.mask[:, 1:])
+        hidden = self.bert(ids, mask, token_type=segment)
+        return self.head(hidden[:, 0]).squeeze(-1)
+
+    def load_base_weights(self, model_dir: str) -> None:
+        load_hf_encoder_weights(self.bert, model_dir)

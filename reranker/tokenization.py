@@ -1,0 +1,132 @@
+"""Word-piece tokenisation into fixed-layout id arrays (numpy; no torch).
+
+Queries and passages are encoded separately, each as ``[CLS] tokens [SEP]`` (or bare tokens for
+TK), left-aligned and padded to the longest row of the batch. Models that need the pair
+``[CLS] q [SEP] p [SEP]`` pack it themselves, so that the same arrays serve every architecture
+and stored passage states never depend on the query.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import normalizers, pre_tokenizers
+from tokenizers.models import WordPiece
+
+from reranker.config import ModelConfig
+from reranker.errors import ArtifactError, InvalidInputError
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A padded batch of token ids."""
+
+    input_ids: np.ndarray
+    """(batch, length) int64 token ids, left-aligned."""
+    attention_mask: np.ndarray
+    """(batch, length) int64, 1 for real tokens (and ColBERT's [MASK] augmentation), 0 for padding."""
+    truncated: np.ndarray
+    """(batch,) bool: the text had more word pieces than the maximum length allowed."""
+    lengths: np.ndarray
+    """(batch,) int64 word pieces of each text before truncation (without special tokens)."""
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+class Tokenizer:
+    """A BERT word-piece tokenizer with the special-token layout every model here uses."""
+
+    def __init__(self, hf: HFTokenizer) -> None:
+        hf.no_truncation()
+        hf.no_padding()
+        self.hf = hf
+        ids = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")}
+        missing = [name for name, value in ids.items() if value is None]
+        if missing:
+            raise ArtifactError(f"tokenizer lacks the BERT special tokens {missing}")
+        self.cls_id, self.sep_id = int(ids["[CLS]"]), int(ids["[SEP]"])
+        self.pad_id, self.mask_id = int(ids["[PAD]"]), int(ids["[MASK]"])
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Tokenizer:
+        """Load ``tokenizer.json`` from a model directory, or build one from ``vocab.txt``."""
+        path = Path(path)
+        if (path / TOKENIZER_FILE).is_file():
+            return cls(HFTokenizer.from_file(str(path / TOKENIZER_FILE)))
+        if (path / "vocab.txt").is_file():
+            lower = True
+            cfg = path / "tokenizer_config.json"
+            if cfg.is_file():
+                lower = bool(json.loads(cfg.read_text()).get("do_lower_case", True))
+            hf = HFTokenizer(WordPiece.from_file(str(path / "vocab.txt"), unk_token="[UNK]"))
+            hf.normalizer = normalizers.BertNormalizer(lowercase=lower)
+            hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            return cls(hf)
+        raise ArtifactError(f"{path} has no tokenizer: expected {TOKENIZER_FILE} or vocab.txt")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.hf.get_vocab_size())
+
+    def save(self, directory: str | Path) -> Path:
+        target = Path(directory) / TOKENIZER_FILE
+        self.hf.save(str(target))
+        return target
+
+    def word_pieces(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text, without special tokens and without truncation."""
+        return [enc.ids for enc in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode(self, texts: Sequence[str], max_len: int, *, special: bool = True,
+               pad_to_max_with_mask: bool = False) -> Encoded:
+        """Encode texts as ``[CLS] pieces [SEP]`` (or bare pieces with ``special=False``).
+
+        Texts longer than ``max_len`` are truncated (and flagged). ``pad_to_max_with_mask`` pads
+        every row to ``max_len`` with attended [MASK] tokens (ColBERT's query augmentation).
+        """
+        if not texts:
+            raise InvalidInputError("cannot encode an empty list of texts")
+        budget = max_len - 2 if special else max_len
+        if budget < 1:
+            raise InvalidInputError(f"max_len {max_len} leaves no room for tokens")
+        pieces = self.word_pieces(texts)
+        lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+        rows = []
+        for p in pieces:
+            body = p[:budget]
+            rows.append([self.cls_id, *body, self.sep_id] if special else body)
+        width = max_len if pad_to_max_with_mask else max(max(len(r) for r in rows), 1)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+            if pad_to_max_with_mask:
+                ids[i, len(row):] = self.mask_id
+                mask[i, len(row):] = 1
+        return Encoded(ids, mask, lengths > budget, lengths)
+
+
+class Preprocessor:
+    """Turns query and passage texts into the id arrays a given model configuration expects."""
+
+    def __init__(self, tokenizer: Tokenizer, config: ModelConfig) -> None:
+        self.tokenizer = tokenizer
+        self.config = config
+        self._special = config.arch != "tk"
+        self._augment = config.arch == "colbert" and config.colbert_query_augmentation
+
+    def queries(self, texts: Sequence[str]) -> Encoded:
+        return self.tokenizer.encode(texts, self.config.query_max_len, special=self._special,
+                                     pad_to_max_with_mask=self._augment)
+
+    def passages(self, texts: Sequence[str]) -> Encoded:
+        return self.tokenizer.encode(texts, self.config.passage_max_len, special=self._special)

@@ -1,0 +1,1 @@
+"""Training: losses, the training loop with exact resume, and batched scoring."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny random BERT in Hugging Face layout, built from the fixture texts."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DL19_MINI = FIXTURES / "dl19-mini"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _fixture_words(limit: int = 1500) -> list[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    for name in ("queries.tsv", "passages.tsv"):
+        path = DL19_MINI / name
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                text = line.split("\t", 1)[-1].lower()
+                counts.update(re.findall(r"\w+|[^\w\s]", text))
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    pieces = letters + ["##" + c for c in letters]
+    return pieces + [w for w, _ in counts.most_common(limit) if w not in pieces]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer, 32-wide BERT directory (config.json, vocab.txt, model.safetensors)."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from reranker.config import EncoderConfig
+    from reranker.models.bert import BertEncoder
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    vocab = SPECIALS + _fixture_words()
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    hf = {"model_type": "bert", "vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 256,
+          "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "hidden_dropout_prob": 0.1}
+    (directory / "config.json").write_text(json.dumps(hf))
+    torch.manual_seed(0)
+    encoder = BertEncoder(EncoderConfig.from_hf(hf))
+    state = {"bert." + k: v.contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+    return directory
