@@ -154,6 +154,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export / index ------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_model
+
+    manifest = export_model(args.model, args.out, precision=args.precision, opset=args.opset)
+    parity = manifest["parity"]
+    print(f"exported {manifest['arch']} ({args.precision}) to {args.out}: graphs {', '.join(manifest['graphs'])}; "
+          f"max |ORT - torch| score {parity['scores_max_abs_diff']:.2e} (max |score| {parity['max_abs_score']:.3g})")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from reranker.artifact import Artifact
+    from reranker.data import Collection
+    from reranker.runtime import RuntimeConfig
+    from reranker.store import build_store
+
+    artifact = Artifact.open(args.artifact)
+    passages = Collection.open(args.data).passages
+    cfg = RuntimeConfig(provider=args.provider, intra_op_threads=args.threads, warmup=False)
+    m = build_store(artifact, passages, args.out, dtype=args.dtype, chunk=args.chunk, cfg=cfg)
+    print(f"indexed {m['passages']} passages ({m['tokens']} vectors of {m['dim']} x {m['dtype']}) into {args.out}: "
+          f"{m['bytes_per_passage']:.0f} bytes per passage, {m['bytes_per_token']} per vector")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from reranker.training.config import TrainConfig
@@ -217,6 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output model directory")
     add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX graphs (verified against PyTorch)",
+                       description="Writes the graphs the architecture needs, config, tokenizer and manifest.json "
+                                   "(sha256 of every file, parity figures). fp16 is for GPUs, int8 for CPUs.")
+    p.add_argument("--model", required=True, help="a reranker model directory")
+    p.add_argument("--out", required=True, type=Path, help="artifact directory to write")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("index", help="precompute every passage's state into a memory-mapped passage store",
+                       description="Encodes each passage of the data folders once with the artifact's passage "
+                                   "encoder; an interrupted build continues when rerun.")
+    p.add_argument("--artifact", required=True, type=Path, help="ONNX artifact directory (not bert_cat)")
+    data_arg(p)
+    p.add_argument("--out", required=True, type=Path, help="store directory to write")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--chunk", type=int, default=512, help="passages committed per chunk")
+    p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("evaluate", help="re-rank a run and report nDCG@10, MRR@10, R@100",
                        description="Metrics by ir-measures; on graded qrels grade >= 2 counts as relevant "

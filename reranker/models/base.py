@@ -35,25 +35,28 @@ class State(NamedTuple):
 def pack_pairs(q: Tensor, q_mask: Tensor, p: Tensor, p_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Concatenate each query row with its passage row, with no padding in between.
 
-    ``q`` (B, Lq, ...) and ``p`` (B, Lp, ...) are left-aligned with masks (B, Lq) / (B, Lp).
+    ``q`` (B, Lq) or (B, Lq, D) and ``p`` (B, Lp[, D]) are left-aligned with masks (B, Lq) / (B, Lp).
     Returns ``(packed, mask, segment)`` of length ``Lq + Lp``: row i holds the ``lq_i`` query
     items, then the ``lp_i`` passage items, then padding; ``segment`` is 1 on passage items.
     Packing (rather than concatenating padded rows) keeps every real token at the same position
     whatever the batch's padding, so scores are padding-invariant.
     """
-    b, lq = q_mask.shape
-    lp = p_mask.shape[1]
+    # Written with data-dependent index arithmetic only (no Python ints from shapes), so that the
+    # exported ONNX graph keeps dynamic batch and sequence axes.
+    both = torch.cat([q_mask, p_mask], dim=1)
+    j = torch.cumsum(torch.ones_like(both), dim=1) - 1
     n_q = q_mask.sum(dim=1, keepdim=True)
     n_p = p_mask.sum(dim=1, keepdim=True)
-    j = torch.arange(lq + lp, device=q.device).unsqueeze(0)
     from_q = j < n_q
-    q_idx = j.clamp(max=lq - 1).expand(b, -1)
-    p_idx = (j - n_q).clamp(min=0, max=lp - 1)
-    extra = q.shape[2:]
-    view = (b, lq + lp) + (1,) * len(extra)
-    q_g = torch.gather(q, 1, q_idx.reshape(view).expand((b, lq + lp, *extra)))
-    p_g = torch.gather(p, 1, p_idx.reshape(view).expand((b, lq + lp, *extra)))
-    packed = torch.where(from_q.reshape(view), q_g, p_g)
+    q_idx = torch.minimum(j, n_q - 1)
+    p_idx = torch.minimum((j - n_q).clamp(min=0), (n_p - 1).clamp(min=0))
+    if q.dim() == 3:
+        dim = q.shape[2]
+        q_g = torch.gather(q, 1, q_idx.unsqueeze(-1).expand(-1, -1, dim))
+        p_g = torch.gather(p, 1, p_idx.unsqueeze(-1).expand(-1, -1, dim))
+        packed = torch.where(from_q.unsqueeze(-1), q_g, p_g)
+    else:
+        packed = torch.where(from_q, torch.gather(q, 1, q_idx), torch.gather(p, 1, p_idx))
     mask = (j < n_q + n_p).to(q_mask.dtype)
     segment = ((~from_q) & (mask > 0)).to(q_mask.dtype)
     return packed, mask, segment

@@ -26,6 +26,11 @@ def attention_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return (1.0 - mask[:, None, None, :].to(dtype)) * MASK_VALUE
 
 
+def positions_of(ids: Tensor) -> Tensor:
+    """0, 1, 2, ... along the sequence axis, shaped like ``ids`` (stays dynamic in ONNX)."""
+    return torch.cumsum(torch.ones_like(ids), dim=1) - 1
+
+
 class SelfAttention(nn.Module):
     def __init__(self, hidden: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -37,15 +42,13 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def _split(self, x: Tensor) -> Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        return x.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
 
     def forward(self, x: Tensor, bias: Tensor) -> Tensor:
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + bias
         probs = self.dropout(logits.softmax(dim=-1))
-        out = (probs @ v).transpose(1, 2)
-        return out.reshape(x.shape)
+        return (probs @ v).transpose(1, 2).flatten(-2)
 
 
 class SelfOutput(nn.Module):
@@ -138,8 +141,7 @@ class BertEncoder(nn.Module):
 
     def embed(self, input_ids: Tensor, token_type: int | Tensor = 0, position_offset: int = 0) -> Tensor:
         """Embeddings of left-aligned ids; positions start at ``position_offset``."""
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device) + position_offset
-        positions = positions.unsqueeze(0).expand_as(input_ids)
+        positions = positions_of(input_ids) + position_offset
         if isinstance(token_type, int):
             token_type = torch.full_like(input_ids, token_type)
         return self.embeddings(input_ids, token_type, positions)

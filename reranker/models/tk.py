@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from reranker.config import EncoderConfig, ModelConfig
 from reranker.models.base import Ranker, State, Tokens
-from reranker.models.bert import Layer, attention_bias, read_hf_tensors
+from reranker.models.bert import Layer, attention_bias, positions_of, read_hf_tensors
 
 
 def sinusoid_table(length: int, dim: int) -> Tensor:
@@ -57,7 +57,7 @@ class TK(Ranker):
 
     def _encode(self, t: Tokens) -> State:
         emb = self.word_embeddings(t.ids)
-        ctx = emb + self.positions[: t.ids.shape[1]].unsqueeze(0)
+        ctx = emb + nn.functional.embedding(positions_of(t.ids), self.positions)
         bias = attention_bias(t.mask, ctx.dtype)
         for layer in self.contextualiser:
             ctx = layer(ctx, bias)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from reranker.data import Collection, ScoredTriple, Triple, split_validation
 from reranker.errors import ConfigError
-from reranker.eval.metrics import evaluate_run
+from reranker.eval.metrics import evaluate_per_query, rel_level_for
 from reranker.models.checkpoint import Loaded, save_checkpoint
 from reranker.tokenization import Preprocessor
 from reranker.training.config import TrainConfig
@@ -94,6 +94,7 @@ class Trainer:
                 if name.endswith("word_embeddings.weight"):
                     param.requires_grad_(False)
         self.opt, self.param_names = _optimizer(loaded.model, cfg)
+        self._val_candidates: dict[str, list[tuple[str, float]]] | None = None
         self.step = 0
         self.best: dict[str, Any] | None = None
         log.info("training %s with %s: %d triples (%d held out for %d validation queries)",
@@ -129,14 +130,23 @@ class Trainer:
 
     # --- validation ---------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
+        """Mean metrics over the validation queries; the relevance level is each folder's own
+        (grade >= 2 on graded TREC qrels, >= 1 on binary MS MARCO qrels)."""
         if not self.val_qids:
             return {}
-        cands = self.collection.candidates(self.cfg.val_run, self.cfg.val_depth)
-        cands = {q: cands[q] for q in self.val_qids if q in cands}
-        run = rerank(self.loaded, self.collection.queries, self.collection.passages, cands,
+        if self._val_candidates is None:
+            cands = self.collection.candidates(self.cfg.val_run, self.cfg.val_depth)
+            self._val_candidates = {q: cands[q] for q in self.val_qids if q in cands}
+        run = rerank(self.loaded, self.collection.queries, self.collection.passages, self._val_candidates,
                      batch_size=self.cfg.eval_batch_size)
-        qrels = {q: self.collection.qrels[q] for q in cands}
-        return evaluate_run(qrels, run)
+        per_query: dict[str, dict[str, float]] = {}
+        for folder in self.collection.folders:
+            qrels = {q: folder.qrels[q] for q in run if q in folder.qrels}
+            if qrels:
+                per_query.update(evaluate_per_query(qrels, run, rel_level=rel_level_for(folder.qrels)))
+        names = ("ndcg@10", "mrr@10", "recall@100")
+        n = len(per_query)
+        return {**{k: sum(v[k] for v in per_query.values()) / max(n, 1) for k in names}, "queries": float(n)}
 
     # --- checkpoints --------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -186,9 +196,7 @@ class Trainer:
     # --- loop ---------------------------------------------------------------------------------
     def train(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.resume()
-        else:
+        if not (resume and self.resume()):
             torch.manual_seed(self.cfg.seed)
             (self.out / LOG_FILE).unlink(missing_ok=True)
         model, cfg = self.loaded.model, self.cfg

@@ -1,0 +1,1 @@
+"""Export of trained checkpoints to ONNX artifacts (needs the ``train`` extra: torch, onnx)."""

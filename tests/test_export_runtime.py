@@ -1,0 +1,198 @@
+"""ONNX export parity, the passage store, and the ONNX Runtime scorer (tiny random models)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from export.onnx_export import export_model  # noqa: E402
+from reranker.artifact import Artifact  # noqa: E402
+from reranker.config import ARCHES  # noqa: E402
+from reranker.data import DataFolder  # noqa: E402
+from reranker.errors import ArtifactError, ConfigError, InvalidInputError, NotFoundError  # noqa: E402
+from reranker.models.checkpoint import init_from_base, load_checkpoint, save_checkpoint  # noqa: E402
+from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
+from reranker.store import PassageStore, build_store  # noqa: E402
+from reranker.training.inference import score_pairs  # noqa: E402
+
+from .conftest import DL19_MINI  # noqa: E402
+
+SPLIT = [a for a in ARCHES if a != "bert_cat"]
+CPU = RuntimeConfig(provider="cpu", max_batch_pairs=4, max_batch_tokens=200)
+
+
+@pytest.fixture(scope="module")
+def folder() -> DataFolder:
+    return DataFolder.open(DL19_MINI)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """arch -> (checkpoint dir, fp32 artifact dir)."""
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for arch in ARCHES:
+        torch.manual_seed(0)
+        loaded = init_from_base(arch, tiny_base, query_max_len=12, passage_max_len=40)
+        save_checkpoint(root / f"ckpt-{arch}", loaded, {"steps": 0})
+        export_model(root / f"ckpt-{arch}", root / f"onnx-{arch}")
+        out[arch] = (root / f"ckpt-{arch}", root / f"onnx-{arch}")
+    return out
+
+
+def _candidates(folder: DataFolder, n: int = 9) -> tuple[str, list[str], list[str]]:
+    qid = sorted(folder.queries)[0]
+    pids = [pid for pid, _ in folder.run("bm25")[qid][:n]]
+    return folder.queries[qid], pids, [folder.passages[p] for p in pids]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_export_manifest_and_parity(exported, arch: str) -> None:
+    manifest = json.loads((exported[arch][1] / "manifest.json").read_text())
+    assert manifest["arch"] == arch and manifest["precision"] == "fp32" and manifest["opset"] == 17
+    graphs = ["cross_encoder"] if arch == "bert_cat" else ["query_encoder", "passage_encoder", "scorer"]
+    assert manifest["graphs"] == graphs
+    assert set(manifest["files"]) == {f"{g}.onnx" for g in graphs} | {"config.json", "tokenizer.json"}
+    for key, value in manifest["parity"].items():
+        if key.endswith("max_abs_diff"):
+            assert value < 1e-3, key
+    assert manifest["checkpoint"]["weights_sha256"]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_onnx_scorer_matches_torch(exported, folder, arch: str) -> None:
+    """Every graph together: ORT scores from text equal the PyTorch model's, at several batch sizes."""
+    ckpt, art = exported[arch]
+    query, pids, texts = _candidates(folder)
+    scorer = OnnxScorer(Artifact.open(art), CPU)
+    got, truncated = scorer.rerank(query, pids, texts)
+    want = score_pairs(load_checkpoint(ckpt), [query] * len(texts), texts, batch_size=3)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert truncated.dtype == bool and truncated.any()  # passages of 40 tokens at most: DL19 texts get cut
+
+
+@pytest.mark.parametrize("arch", SPLIT)
+def test_store_scores_equal_text_scores(exported, folder, tmp_path: Path, arch: str) -> None:
+    art = Artifact.open(exported[arch][1])
+    query, pids, texts = _candidates(folder)
+    manifest = build_store(art, {p: folder.passages[p] for p in pids}, tmp_path / "store", dtype="float32",
+                           chunk=4, cfg=CPU, progress=False)
+    assert manifest["passages"] == len(pids) and manifest["bytes_per_token"] == 4 * manifest["dim"]
+    store = PassageStore.open(tmp_path / "store", art, verify_vectors=True)
+    assert isinstance(store.vectors, np.memmap)
+    from_text, trunc_text = OnnxScorer(art, CPU).rerank(query, pids, texts)
+    from_store, trunc_store = OnnxScorer(art, CPU, store).rerank(query, pids, [""] * len(pids))
+    np.testing.assert_allclose(from_store, from_text, atol=1e-5, rtol=1e-5)
+    assert (trunc_store == trunc_text).all()
+
+
+def test_store_round_trip_fp16_and_lookup(exported, folder, tmp_path: Path) -> None:
+    art = Artifact.open(exported["colbert"][1])
+    pids = sorted(folder.passages)[:10]
+    passages = {p: folder.passages[p] for p in pids}
+    build_store(art, passages, tmp_path / "s", chunk=3, cfg=CPU, progress=False)
+    store = PassageStore.open(tmp_path / "s", art)
+    assert len(store) == 10 and store.dtype == np.float16 and pids[3] in store and "nope" not in store
+    direct = OnnxScorer(art, CPU).encode_texts([passages[pids[3]]])[0]
+    np.testing.assert_allclose(store.get(pids[3]).astype(np.float32), direct.data, atol=2e-3)
+    assert store.manifest["tokens"] == int(store.offsets[-1])
+    assert not (tmp_path / "s.partial").exists()
+
+
+def test_interrupted_store_build_continues(exported, folder, tmp_path: Path, monkeypatch) -> None:
+    art = Artifact.open(exported["tk"][1])
+    passages = {p: folder.passages[p] for p in sorted(folder.passages)[:12]}
+    build_store(art, passages, tmp_path / "whole", chunk=5, cfg=CPU, progress=False)
+    original = OnnxScorer.encode_texts
+    calls = {"n": 0}
+
+    def crash_on_second_chunk(self, texts):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, texts)
+
+    monkeypatch.setattr(OnnxScorer, "encode_texts", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(art, passages, tmp_path / "resumed", chunk=5, cfg=CPU, progress=False)
+    assert not (tmp_path / "resumed").exists()
+    with pytest.raises(ArtifactError, match="no manifest.json|does not exist"):
+        PassageStore.open(tmp_path / "resumed.partial", art)
+    calls["n"] = 10
+    build_store(art, passages, tmp_path / "resumed", chunk=5, cfg=CPU, progress=False)
+    a = (tmp_path / "whole" / "vectors.bin").read_bytes()
+    b = (tmp_path / "resumed" / "vectors.bin").read_bytes()
+    assert a == b
+
+
+def test_store_for_another_artifact_is_refused(exported, folder, tmp_path: Path) -> None:
+    colbert, tk = Artifact.open(exported["colbert"][1]), Artifact.open(exported["tk"][1])
+    build_store(colbert, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s",
+                cfg=CPU, progress=False)
+    with pytest.raises(ArtifactError, match="built for another artifact"):
+        PassageStore.open(tmp_path / "s", tk)
+
+
+def test_truncated_store_and_corrupted_graph_are_detected(exported, folder, tmp_path: Path) -> None:
+    import shutil
+
+    art_dir = tmp_path / "art"
+    shutil.copytree(exported["colbert"][1], art_dir)
+    art = Artifact.open(art_dir)
+    build_store(art, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s",
+                cfg=CPU, progress=False)
+    with open(tmp_path / "s" / "vectors.bin", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(ArtifactError, match=r"vectors\.bin is 100 bytes.*truncated"):
+        PassageStore.open(tmp_path / "s", art)
+    graph = art_dir / "scorer.onnx"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"scorer\.onnx does not match its sha256"):
+        Artifact.open(art_dir)
+
+
+def test_unknown_ids_without_text_are_named(exported, folder) -> None:
+    scorer = OnnxScorer(Artifact.open(exported["bert_dot"][1]), CPU)
+    with pytest.raises(NotFoundError, match=r"2 candidate\(s\).*'x1', 'x2'"):
+        scorer.rerank("a query", ["x1", "ok", "x2"], ["", "some text", ""])
+
+
+def test_long_query_is_refused_not_truncated(exported) -> None:
+    scorer = OnnxScorer(Artifact.open(exported["colbert"][1]), CPU)
+    with pytest.raises(InvalidInputError, match="at most 10.*never truncated"):
+        scorer.rerank("what is the lifespan of a flea and how long do fleas live", ["p"], ["text"])
+
+
+def test_int8_export_reports_parity(exported, tmp_path: Path) -> None:
+    manifest = export_model(exported["colbert"][0], tmp_path / "int8", precision="int8")
+    assert manifest["precision"] == "int8" and manifest["parity"]["tolerance"] is None
+    assert 0 < manifest["parity"]["scores_max_abs_diff"] < 0.5
+    assert (tmp_path / "int8" / "scorer.onnx").stat().st_size > 0
+
+
+def test_runtime_config_and_provider_errors() -> None:
+    with pytest.raises(ConfigError, match="max_batch_pairs"):
+        RuntimeConfig(max_batch_pairs=0)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        from reranker.runtime.sessions import requested_providers
+
+        with pytest.raises(ConfigError, match="install reranker\\[gpu\\]"):
+            requested_providers(RuntimeConfig(provider="cuda"))
+
+
+def test_serving_modules_do_not_import_torch() -> None:
+    code = ("import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
