@@ -51,7 +51,9 @@ class PassageStore:
         self.dim = int(manifest["dim"])
         self.dtype = np.dtype(manifest["dtype"])
         tokens = int(self.offsets[-1]) if len(self.offsets) else 0
-        if len(self.ids) != int(manifest["passages"]) or len(self.offsets) != len(self.ids) + 1 or tokens != int(manifest["tokens"]):
+        consistent = (len(self.ids) == int(manifest["passages"]) == len(self.offsets) - 1
+                      and tokens == int(manifest["tokens"]))
+        if not consistent:
             raise ArtifactError(f"store {directory} is inconsistent: ids, offsets and manifest disagree")
         self.vectors = np.memmap(directory / "vectors.bin", dtype=self.dtype, mode="r", shape=(tokens, self.dim))
         self.row = {pid: i for i, pid in enumerate(self.ids)}

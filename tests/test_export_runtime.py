@@ -124,7 +124,7 @@ def test_interrupted_store_build_continues(exported, folder, tmp_path: Path, mon
     with pytest.raises(KeyboardInterrupt):
         build_store(art, passages, tmp_path / "resumed", chunk=5, cfg=CPU, progress=False)
     assert not (tmp_path / "resumed").exists()
-    with pytest.raises(ArtifactError, match="no manifest.json|does not exist"):
+    with pytest.raises(ArtifactError, match=r"no manifest\.json|does not exist"):
         PassageStore.open(tmp_path / "resumed.partial", art)
     calls["n"] = 10
     build_store(art, passages, tmp_path / "resumed", chunk=5, cfg=CPU, progress=False)
@@ -169,7 +169,7 @@ def test_unknown_ids_without_text_are_named(exported, folder) -> None:
 
 def test_long_query_is_refused_not_truncated(exported) -> None:
     scorer = OnnxScorer(Artifact.open(exported["colbert"][1]), CPU)
-    with pytest.raises(InvalidInputError, match="at most 10.*never truncated"):
+    with pytest.raises(InvalidInputError, match=r"at most 10.*never truncated"):
         scorer.rerank("what is the lifespan of a flea and how long do fleas live", ["p"], ["text"])
 
 

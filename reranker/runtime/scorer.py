@@ -80,7 +80,8 @@ def plan_batches(lengths: Sequence[int], max_pairs: int, max_tokens: int) -> lis
     return batches
 
 
-def pad_rows(rows: Sequence[np.ndarray], fill: float | int = 0, dtype: np.dtype | type | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(rows: Sequence[np.ndarray], fill: float = 0,
+             dtype: np.dtype | type | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-aligned padding of (length, ...) arrays into (batch, longest, ...) plus an int64 mask."""
     width = max(r.shape[0] for r in rows)
     dtype = dtype or rows[0].dtype
