@@ -1,0 +1,79 @@
+"""Effectiveness of each export precision on TREC DL 2019: nDCG@10 of PyTorch vs ONNX fp32/fp16/int8.
+
+    .venv/bin/python benchmarks/precision.py --model runs/full/colbert-L6-kd --json benchmarks/results/precision-colbert.json
+
+Re-ranks the BM25 top-100 of all 43 queries with each artifact (through the passage store for split
+models) and reports the change against PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export.onnx_export import export_model  # noqa: E402
+from reranker.artifact import Artifact  # noqa: E402
+from reranker.data import DataFolder  # noqa: E402
+from reranker.eval.irm import evaluate_with_ir_measures  # noqa: E402
+from reranker.models.checkpoint import load_checkpoint  # noqa: E402
+from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
+from reranker.store import PassageStore, build_store  # noqa: E402
+from reranker.training.inference import rerank  # noqa: E402
+
+DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, type=Path)
+    ap.add_argument("--precisions", default="fp32,fp16,int8")
+    ap.add_argument("--depth", type=int, default=100)
+    ap.add_argument("--work", type=Path, default=None, help="where artifacts and stores go (default: MODEL/precision)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = args.work or args.model / "precision"
+    folder = DataFolder.open(DL19)
+    cands = {q: c[: args.depth] for q, c in folder.run("bm25").items()}
+    qrels = folder.qrels
+    results = {}
+    loaded = load_checkpoint(args.model)
+    torch_run = rerank(loaded, folder.queries, folder.passages, cands, progress=True)
+    results["torch fp32"] = evaluate_with_ir_measures(qrels, torch_run, 2)
+    for precision in args.precisions.split(","):
+        art_dir = work / f"onnx-{precision}"
+        if not (art_dir / "manifest.json").is_file():
+            export_model(args.model, art_dir, precision=precision)
+        artifact = Artifact.open(art_dir)
+        store = None
+        if artifact.arch != "bert_cat":
+            store_dir = work / f"store-{precision}"
+            if not (store_dir / "manifest.json").is_file():
+                needed = sorted({p for c in cands.values() for p, _ in c})
+                build_store(artifact, {p: folder.passages[p] for p in needed}, store_dir)
+            store = PassageStore.open(store_dir, artifact)
+        scorer = OnnxScorer(artifact, RuntimeConfig(provider="cpu"), store)
+        run = {}
+        for qid, c in cands.items():
+            ids = [p for p, _ in c]
+            texts = [""] * len(ids) if store is not None else [folder.passages[p] for p in ids]
+            scores, _ = scorer.rerank(folder.queries[qid], ids, texts)
+            run[qid] = sorted(zip(ids, scores.tolist(), strict=True), key=lambda x: -x[1])
+        results[f"ort {precision}" + (" (store fp16)" if store is not None else "")] = evaluate_with_ir_measures(qrels, run, 2)
+    base = results["torch fp32"]["ndcg@10"]
+    print(f"\nDL19 BM25 top-{args.depth}, {args.model}:\n| engine | nDCG@10 | change | MRR@10 |\n|---|---|---|---|")
+    for name, m in results.items():
+        print(f"| {name} | {m['ndcg@10']:.4f} | {m['ndcg@10'] - base:+.4f} | {m['mrr@10']:.4f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": str(args.model), "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

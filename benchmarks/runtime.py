@@ -1,0 +1,144 @@
+"""In-process latency per query: PyTorch vs ONNX Runtime (fp32, int8), from text vs from the store.
+
+Requests are real: DL19 queries with their BM25 top-N candidates. Models are the architectures
+initialised from all-MiniLM-L6-v2 (latency does not depend on training), or trained checkpoints
+given with --model ARCH=DIR.
+
+    .venv/bin/python benchmarks/runtime.py --queries 5 --json benchmarks/results/runtime-cpu.json
+
+Prints a markdown table; every figure is the median over the queries after one warm-up query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export.onnx_export import export_model  # noqa: E402
+from reranker.artifact import Artifact  # noqa: E402
+from reranker.config import ARCHES  # noqa: E402
+from reranker.data import DataFolder  # noqa: E402
+from reranker.models.checkpoint import init_from_base, load_checkpoint, save_checkpoint  # noqa: E402
+from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
+from reranker.store import PassageStore, build_store  # noqa: E402
+from reranker.training.inference import score_pairs  # noqa: E402
+
+DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+
+
+def machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+
+
+def timed(fn, requests) -> list[float]:
+    fn(*requests[0])  # warm-up
+    out = []
+    for req in requests[1:]:
+        start = time.perf_counter()
+        fn(*req)
+        out.append((time.perf_counter() - start) * 1000.0)
+    return out
+
+
+def prepare(arch: str, work: Path, model_dir: str | None) -> Path:
+    if model_dir:
+        return Path(model_dir)
+    ckpt = work / f"ckpt-{arch}"
+    if not (ckpt / "manifest.json").is_file():
+        torch.manual_seed(0)
+        save_checkpoint(ckpt, init_from_base(arch, "minilm"), {"steps": 0, "note": "untrained, for latency only"})
+    return ckpt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", default=",".join(ARCHES))
+    ap.add_argument("--queries", type=int, default=5, help="timed queries (plus one warm-up)")
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--model", action="append", default=[], help="ARCH=DIR: a trained checkpoint instead of MiniLM init")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-runtime")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(torch.get_num_threads())
+    folder = DataFolder.open(DL19)
+    run = folder.run("bm25")
+    qids = sorted(run)[: args.queries + 1]
+    requests = [(folder.queries[q], [p for p, _ in run[q][: args.candidates]]) for q in qids]
+    needed = {p for _, pids in requests for p in pids}
+    models = dict(spec.split("=", 1) for spec in args.model)
+    records = []
+    for arch in args.archs.split(","):
+        ckpt = prepare(arch, args.work, models.get(arch))
+        loaded = load_checkpoint(ckpt)
+        texts = [(q, [folder.passages[p] for p in pids], pids) for q, pids in requests]
+
+        def torch_query(q, passages, pids, loaded=loaded):
+            score_pairs(loaded, [q] * len(passages), passages, batch_size=len(passages))
+
+        rows = {"torch fp32 (text)": timed(torch_query, texts)}
+        store_bytes: dict[str, float] = {}
+        for precision in ("fp32", "int8"):
+            art_dir = args.work / f"onnx-{arch}-{precision}"
+            if not (art_dir / "manifest.json").is_file():
+                export_model(ckpt, art_dir, precision=precision)
+            artifact = Artifact.open(art_dir)
+            scorer = OnnxScorer(artifact, RuntimeConfig(provider="cpu"))
+            rows[f"ort {precision} (text)"] = timed(lambda q, p, ids, s=scorer: s.rerank(q, ids, p), texts)
+            if arch != "bert_cat":
+                store_dir = args.work / f"store-{arch}-{precision}"
+                if not (store_dir / "manifest.json").is_file():
+                    build_store(artifact, {p: folder.passages[p] for p in sorted(needed)}, store_dir, progress=False)
+                store = PassageStore.open(store_dir, artifact)
+                stored = OnnxScorer(artifact, RuntimeConfig(provider="cpu"), store)
+                blank = [""] * args.candidates
+                rows[f"ort {precision} (store)"] = timed(lambda q, p, ids, s=stored, b=blank: s.rerank(q, ids, b), texts)
+                store_bytes[f"ort {precision} (store)"] = store.bytes_per_passage
+        for name, times in rows.items():
+            p50 = statistics.median(times)
+            records.append({"arch": arch, "engine": name, "candidates": args.candidates, "queries": len(times),
+                            "p50_ms": round(p50, 1), "mean_ms": round(float(np.mean(times)), 1),
+                            "pairs_per_s": round(args.candidates / (p50 / 1000.0), 1),
+                            "store_bytes_per_passage": store_bytes.get(name)})
+            print(f"{arch:9s} {name:20s} p50 {p50:8.1f} ms/query  {args.candidates / (p50 / 1000):8.1f} pairs/s", flush=True)
+    by = {(r["arch"], r["engine"]): r for r in records}
+    ratios = {}
+    for arch in args.archs.split(","):
+        base = by.get((arch, "torch fp32 (text)"))
+        if base:
+            for (a, engine), r in by.items():
+                if a == arch and engine != "torch fp32 (text)":
+                    ratios[f"{arch}: {engine} vs torch"] = round(base["p50_ms"] / r["p50_ms"], 2)
+    print("\n| arch | engine | p50 ms / query | pairs/s | speed-up vs torch |\n|---|---|---|---|---|")
+    for r in records:
+        ratio = ratios.get(f"{r['arch']}: {r['engine']} vs torch", 1.0)
+        print(f"| {r['arch']} | {r['engine']} | {r['p50_ms']} | {r['pairs_per_s']} | {ratio:.2f}x |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine(), "records": records, "ratios": ratios}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
