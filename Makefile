@@ -26,3 +26,7 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) runs
+
+# Regenerate the gRPC Python code in reranker/v1 from proto/ (a test keeps them in sync).
+proto: setup
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. proto/reranker/v1/reranker.proto

@@ -48,3 +48,23 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = {"bert." + k: v.contiguous() for k, v in encoder.state_dict().items()}
     save_file(state, str(directory / "model.safetensors"))
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """arch -> (checkpoint dir, fp32 ONNX artifact dir) of tiny random models (short lengths)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from export.onnx_export import export_model
+    from reranker.config import ARCHES
+    from reranker.models.checkpoint import init_from_base, save_checkpoint
+
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for arch in ARCHES:
+        torch.manual_seed(0)
+        loaded = init_from_base(arch, tiny_base, query_max_len=12, passage_max_len=40)
+        save_checkpoint(root / f"ckpt-{arch}", loaded, {"steps": 0})
+        export_model(root / f"ckpt-{arch}", root / f"onnx-{arch}")
+        out[arch] = (root / f"ckpt-{arch}", root / f"onnx-{arch}")
+    return out

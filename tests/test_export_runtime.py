@@ -18,7 +18,7 @@ from reranker.artifact import Artifact  # noqa: E402
 from reranker.config import ARCHES  # noqa: E402
 from reranker.data import DataFolder  # noqa: E402
 from reranker.errors import ArtifactError, ConfigError, InvalidInputError, NotFoundError  # noqa: E402
-from reranker.models.checkpoint import init_from_base, load_checkpoint, save_checkpoint  # noqa: E402
+from reranker.models.checkpoint import load_checkpoint  # noqa: E402
 from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
 from reranker.store import PassageStore, build_store  # noqa: E402
 from reranker.training.inference import score_pairs  # noqa: E402
@@ -35,17 +35,8 @@ def folder() -> DataFolder:
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """arch -> (checkpoint dir, fp32 artifact dir)."""
-    root = tmp_path_factory.mktemp("export")
-    out = {}
-    for arch in ARCHES:
-        torch.manual_seed(0)
-        loaded = init_from_base(arch, tiny_base, query_max_len=12, passage_max_len=40)
-        save_checkpoint(root / f"ckpt-{arch}", loaded, {"steps": 0})
-        export_model(root / f"ckpt-{arch}", root / f"onnx-{arch}")
-        out[arch] = (root / f"ckpt-{arch}", root / f"onnx-{arch}")
-    return out
+def exported(tiny_exports) -> dict[str, tuple[Path, Path]]:
+    return tiny_exports
 
 
 def _candidates(folder: DataFolder, n: int = 9) -> tuple[str, list[str], list[str]]:

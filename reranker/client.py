@@ -1,0 +1,64 @@
+"""A small synchronous Python client for the reranker gRPC API.
+
+>>> # with RerankerClient("localhost:50051") as client:
+>>> #     response = client.rerank("what is a flea", [("p1", ""), ("p2", "Fleas are insects.")])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from reranker.v1 import reranker_pb2 as pb
+from reranker.v1 import reranker_pb2_grpc as pb_grpc
+
+Candidate = str | tuple[str, str]
+"""An id (its text is in the server's passage store) or an (id, text) pair."""
+
+
+class RerankerClient:
+    """Blocking client; one channel per client, usable as a context manager."""
+
+    def __init__(self, target: str, *, token: str | None = None, tls_ca: str | Path | None = None,
+                 tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
+                 timeout: float | None = 30.0, max_message_bytes: int = 16 * 1024 * 1024) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if tls_ca is not None:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls_ca).read_bytes(),
+                private_key=Path(tls_key).read_bytes() if tls_key else None,
+                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None)
+            self.channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
+        self.stub = pb_grpc.RerankerStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+
+    def rerank(self, query: str, candidates: Iterable[Candidate], *, model: str = "", top_k: int = 0,
+               timeout: float | None = None) -> pb.RerankResponse:
+        cands = [pb.Candidate(id=c) if isinstance(c, str) else pb.Candidate(id=c[0], text=c[1]) for c in candidates]
+        request = pb.RerankRequest(query=query, candidates=cands, model=model, top_k=top_k)
+        return self.stub.Rerank(request, timeout=timeout or self.timeout, metadata=self.metadata)
+
+    def list_models(self) -> Sequence[pb.ModelInfo]:
+        return self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata).models
+
+    def health(self, service: str = "") -> str:
+        """SERVING, NOT_SERVING, ... as a name."""
+        response = self.health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> RerankerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

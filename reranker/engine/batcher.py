@@ -1,0 +1,225 @@
+"""A model-agnostic asyncio dynamic batcher.
+
+Requests submit their work items as one unit; a single worker packs items of concurrent requests
+into batches (at most ``max_batch_size`` items and ``max_batch_cost`` cost, sorted by cost so that
+similar lengths run together), waiting at most ``max_wait_s`` for a batch to fill, and runs each
+batch in a thread so the event loop stays responsive.
+
+Contract (tested with pure async fakes):
+
+* results come back in the order and number of the submitted items;
+* an exception raised for a batch reaches every caller with items in that batch;
+* admission is all-or-nothing: a request whose items do not fit the bounded queue is refused at
+  once with :class:`CapacityError`, before any work;
+* a caller's deadline travels with its items: items whose deadline passed, or whose caller
+  cancelled, are dropped from the queue without being computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from reranker.errors import CapacityError, ConfigError, DeadlineError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    """Limits of one model's batcher."""
+
+    max_batch_size: int = 128
+    """Most items (pairs) per batch."""
+    max_batch_cost: int = 16384
+    """Most cost per batch (cost = items x the largest item cost, i.e. padded tokens)."""
+    max_wait_s: float = 0.002
+    """How long a non-full batch waits for more work."""
+    max_queue: int = 20000
+    """Most items waiting; a request that would exceed it is refused with RESOURCE_EXHAUSTED."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_batch_cost < 1 or self.max_queue < 1:
+            raise ConfigError(f"batcher limits must be >= 1, got max_batch_size={self.max_batch_size}, "
+                              f"max_batch_cost={self.max_batch_cost}, max_queue={self.max_queue}")
+        if not 0 <= self.max_wait_s <= 10:
+            raise ConfigError(f"max_wait_s must be in [0, 10] seconds, got {self.max_wait_s}")
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What the batcher reports for each executed batch."""
+
+    size: int
+    cost: int
+    seconds: float
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One request's stake in the queue."""
+
+    deadline: float | None
+    cancelled: bool = False
+
+    def expired(self, now: float) -> bool:
+        return self.cancelled or (self.deadline is not None and now >= self.deadline)
+
+
+@dataclass(eq=False)
+class _Item(Generic[T, R]):
+    payload: T
+    cost: int
+    ticket: _Ticket
+    future: asyncio.Future[R]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class Batcher(Generic[T, R]):
+    """Runs ``run_batch(list of items) -> list of results`` on batches packed across callers."""
+
+    def __init__(self, run_batch: Callable[[list[T]], Sequence[R]], cfg: BatcherConfig, *,
+                 cost: Callable[[T], int] = lambda _: 1,
+                 on_batch: Callable[[BatchStats], None] | None = None,
+                 on_drop: Callable[[int], None] | None = None) -> None:
+        self._run_batch, self.cfg, self._cost = run_batch, cfg, cost
+        self._on_batch, self._on_drop = on_batch, on_drop
+        self._pending: list[_Item[T, R]] = []
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for a batch."""
+        return self._queued
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    async def close(self) -> None:
+        """Stop after the queued work is done."""
+        self._closed = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+
+    async def submit(self, payloads: Sequence[T], *, deadline: float | None = None) -> list[R]:
+        """Queue one request's items and wait for all their results (in order).
+
+        ``deadline`` is a ``time.monotonic()`` instant; work still queued after it is dropped.
+        """
+        if self._closed:
+            raise CapacityError("the server is shutting down and accepts no new work")
+        if not payloads:
+            return []
+        if self._queued + len(payloads) > self.cfg.max_queue:
+            raise CapacityError(f"server over capacity: {self._queued} pairs queued, this request adds "
+                                f"{len(payloads)}, the queue holds at most {self.cfg.max_queue}; retry later")
+        self.start()
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(deadline)
+        items = [_Item(p, max(1, int(self._cost(p))), ticket, loop.create_future()) for p in payloads]
+        self._pending.extend(items)
+        self._queued += len(items)
+        self._wakeup.set()
+        try:
+            return list(await asyncio.gather(*(i.future for i in items)))
+        except BaseException:
+            ticket.cancelled = True  # anything of ours still queued is dropped, not computed
+            for i in items:
+                if not i.future.done():
+                    i.future.cancel()
+            raise
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        keep, dropped = [], 0
+        for item in self._pending:
+            if item.ticket.expired(now):
+                dropped += 1
+                if not item.future.done():
+                    item.future.set_exception(DeadlineError("the deadline passed (or the caller cancelled) "
+                                                            "before the work was scheduled"))
+            else:
+                keep.append(item)
+        if dropped:
+            self._pending = keep
+            self._queued -= dropped
+            if self._on_drop:
+                self._on_drop(dropped)
+
+    def _take_batch(self) -> list[_Item[T, R]]:
+        """The oldest item plus the items closest to it in cost, within the batch limits."""
+        self._pending.sort(key=lambda i: (i.cost, i.enqueued))
+        oldest = min(range(len(self._pending)), key=lambda k: self._pending[k].enqueued)
+        lo = hi = oldest
+        top = self._pending[oldest].cost
+        # grow the window around the oldest item towards the cheaper and dearer neighbours
+        while hi - lo + 1 < self.cfg.max_batch_size:
+            grow_hi = hi + 1 < len(self._pending)
+            grow_lo = lo > 0
+            if not (grow_hi or grow_lo):
+                break
+            if grow_hi and (hi + 2 - lo) * max(top, self._pending[hi + 1].cost) <= self.cfg.max_batch_cost:
+                hi += 1
+                top = max(top, self._pending[hi].cost)
+            elif grow_lo and (hi + 2 - lo) * top <= self.cfg.max_batch_cost:
+                lo -= 1
+            else:
+                break
+        batch = self._pending[lo:hi + 1]
+        del self._pending[lo:hi + 1]
+        self._queued -= len(batch)
+        return batch
+
+    def _full(self) -> bool:
+        if len(self._pending) >= self.cfg.max_batch_size:
+            return True
+        top = max(i.cost for i in self._pending)
+        return len(self._pending) * top >= self.cfg.max_batch_cost
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            oldest = min(i.enqueued for i in self._pending)
+            wait = oldest + self.cfg.max_wait_s - time.monotonic()
+            if wait > 0 and not self._full() and not self._closed:
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+                continue
+            self._drop_expired()
+            if not self._pending:
+                continue
+            batch = self._take_batch()
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(None, self._run_batch, [i.payload for i in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
+            except Exception as exc:  # one failure reaches every caller of the batch
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            finally:
+                if self._on_batch:
+                    self._on_batch(BatchStats(len(batch), len(batch) * max(i.cost for i in batch),
+                                              time.perf_counter() - started))
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)

@@ -1,0 +1,1 @@
+"""The gRPC transport: servicer, error mapping, metrics, health, reflection, TLS and tokens."""

@@ -1,0 +1,141 @@
+"""Building and running the gRPC server: models, health, reflection, metrics, TLS, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from reranker.artifact import Artifact
+from reranker.engine import Engine, ServedModel
+from reranker.errors import ConfigError
+from reranker.runtime import OnnxScorer
+from reranker.server.config import ServerConfig
+from reranker.server.metrics import Metrics
+from reranker.server.service import Auth, RerankerService
+from reranker.store import PassageStore
+from reranker.v1 import reranker_pb2 as pb
+from reranker.v1 import reranker_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+
+
+def load_engine(cfg: ServerConfig, metrics: Metrics) -> Engine:
+    """Open every model's artifact (checksums verified) and store, load and warm the sessions."""
+    served = []
+    for spec in cfg.models:
+        artifact = Artifact.open(spec.artifact)
+        store = PassageStore.open(spec.store, artifact) if spec.store else None
+        scorer = OnnxScorer(artifact, cfg.runtime, store)
+        metrics.model_info.labels(spec.name, artifact.arch, artifact.precision, scorer.provider).set(1)
+        served.append(ServedModel(spec.name, scorer, spec.limits, cfg.batching, metrics))
+        log.info("model %s: %s %s on %s, store %s", spec.name, artifact.arch, artifact.precision, scorer.provider,
+                 f"{len(store)} passages" if store else "none")
+    return Engine(served, cfg.default, metrics)
+
+
+def read_token(cfg: ServerConfig) -> str | None:
+    if cfg.token_file:
+        try:
+            token = Path(cfg.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token_file {cfg.token_file}: {exc}") from exc
+        if not token:
+            raise ConfigError(f"token_file {cfg.token_file} is empty")
+        return token
+    if cfg.token_env:
+        token = os.environ.get(cfg.token_env, "").strip()
+        if not token:
+            raise ConfigError(f"token_env {cfg.token_env} is not set or empty")
+        return token
+    return None
+
+
+def _credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
+    if not cfg.tls_cert:
+        return None
+    try:
+        key, cert = Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes()
+        ca = Path(cfg.tls_client_ca).read_bytes() if cfg.tls_client_ca else None
+    except OSError as exc:
+        raise ConfigError(f"cannot read TLS files: {exc}") from exc
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+@dataclass
+class Running:
+    """A started server: its ports and the handles needed to stop it."""
+
+    server: grpc.aio.Server
+    engine: Engine
+    health: health.aio.HealthServicer
+    metrics: Metrics
+    port: int
+    metrics_port: int | None
+    grace: float
+    _http: object | None = None
+
+    async def stop(self) -> None:
+        """Graceful stop: health NOT_SERVING first, refuse new RPCs, let in-flight ones finish."""
+        await self.health.enter_graceful_shutdown()
+        log.info("shutting down: health NOT_SERVING, waiting up to %.1fs for in-flight requests", self.grace)
+        await self.server.stop(self.grace)
+        await self.engine.close()
+        if self._http is not None:
+            self._http.shutdown()  # type: ignore[attr-defined]
+
+
+async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: Engine | None = None) -> Running:
+    """Load models, then serve; health turns SERVING only once every model is loaded and warmed."""
+    metrics = metrics or Metrics()
+    auth = Auth(read_token(cfg))
+    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
+               ("grpc.max_send_message_length", cfg.max_message_bytes),
+               ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(options=options)
+    health_servicer = health.aio.HealthServicer()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    service = RerankerService(None, metrics, auth)
+    pb_grpc.add_RerankerServicer_to_server(service, server)
+    address = f"{cfg.host}:{cfg.port}"
+    creds = _credentials(cfg)
+    port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    if port == 0:
+        raise ConfigError(f"cannot bind the gRPC server to {address}")
+    http, metrics_port = None, None
+    if cfg.metrics_port >= 0:
+        http, _ = start_http_server(cfg.metrics_port, registry=metrics.registry)
+        metrics_port = http.server_port
+    await server.start()
+    log.info("gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models", cfg.host, port,
+             "TLS" if creds else "plaintext", metrics_port)
+    if engine is None:
+        engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
+    service.engine = engine
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving %s (default %s)", ", ".join(engine.models), engine.default)
+    return Running(server, engine, health_servicer, metrics, port, metrics_port, cfg.grace_seconds, http)
+
+
+async def serve_forever(cfg: ServerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    running = await start(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.stop()

@@ -1,0 +1,162 @@
+"""Server configuration: frozen dataclasses, loaded from TOML (``reranker serve --config FILE``).
+
+Example::
+
+    default_model = "colbert"
+
+    [server]
+    port = 50051
+    metrics_port = 9090
+    token_file = "/run/secrets/reranker-token"   # optional bearer token
+
+    [batching]
+    max_batch_size = 128
+    max_wait_s = 0.002
+
+    [runtime]
+    provider = "auto"
+
+    [[models]]
+    name = "colbert"
+    artifact = "artifacts/colbert"
+    store = "stores/colbert-dl19"
+
+    [[models]]
+    name = "teacher"
+    artifact = "artifacts/bert-cat"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reranker.engine.batcher import BatcherConfig
+from reranker.engine.engine import Limits
+from reranker.errors import ConfigError
+from reranker.runtime.config import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One served model."""
+
+    name: str
+    """Name clients use in RerankRequest.model."""
+    artifact: str
+    """ONNX artifact directory (from 'reranker export')."""
+    store: str = ""
+    """Passage store directory (from 'reranker index'); empty = candidates need text."""
+    limits: Limits = field(default_factory=Limits)
+    """Request limits."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The whole server."""
+
+    models: tuple[ModelSpec, ...]
+    """Served models (at least one)."""
+    default_model: str = ""
+    """Model used when a request names none (default: the first)."""
+    host: str = "[::]"
+    """Address to bind the gRPC server to."""
+    port: int = 50051
+    """gRPC port; 0 picks a free one (logged)."""
+    metrics_port: int = 9090
+    """Prometheus /metrics HTTP port; 0 picks a free one (logged); -1 disables."""
+    grace_seconds: float = 10.0
+    """On SIGTERM, in-flight requests get this long to finish."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest request or response message."""
+    tls_cert: str = ""
+    """PEM server certificate (with tls_key): serve TLS instead of plaintext."""
+    tls_key: str = ""
+    """PEM private key of tls_cert."""
+    tls_client_ca: str = ""
+    """PEM CA bundle: require client certificates signed by it (mutual TLS)."""
+    token_file: str = ""
+    """File holding the bearer token clients must send (authorization: Bearer ...)."""
+    token_env: str = ""
+    """Environment variable holding the bearer token (alternative to token_file)."""
+    batching: BatcherConfig = field(default_factory=BatcherConfig)
+    """Dynamic batching limits (per model)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """ONNX Runtime settings."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("the server needs at least one model ([[models]] with name and artifact)")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"model names must be unique, got {names}")
+        if self.default_model and self.default_model not in names:
+            raise ConfigError(f"default_model {self.default_model!r} is not one of the models {names}")
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not -1 <= value <= 65535 or (name == "port" and value < 0):
+                raise ConfigError(f"{name} must be a port number (0 = any free port), got {value}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.max_message_bytes < 1024:
+            raise ConfigError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
+        if self.grace_seconds < 0:
+            raise ConfigError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+
+    @property
+    def default(self) -> str:
+        return self.default_model or self.models[0].name
+
+    def replace(self, **changes: Any) -> ServerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Read a TOML server configuration; relative paths are taken from the file's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read server config {path}: {exc}") from exc
+    base = path.parent
+    models = []
+    for i, m in enumerate(raw.pop("models", [])):
+        limit_keys = {f.name for f in dataclasses.fields(Limits)}
+        limits = _build(Limits, {k: v for k, v in m.items() if k in limit_keys}, f"{path} models[{i}]")
+        rest = {k: v for k, v in m.items() if k not in limit_keys}
+        for key in ("artifact", "store"):
+            if rest.get(key):
+                rest[key] = str((base / rest[key]).resolve())
+        models.append(_build(ModelSpec, {**rest, "limits": limits}, f"{path} models[{i}]"))
+    server = dict(raw.pop("server", {}))
+    for key in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
+        if server.get(key):
+            server[key] = str((base / server[key]).resolve())
+    batching = _build(BatcherConfig, raw.pop("batching", {}), f"{path} [batching]")
+    runtime = _build(RuntimeConfig, raw.pop("runtime", {}), f"{path} [runtime]")
+    top = {k: raw.pop(k) for k in list(raw) if k == "default_model"}
+    if raw:
+        raise ConfigError(f"{path}: unknown sections or keys {sorted(raw)}; allowed: default_model, [server], "
+                          "[batching], [runtime], [[models]]")
+    return _build(ServerConfig, {**server, **top, "models": tuple(models), "batching": batching, "runtime": runtime},
+                  f"{path} [server]")

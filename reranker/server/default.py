@@ -1,0 +1,80 @@
+"""What ``reranker serve`` runs with no arguments: the default distilled student over the TREC DL
+2019 passages shipped with the project.
+
+The ONNX artifact and the passage store are built at first start (export in a subprocess, so the
+serving process never imports torch; the store with a progress bar) and cached under
+``$RERANKER_HOME`` (default ``~/.cache/reranker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from reranker.artifact import Artifact
+from reranker.data import DataFolder
+from reranker.errors import ArtifactError, ConfigError
+from reranker.server.config import ModelSpec, ServerConfig
+from reranker.store import PassageStore, build_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "default"
+SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "default_model"
+"""The committed default student (weights that differ from the base model, fp16, model card)."""
+
+
+def home() -> Path:
+    return Path(os.environ.get("RERANKER_HOME", Path.home() / ".cache" / "reranker"))
+
+
+def _run(args: list[str]) -> None:
+    command = [sys.executable, "-m", "reranker.cli", *args]
+    log.info("running %s", " ".join(command[2:]))
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise ArtifactError(f"building the default model failed: '{' '.join(command[2:])}' exited "
+                            f"{result.returncode}; it needs the train extra (pip install 'reranker[train]')")
+
+
+def default_checkpoint(cache: Path) -> Path:
+    """The shipped default student when present, else the zero-shot MiniLM ColBERT (made once)."""
+    if (SHIPPED_DEFAULT / "manifest.json").is_file():
+        return SHIPPED_DEFAULT
+    ckpt = cache / "zero-shot-colbert"
+    if not (ckpt / "manifest.json").is_file():
+        _run(["init", "--arch", "colbert", "--init", "minilm", "--no-model-colbert-query-augmentation",
+              "--out", str(ckpt)])
+    return ckpt
+
+
+def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
+    """(artifact, store) of the default model, building what is missing or stale."""
+    cache = home() / DEFAULT_NAME
+    artifact_dir = cache / f"onnx-{precision}"
+    try:
+        artifact = Artifact.open(artifact_dir)
+    except ArtifactError:
+        ckpt = default_checkpoint(cache)
+        log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
+        _run(["export", "--model", str(ckpt), "--out", str(artifact_dir), "--precision", precision])
+        artifact = Artifact.open(artifact_dir)
+    store_dir = cache / f"store-{precision}-{Path(data).name}"
+    try:
+        PassageStore.open(store_dir, artifact)
+    except ArtifactError:
+        folder = DataFolder.open(data)
+        if not folder.passages:
+            raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from") from None
+        log.info("building the passage store of %d passages of %s (first start; cached in %s)",
+                 len(folder.passages), data, store_dir)
+        build_store(artifact, folder.passages, store_dir)
+    return artifact_dir, store_dir
+
+
+def default_config(data: Path, **server: object) -> ServerConfig:
+    artifact, store = ensure_default(data)
+    return ServerConfig(models=(ModelSpec(DEFAULT_NAME, str(artifact), str(store)),), **server)  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+"""The gRPC servicer: messages <-> engine, errors -> status codes (in one place), auth, RPC metrics."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from reranker.engine import Engine, RerankInput
+from reranker.engine.engine import SCORE_KINDS
+from reranker.errors import (
+    ArtifactError,
+    CapacityError,
+    ConfigError,
+    DeadlineError,
+    InvalidInputError,
+    NotFoundError,
+    RerankerError,
+)
+from reranker.server.metrics import Metrics
+from reranker.v1 import reranker_pb2 as pb
+from reranker.v1 import reranker_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (CapacityError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (ArtifactError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+"""The one mapping from the project's exceptions to gRPC status codes."""
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    for cls, code in STATUS_OF:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+class Auth:
+    """Bearer-token check, constant-time; no token configured = open."""
+
+    def __init__(self, token: str | None) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def allowed(self, context: grpc.aio.ServicerContext) -> bool:
+        if self._expected is None:
+            return True
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self._expected)
+        return False
+
+
+class RerankerService(pb_grpc.RerankerServicer):
+    def __init__(self, engine: Engine | None, metrics: Metrics, auth: Auth) -> None:
+        self.engine, self.metrics, self.auth = engine, metrics, auth
+        """None while the models load: calls get UNAVAILABLE (health is NOT_SERVING then)."""
+
+    async def _guarded(self, method: str, context: grpc.aio.ServicerContext, model: str,
+                       body: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        try:
+            if not self.auth.allowed(context):
+                code = grpc.StatusCode.UNAUTHENTICATED
+                await context.abort(code, "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
+            if self.engine is None:
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "the server is still loading its models; retry shortly (health is NOT_SERVING)")
+            return await body()
+        except RerankerError as exc:
+            code = status_for(exc)
+            await context.abort(code, str(exc))
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("%s failed", method)
+            await context.abort(code, "internal error; the server logged the details")
+        finally:
+            seconds = time.monotonic() - started
+            self.metrics.rpc(method, code.name, seconds)
+            if method == "Rerank" and code != grpc.StatusCode.OK and self.engine is not None:
+                # client-chosen names never become label values: unknown ones share one label
+                label = (model or self.engine.default) if (model or self.engine.default) in self.engine.models else "unknown"
+                self.metrics.request(label, code.name, seconds, 0.0, 0, 0)
+
+    async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
+        async def body() -> pb.RerankResponse:
+            remaining = context.time_remaining()
+            deadline = time.monotonic() + remaining if remaining is not None else None
+            req = RerankInput(request.query, [c.id for c in request.candidates], [c.text for c in request.candidates],
+                              request.model, request.top_k)
+            out = await self.engine.rerank(req, deadline=deadline)
+            self.metrics.request(out.model, "OK", out.total_ms / 1000.0, out.queue_ms / 1000.0,
+                                 out.stats["candidates"], out.stats["truncated"])
+            return pb.RerankResponse(
+                model=out.model,
+                results=[pb.Result(id=r.id, index=r.index, score=r.score, truncated=r.truncated) for r in out.results],
+                timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms))
+
+        return await self._guarded("Rerank", context, request.model, body)
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        async def body() -> pb.ListModelsResponse:
+            infos = []
+            for name, m in self.engine.models.items():
+                cfg = m.scorer.config
+                infos.append(pb.ModelInfo(
+                    name=name, arch=m.scorer.arch, precision=m.scorer.artifact.precision, provider=m.scorer.provider,
+                    store_passages=m.store_passages, store_bytes=m.store_bytes,
+                    max_candidates=m.limits.max_candidates, max_query_tokens=m.scorer.query_token_limit,
+                    max_passage_tokens=cfg.passage_max_len - (0 if cfg.arch == "tk" else 2),
+                    is_default=name == self.engine.default, score_kind=SCORE_KINDS[m.scorer.arch]))
+            return pb.ListModelsResponse(models=infos, default_model=self.engine.default)
+
+        return await self._guarded("ListModels", context, "", body)
+

@@ -1,0 +1,143 @@
+"""The dynamic batcher's contract, with pure async fakes (no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
+from reranker.errors import CapacityError, ConfigError, DeadlineError
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class Recorder:
+    """A batch function that doubles its inputs and remembers the batches it saw."""
+
+    def __init__(self, delay: float = 0.0, fail_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.delay, self.fail_on = delay, fail_on
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        with self.lock:
+            self.batches.append(list(items))
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_on is not None and self.fail_on in items:
+            raise ValueError(f"boom on {self.fail_on}")
+        return [2 * i for i in items]
+
+
+def test_results_keep_order_and_number_across_concurrent_callers() -> None:
+    async def main():
+        rec = Recorder(delay=0.01)
+        b = Batcher(rec, BatcherConfig(max_batch_size=7, max_wait_s=0.02), cost=lambda x: 1 + x % 5)
+        requests = [list(range(k * 10, k * 10 + n)) for k, n in enumerate([3, 9, 1, 5, 12])]
+        outs = await asyncio.gather(*(b.submit(r) for r in requests))
+        await b.close()
+        return rec, requests, outs
+
+    rec, requests, outs = run(main())
+    for req, out in zip(requests, outs, strict=True):
+        assert out == [2 * i for i in req]
+    assert all(len(batch) <= 7 for batch in rec.batches)
+    assert sorted(i for batch in rec.batches for i in batch) == sorted(i for r in requests for i in r)
+    assert any(len({i // 10 for i in batch}) > 1 for batch in rec.batches), "requests never shared a batch"
+
+
+def test_one_failure_reaches_every_caller_of_the_batch() -> None:
+    async def main():
+        b = Batcher(Recorder(fail_on=4), BatcherConfig(max_batch_size=100, max_wait_s=0.05))
+        results = await asyncio.gather(b.submit([1, 2]), b.submit([3, 4]), b.submit([5]), return_exceptions=True)
+        ok = await b.submit([7])  # the batcher keeps working after a failed batch
+        await b.close()
+        return results, ok
+
+    results, ok = run(main())
+    assert all(isinstance(r, ValueError) and "boom on 4" in str(r) for r in results)
+    assert ok == [14]
+
+
+def test_max_wait_flushes_a_partial_batch() -> None:
+    async def main():
+        stats: list[BatchStats] = []
+        b = Batcher(Recorder(), BatcherConfig(max_batch_size=1000, max_wait_s=0.05), on_batch=stats.append)
+        start = time.monotonic()
+        out = await b.submit([1, 2, 3])
+        waited = time.monotonic() - start
+        await b.close()
+        return out, waited, stats
+
+    out, waited, stats = run(main())
+    assert out == [2, 4, 6]
+    assert 0.04 <= waited < 1.0
+    assert [s.size for s in stats] == [3]
+
+
+def test_token_budget_splits_batches() -> None:
+    async def main():
+        rec = Recorder()
+        b = Batcher(rec, BatcherConfig(max_batch_size=100, max_batch_cost=20, max_wait_s=0.01), cost=lambda x: 10)
+        await b.submit([1, 2, 3, 4, 5])
+        await b.close()
+        return rec
+
+    assert all(len(batch) <= 2 for batch in run(main()).batches)
+
+
+def test_over_capacity_is_refused_at_once_before_any_work() -> None:
+    async def main():
+        rec = Recorder(delay=0.2)
+        b = Batcher(rec, BatcherConfig(max_batch_size=2, max_wait_s=0.0, max_queue=4))
+        first = asyncio.ensure_future(b.submit([1, 2, 3, 4]))
+        await asyncio.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(CapacityError, match="queue holds at most 4"):
+            await b.submit([5, 6, 7])
+        refused_in = time.monotonic() - start
+        await first
+        await b.close()
+        return rec, refused_in
+
+    rec, refused_in = run(main())
+    assert refused_in < 0.05
+    assert all(i not in (5, 6, 7) for batch in rec.batches for i in batch)
+
+
+def test_expired_and_cancelled_work_is_dropped_not_computed() -> None:
+    async def main():
+        rec = Recorder(delay=0.15)
+        dropped: list[int] = []
+        b = Batcher(rec, BatcherConfig(max_batch_size=1, max_wait_s=0.0), on_drop=dropped.append)
+        blocker = asyncio.ensure_future(b.submit([1]))
+        await asyncio.sleep(0.02)  # [1] is running now
+        late = asyncio.ensure_future(b.submit([2, 3], deadline=time.monotonic() + 0.05))
+        cancelled = asyncio.ensure_future(b.submit([4, 5]))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        await blocker
+        with pytest.raises(DeadlineError):
+            await late
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert await b.submit([6]) == [12]
+        await b.close()
+        return rec, dropped
+
+    rec, dropped = run(main())
+    computed = {i for batch in rec.batches for i in batch}
+    assert computed == {1, 6}
+    assert sum(dropped) == 4
+
+
+def test_settings_validated_eagerly() -> None:
+    with pytest.raises(ConfigError, match="max_batch_size=0"):
+        BatcherConfig(max_batch_size=0)
+    with pytest.raises(ConfigError, match="max_wait_s"):
+        BatcherConfig(max_wait_s=-1)
