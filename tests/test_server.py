@@ -18,16 +18,16 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from reranker.artifact import Artifact  # noqa: E402
-from reranker.client import RerankerClient  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-from reranker.engine import BatcherConfig, Limits  # noqa: E402
-from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
-from reranker.server.app import Running, start  # noqa: E402
-from reranker.server.config import ModelSpec, ServerConfig, load_config  # noqa: E402
-from reranker.store import PassageStore, build_store  # noqa: E402
+from reranker.artifact import Artifact
+from reranker.client import RerankerClient
+from reranker.data import DataFolder
+from reranker.engine import BatcherConfig, Limits
+from reranker.runtime import OnnxScorer, RuntimeConfig
+from reranker.server.app import Running, start
+from reranker.server.config import ModelSpec, ServerConfig, load_config
+from reranker.store import PassageStore, build_store
 
-from .conftest import DL19_MINI  # noqa: E402
+from .conftest import DL19_MINI
 
 CPU = RuntimeConfig(provider="cpu", intra_op_threads=1)
 
@@ -57,9 +57,9 @@ def launch(cfg: ServerConfig) -> Live:
 def metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
+        named = line.startswith((name + "{", name + " "))
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
     return total
 
 
