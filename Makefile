@@ -12,11 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Main job: evaluate BM25 and the zero-shot MiniLM ColBERT start on TREC DL 2019.
+# Main job: serve the default student over gRPC (:50051, metrics :9090) with a passage store of the
+# TREC DL 2019 passages (built at first start, then cached in $$RERANKER_HOME, default ~/.cache/reranker).
 run: setup
-	$(VENV)/bin/reranker evaluate --model bm25 --data $(DL19) --run bm25
-	$(VENV)/bin/reranker init --arch colbert --init minilm --no-model-colbert-query-augmentation --out runs/zero-shot-colbert
-	$(VENV)/bin/reranker evaluate --model runs/zero-shot-colbert --data $(DL19) --run bm25 --json runs/zero-shot-colbert/dl19.json
+	$(VENV)/bin/reranker serve --data $(DL19)
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -293,3 +293,44 @@ def test_generated_grpc_code_is_in_sync(tmp_path) -> None:
     for name in ("reranker_pb2.py", "reranker_pb2.pyi", "reranker_pb2_grpc.py"):
         assert (tmp_path / "reranker/v1" / name).read_text() == (root / "reranker/v1" / name).read_text(), \
             f"reranker/v1/{name} is stale: run 'make proto'"
+
+
+def test_health_is_not_serving_while_models_load(setup, monkeypatch) -> None:
+    import socket
+
+    import reranker.server.app as app
+
+    real = app.load_engine
+    release = threading.Event()
+
+    def slow_load(cfg, metrics):
+        release.wait(timeout=30)
+        return real(cfg, metrics)
+
+    monkeypatch.setattr(app, "load_engine", slow_load)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    starting = asyncio.run_coroutine_threadsafe(start(setup["cfg"].replace(port=port)), loop)
+    status, code = None, None
+    with RerankerClient(f"127.0.0.1:{port}", timeout=2) as client:
+        for _ in range(100):
+            try:
+                status = client.health()
+                break
+            except grpc.RpcError:
+                time.sleep(0.05)
+        try:
+            client.list_models()
+        except grpc.RpcError as exc:
+            code = exc.code()
+    release.set()
+    running = starting.result(timeout=60)
+    try:
+        assert status == "NOT_SERVING" and code == grpc.StatusCode.UNAVAILABLE
+        with RerankerClient(f"127.0.0.1:{port}") as client:
+            assert client.health() == "SERVING"
+    finally:
+        asyncio.run_coroutine_threadsafe(running.stop(), loop).result(timeout=30)
