@@ -1,0 +1,78 @@
+"""The efficiency-effectiveness trade-off: latency (from benchmarks/latency.py) joined with
+effectiveness (from `reranker evaluate --json`), one table and one plot.
+
+    .venv/bin/python benchmarks/tradeoff.py --latency benchmarks/results/latency.json \\
+        --eval teacher=runs/full/teacher/dl19-bm25.json --eval colbert=runs/full/colbert-L6-kd/dl19-bm25.json \\
+        --bm25 runs/bm25-dl19.json --teacher teacher --out benchmarks/results/tradeoff
+
+Writes OUT.md (table) and OUT.png (latency for 100 candidates on a log axis vs nDCG@10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", required=True, type=Path, help="JSON written by benchmarks/latency.py")
+    ap.add_argument("--eval", action="append", default=[], help="MODEL=FILE: 'reranker evaluate --json' of a served model")
+    ap.add_argument("--bm25", type=Path, default=None, help="'reranker evaluate --model bm25 --json' result")
+    ap.add_argument("--teacher", default="teacher", help="name of the BERT-cat teacher among the models")
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--out", type=Path, required=True, help="output path without suffix")
+    args = ap.parse_args()
+    latency = json.loads(args.latency.read_text())
+    lat = {r["model"]: r for r in latency["records"]
+           if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency}
+    evals = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.eval)}
+    rows = []
+    for name, ev in evals.items():
+        r = lat.get(name)
+        rows.append({"model": name, "arch": r["arch"] if r else "?", "ndcg@10": ev["ndcg@10"], "mrr@10": ev["mrr@10"],
+                     "p50_ms": r["p50_ms"] if r else None, "bytes_per_passage": ev.get("store_bytes_per_passage")})
+    teacher = lat.get(args.teacher)
+    lines = [f"| model | arch | nDCG@10 | MRR@10 | p50 ms ({args.candidates} cand.) | latency vs teacher |",
+             "|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda x: x["p50_ms"] or 0):
+        ratio = f"{row['p50_ms'] / teacher['p50_ms']:.3f}x" if teacher and row["p50_ms"] else "-"
+        lines.append(f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | "
+                     f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} |")
+    if args.bm25:
+        bm = json.loads(args.bm25.read_text())
+        lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        if row["p50_ms"] is None:
+            continue
+        is_teacher = row["model"] == args.teacher
+        ax.scatter(row["p50_ms"], row["ndcg@10"], s=70, marker="*" if is_teacher else "o",
+                   color="crimson" if is_teacher else "tab:blue", zorder=3)
+        ax.annotate(row["model"], (row["p50_ms"], row["ndcg@10"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    if args.bm25:
+        ax.axhline(json.loads(args.bm25.read_text())["ndcg@10"], color="gray", ls="--", lw=1, label="BM25 (no re-ranking)")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency per query, {args.candidates} candidates (ms, log scale)")
+    ax.set_ylabel("nDCG@10, TREC DL 2019 (BM25 top-100 re-ranked)")
+    ax.set_title("Efficiency vs effectiveness")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
