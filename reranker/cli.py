@@ -29,10 +29,23 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _load_model(spec: str) -> Any:
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RerankerError("--device cuda was asked for, but torch sees no CUDA device")
+    log.info("torch device: %s", name)
+    return torch.device(name)
+
+
+def _load_model(spec: str, device: str = "cpu") -> Any:
     from reranker.models.checkpoint import load_checkpoint
 
-    return load_checkpoint(spec)
+    loaded = load_checkpoint(spec)
+    loaded.model.to(_device(device))
+    return loaded
 
 
 # --- triples -------------------------------------------------------------------------------------
@@ -62,7 +75,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     collection = Collection.open(args.data)
     triples = read_training_file(args.triples)
-    teachers = [_load_model(m) for m in args.model]
+    teachers = [_load_model(m, args.device) for m in args.model]
     scored = score_triples(teachers, collection, triples, batch_size=args.batch_size, progress=True)
     write_scores(args.out, scored)
     print(f"wrote teacher scores ({len(teachers)} model(s), mean) of {len(scored)} triples to {args.out}")
@@ -89,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         loaded = init_from_base(args.arch, args.init, num_layers=args.layers, **overrides)
         base = str(resolve_base_dir(args.init))
+    loaded.model.to(_device(args.device))
     collection = Collection.open(args.data)
     triples = read_training_file(args.triples)
     info = {"base_model": base, "init": str(args.init), "data": [str(d) for d in args.data],
@@ -128,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from reranker.training.inference import rerank
 
         _set_threads(args.threads)
-        loaded = _load_model(args.model)
+        loaded = _load_model(args.model, args.device)
         reranked = rerank(loaded, folder.queries, folder.passages, candidates, batch_size=args.batch_size,
                           progress=True)
         model_name = args.model
@@ -263,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="score file to write")
     p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("train", help="train a model (Margin-MSE, RankNet or pointwise MSE)",
@@ -276,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output model directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
     add_dataclass_args(p, TrainConfig)
     add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")
     p.set_defaults(func=cmd_train)
@@ -346,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-run", default=None, help="write the re-ranked TREC run here (default: next to --json)")
     p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -34,9 +34,9 @@ R = TypeVar("R")
 class BatcherConfig:
     """Limits of one model's batcher."""
 
-    max_batch_size: int = 128
-    """Most items (pairs) per batch."""
-    max_batch_cost: int = 16384
+    max_batch_size: int = 16
+    """Most items (pairs) per batch (CPU-tuned, like RuntimeConfig.max_batch_pairs; raise it on a GPU)."""
+    max_batch_cost: int = 4096
     """Most cost per batch (cost = items x the largest item cost, i.e. padded tokens)."""
     max_wait_s: float = 0.002
     """How long a non-full batch waits for more work."""

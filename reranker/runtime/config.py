@@ -19,9 +19,10 @@ class RuntimeConfig:
     """Threads inside one operator; 0 lets ONNX Runtime use every core."""
     inter_op_threads: int = 1
     """Threads across independent operators."""
-    max_batch_pairs: int = 128
-    """At most this many (query, passage) pairs in one graph run."""
-    max_batch_tokens: int = 16384
+    max_batch_pairs: int = 16
+    """At most this many (query, passage) pairs in one graph run (CPU-tuned: on 2 cores a 6-layer
+    cross-encoder ran 1.9x faster in batches of 16 than of 128; raise it on a GPU)."""
+    max_batch_tokens: int = 4096
     """At most this many padded passage tokens (pairs x longest passage) in one graph run."""
     warmup: bool = True
     """Run every graph once at load so the first request does not pay for initialisation."""

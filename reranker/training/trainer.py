@@ -51,7 +51,7 @@ def _save_optimizer(opt: torch.optim.AdamW, names: Sequence[str], path: Path) ->
     tensors: dict[str, torch.Tensor] = {}
     for name, param in zip(names, params, strict=True):
         for key, value in opt.state.get(param, {}).items():
-            tensors[f"{name}::{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+            tensors[f"{name}::{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
     save_file(tensors, str(path))
 
 
@@ -59,7 +59,8 @@ def _load_optimizer(opt: torch.optim.AdamW, names: Sequence[str], path: Path) ->
     tensors = load_file(str(path))
     params = [p for group in opt.param_groups for p in group["params"]]
     for name, param in zip(names, params, strict=True):
-        state = {key.split("::", 1)[1]: value for key, value in tensors.items() if key.split("::", 1)[0] == name}
+        state = {key.split("::", 1)[1]: value.to(param.device) if value.ndim else value
+                 for key, value in tensors.items() if key.split("::", 1)[0] == name}
         if state:
             opt.state[param] = state
 
@@ -174,7 +175,7 @@ class Trainer:
         if saved != now:
             diff = sorted(k for k in now if saved.get(k) != now[k])
             raise ConfigError(f"cannot resume {ckpt}: training settings differ in {diff}")
-        weights = load_file(str(ckpt / "model.safetensors"))
+        weights = load_file(str(ckpt / "model.safetensors"), device=str(next(self.loaded.model.parameters()).device))
         self.loaded.model.load_state_dict(weights)
         _load_optimizer(self.opt, self.param_names, ckpt / "optimizer.safetensors")
         torch.set_rng_state(load_file(str(ckpt / "rng.safetensors"))["torch_rng"])
