@@ -116,6 +116,55 @@ def run_cell(target: str, token: str | None, model: str, requests: list[tuple[st
             "qps": round(n / elapsed, 2)}
 
 
+def peer_cross_encoder(checkpoint: Path, requests: list[tuple[str, list]], count: int, batch_size: int,
+                       work: Path) -> dict[str, float]:
+    """sentence-transformers' CrossEncoder on the same BERT-cat weights, in process, one query at a time."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from reranker.models.hf_export import to_hf_cross_encoder
+
+    hf_dir = to_hf_cross_encoder(checkpoint, work / "hf-cross-encoder")
+    model = CrossEncoder(str(hf_dir), max_length=232, device="cpu")
+    identity = torch.nn.Identity()
+
+    def one(i: int) -> None:
+        query, cands = requests[i % len(requests)]
+        model.predict([(query, text) for _, text in cands], batch_size=batch_size, activation_fn=identity,
+                      show_progress_bar=False)
+
+    one(0)
+    latencies = []
+    started = time.perf_counter()
+    for i in range(count):
+        t = time.perf_counter()
+        one(i + 1)
+        latencies.append((time.perf_counter() - t) * 1000.0)
+    elapsed = time.perf_counter() - started
+    return {"requests": count, "p50_ms": round(percentile(latencies, 0.5), 2), "p95_ms": round(percentile(latencies, 0.95), 2),
+            "p99_ms": round(percentile(latencies, 0.99), 2), "qps": round(count / elapsed, 2)}
+
+
+def in_process(artifact: Path, store: Path | None, requests: list[tuple[str, list]], count: int) -> dict[str, float]:
+    """The same model scored in process with our ONNX Runtime scorer (no gRPC, no batcher)."""
+    from reranker.artifact import Artifact
+    from reranker.runtime import OnnxScorer
+    from reranker.store import PassageStore
+
+    art = Artifact.open(artifact)
+    scorer = OnnxScorer(art, store=PassageStore.open(store, art) if store else None)
+    latencies = []
+    for i in range(count + 1):
+        query, cands = requests[i % len(requests)]
+        ids = [c if isinstance(c, str) else c[0] for c in cands]
+        texts = ["" if isinstance(c, str) else c[1] for c in cands]
+        t = time.perf_counter()
+        scorer.rerank(query, ids, texts)
+        if i:
+            latencies.append((time.perf_counter() - t) * 1000.0)
+    return {"requests": count, "p50_ms": round(percentile(latencies, 0.5), 2), "p95_ms": round(percentile(latencies, 0.95), 2)}
+
+
 def start_server(config: Path) -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0",
                              "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
@@ -147,6 +196,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small cells: finishes in under two minutes on 2 cores")
     ap.add_argument("--token", default=os.environ.get("RERANKER_TOKEN"))
+    ap.add_argument("--peer-cross-encoder", type=Path, default=None,
+                    help="BERT-cat checkpoint: also time sentence-transformers' CrossEncoder on its weights")
+    ap.add_argument("--peer-batch-size", type=int, default=32, help="CrossEncoder.predict batch size (its default)")
+    ap.add_argument("--in-process", default=None,
+                    help="MODEL=ARTIFACT[:STORE]: also time that served model scored in process (gRPC overhead)")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-latency")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.quick:
@@ -193,6 +248,21 @@ def main() -> None:
                     print(f"{m.name:14s} {record['input']:4s} N={n:<4d} C={c:<3d} p50 {cell['p50_ms']:8.1f} ms  "
                           f"p95 {cell['p95_ms']:8.1f}  p99 {cell['p99_ms']:8.1f}  {cell['qps']:7.2f} q/s  "
                           f"{record['pairs_per_s']:8.1f} pairs/s  batch {record.get('mean_batch_size', '-')}", flush=True)
+        peers: dict[str, Any] = {}
+        requests100 = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]]) for q in qids]
+        if args.peer_cross_encoder:
+            cell = peer_cross_encoder(args.peer_cross_encoder, requests100, max(args.requests // 2, 5),
+                                      args.peer_batch_size, args.work)
+            peers["sentence-transformers CrossEncoder (teacher weights, PyTorch)"] = {
+                **cell, "candidates": 100, "concurrency": 1, "pairs_per_s": round(cell["qps"] * 100, 1)}
+        if args.in_process:
+            name, _, paths = args.in_process.partition("=")
+            artifact, _, store = paths.partition(":")
+            reqs = requests100 if not store else [(q, [p for p, _ in c]) for q, c in requests100]
+            peers[f"{name} in process (no gRPC)"] = {**in_process(Path(artifact), Path(store) if store else None, reqs,
+                                                                  max(args.requests // 2, 5)), "candidates": 100}
+        for name, cell in peers.items():
+            print(f"{name}: p50 {cell['p50_ms']} ms" + (f", {cell['pairs_per_s']} pairs/s" if "pairs_per_s" in cell else ""))
         print("\n| model | arch | input | N | C | p50 ms | p95 ms | p99 ms | q/s | pairs/s | mean batch | queue ms | "
               "inference ms/batch |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in records:
@@ -201,7 +271,8 @@ def main() -> None:
                   f"{r.get('mean_queue_ms', '-')} | {r.get('mean_inference_ms_per_batch', '-')} |")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"machine": machine(models), "records": records}, indent=2) + "\n")
+            args.json.write_text(json.dumps({"machine": machine(models), "records": records, "peers": peers},
+                                            indent=2) + "\n")
     finally:
         if proc is not None:
             proc.terminate()

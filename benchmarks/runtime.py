@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--archs", default=",".join(ARCHES))
     ap.add_argument("--queries", type=int, default=5, help="timed queries (plus one warm-up)")
     ap.add_argument("--candidates", type=int, default=100)
-    ap.add_argument("--torch-batch", type=int, default=16, help="PyTorch pairs per batch (length-sorted; same as the ORT default)")
+    ap.add_argument("--torch-batch", type=int, default=16, help="PyTorch pairs per batch (length-sorted, as ORT)")
     ap.add_argument("--model", action="append", default=[], help="ARCH=DIR: a trained checkpoint instead of MiniLM init")
     ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-runtime")
     ap.add_argument("--json", type=Path, default=None)
