@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -82,6 +83,9 @@ class RerankerService(pb_grpc.RerankerServicer):
             code = status_for(exc)
             await context.abort(code, str(exc))
         except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client went away; its queued work is dropped
             raise
         except Exception:
             code = grpc.StatusCode.INTERNAL
