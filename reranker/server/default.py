@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
 SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "default_model"
-"""The committed default student (weights that differ from the base model, fp16, model card)."""
+"""The committed default student (same path as reranker.models.checkpoint.SHIPPED_DEFAULT, which
+this torch-free module must not import)."""
 
 
 def home() -> Path:
