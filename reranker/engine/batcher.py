@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,26 +38,17 @@ class BatcherConfig:
     """Most items (pairs) per batch (CPU-tuned, like RuntimeConfig.max_batch_pairs; raise it on a GPU)."""
     max_batch_cost: int = 4096
     """Most cost per batch (cost = items x the largest item cost, i.e. padded tokens)."""
-    light_batch_size: int = 256
-    """Most items per batch for models whose batched work is a light scorer (ColBERT, BERT-dot, TK)."""
-    light_batch_cost: int = 65536
-    """Most cost per batch for those models."""
     max_wait_s: float = 0.002
     """How long a non-full batch waits for more work."""
     max_queue: int = 20000
     """Most items waiting; a request that would exceed it is refused with RESOURCE_EXHAUSTED."""
 
     def __post_init__(self) -> None:
-        limits = ("max_batch_size", "max_batch_cost", "light_batch_size", "light_batch_cost", "max_queue")
-        bad = {name: getattr(self, name) for name in limits if getattr(self, name) < 1}
-        if bad:
-            raise ConfigError(f"batcher limits must be >= 1, got {', '.join(f'{k}={v}' for k, v in bad.items())}")
+        if self.max_batch_size < 1 or self.max_batch_cost < 1 or self.max_queue < 1:
+            raise ConfigError(f"batcher limits must be >= 1, got max_batch_size={self.max_batch_size}, "
+                              f"max_batch_cost={self.max_batch_cost}, max_queue={self.max_queue}")
         if not 0 <= self.max_wait_s <= 10:
             raise ConfigError(f"max_wait_s must be in [0, 10] seconds, got {self.max_wait_s}")
-
-    def for_light_scorer(self) -> BatcherConfig:
-        """The limits a light-scorer model's batcher uses."""
-        return dataclasses.replace(self, max_batch_size=self.light_batch_size, max_batch_cost=self.light_batch_cost)
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,6 @@ class ServedModel:
     def __init__(self, name: str, scorer: OnnxScorer, limits: Limits, batching: BatcherConfig,
                  sink: StatsSink) -> None:
         self.name, self.scorer, self.limits, self.sink = name, scorer, limits, sink
-        if scorer.light_core:
-            batching = batching.for_light_scorer()
         self.batcher: Batcher[_Pair, tuple[float, float]] = Batcher(
             self._run, batching, cost=lambda pair: pair.passage.length + pair.query.length,
             on_batch=lambda s: sink.batch(name, s), on_drop=lambda n: sink.dropped(name, n))

@@ -24,11 +24,6 @@ class RuntimeConfig:
     cross-encoder ran 1.9x faster in batches of 16 than of 128; raise it on a GPU)."""
     max_batch_tokens: int = 4096
     """At most this many padded passage tokens (pairs x longest passage) in one graph run."""
-    light_batch_pairs: int = 256
-    """Pairs per run of a light scorer graph over stored states (ColBERT MaxSim, BERT-dot, TK kernels),
-    where a batch costs little and every graph run has a fixed overhead."""
-    light_batch_tokens: int = 65536
-    """Padded passage tokens per run of a light scorer graph."""
     warmup: bool = True
     """Run every graph once at load so the first request does not pay for initialisation."""
 
@@ -37,7 +32,6 @@ class RuntimeConfig:
             raise ConfigError(f"provider must be auto, cpu or cuda, got {self.provider!r}")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ConfigError("thread counts must be >= 0 (0 = ONNX Runtime's default)")
-        if min(self.max_batch_pairs, self.max_batch_tokens, self.light_batch_pairs, self.light_batch_tokens) < 1:
-            raise ConfigError(f"batch limits must be >= 1, got max_batch_pairs={self.max_batch_pairs}, "
-                              f"max_batch_tokens={self.max_batch_tokens}, light_batch_pairs={self.light_batch_pairs}, "
-                              f"light_batch_tokens={self.light_batch_tokens}")
+        if self.max_batch_pairs < 1 or self.max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_pairs and max_batch_tokens must be >= 1, got "
+                              f"{self.max_batch_pairs} and {self.max_batch_tokens}")

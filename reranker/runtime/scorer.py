@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LIGHT_SCORERS = ("bert_dot", "colbert", "tk")
-"""Architectures whose scorer graph runs no transformer layer (PreTT's runs its upper layers)."""
-
 
 @dataclass(frozen=True)
 class QueryItem:
@@ -115,18 +112,6 @@ class OnnxScorer:
             self.rerank("warm up query", [""], ["a short passage to warm up every graph"])
 
     @property
-    def light_core(self) -> bool:
-        """Whether scoring a ready batch is cheap (no transformer layers run per pair)."""
-        return self.arch in LIGHT_SCORERS
-
-    @property
-    def core_batch_limits(self) -> tuple[int, int]:
-        """(pairs, padded passage tokens) per run of the core graph."""
-        if self.light_core:
-            return self.cfg.light_batch_pairs, self.cfg.light_batch_tokens
-        return self.cfg.max_batch_pairs, self.cfg.max_batch_tokens
-
-    @property
     def query_token_limit(self) -> int:
         """Word pieces a query may have (queries are never truncated)."""
         return self.config.query_max_len - (0 if self.arch == "tk" else 2)
@@ -199,6 +184,6 @@ class OnnxScorer:
         q = self.prepare_query(query)
         passages = self.prepare_passages(ids, texts)
         scores = np.empty(len(passages), dtype=np.float32)
-        for batch in plan_batches([p.length for p in passages], *self.core_batch_limits):
+        for batch in plan_batches([p.length for p in passages], self.cfg.max_batch_pairs, self.cfg.max_batch_tokens):
             scores[batch] = self.score([q] * len(batch), [passages[i] for i in batch])
         return scores, np.array([p.truncated for p in passages], dtype=bool)
