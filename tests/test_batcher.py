@@ -94,7 +94,7 @@ def test_token_budget_splits_batches() -> None:
 def test_over_capacity_is_refused_at_once_before_any_work() -> None:
     async def main():
         rec = Recorder(delay=0.2)
-        b = Batcher(rec, BatcherConfig(max_batch_size=2, max_wait_s=0.0, max_queue=4))
+        b = Batcher(rec, BatcherConfig(max_batch_size=2, max_batches_per_run=1, max_wait_s=0.0, max_queue=4))
         first = asyncio.ensure_future(b.submit([1, 2, 3, 4]))
         await asyncio.sleep(0.01)
         start = time.monotonic()
@@ -141,3 +141,27 @@ def test_settings_validated_eagerly() -> None:
         BatcherConfig(max_batch_size=0)
     with pytest.raises(ConfigError, match="max_wait_s"):
         BatcherConfig(max_wait_s=-1)
+
+
+def test_ready_batches_share_one_worker_trip() -> None:
+    """A request larger than a batch runs in several batches, handed to the worker thread together."""
+    async def main():
+        threads: list[int] = []
+
+        def record(items: list[int]) -> list[int]:
+            threads.append(threading.get_ident())
+            return [2 * i for i in items]
+
+        stats: list[BatchStats] = []
+        b = Batcher(record, BatcherConfig(max_batch_size=4, max_wait_s=0.0, max_batches_per_run=8), on_batch=stats.append)
+        trips: list[int] = []
+        run_batches = b._run_batches
+        b._run_batches = lambda batches: trips.append(len(batches)) or run_batches(batches)  # type: ignore[method-assign]
+        out = await b.submit(list(range(10)))
+        await b.close()
+        return out, stats, threads, trips
+
+    out, stats, threads, trips = run(main())
+    assert out == [2 * i for i in range(10)]
+    assert [s.size for s in stats] == [4, 4, 2]
+    assert len(threads) == 3 and trips == [3]
