@@ -129,10 +129,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 # --- pack --------------------------------------------------------------------------------------
 def cmd_pack(args: argparse.Namespace) -> int:
     from reranker.manifest import read_manifest
-    from reranker.models.checkpoint import CHECKPOINT_KIND, load_checkpoint, save_checkpoint
+    from reranker.models.checkpoint import CHECKPOINT_KIND, load_checkpoint, resolve_model_dir, save_checkpoint
 
     loaded = load_checkpoint(args.model)
-    source = read_manifest(loaded.directory, CHECKPOINT_KIND)
+    source = read_manifest(resolve_model_dir(args.model), CHECKPOINT_KIND)
     keep = {k: v for k, v in source.items() if k not in ("files", "provenance", "kind", "base_tensors",
                                                             "weights_dtype", "parameters")}
     out = save_checkpoint(args.out, loaded, {**keep, "packed_from": str(args.model)}, base=args.base, fp16=args.fp16)

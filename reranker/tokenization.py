@@ -48,12 +48,12 @@ class Tokenizer:
         hf.no_truncation()
         hf.no_padding()
         self.hf = hf
-        ids = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")}
-        missing = [name for name, value in ids.items() if value is None]
-        if missing:
-            raise ArtifactError(f"tokenizer lacks the BERT special tokens {missing}")
-        self.cls_id, self.sep_id = int(ids["[CLS]"]), int(ids["[SEP]"])
-        self.pad_id, self.mask_id = int(ids["[PAD]"]), int(ids["[MASK]"])
+        found = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")}
+        ids = {name: value for name, value in found.items() if value is not None}
+        if len(ids) != len(found):
+            raise ArtifactError(f"tokenizer lacks the BERT special tokens {sorted(set(found) - set(ids))}")
+        self.cls_id, self.sep_id = ids["[CLS]"], ids["[SEP]"]
+        self.pad_id, self.mask_id = ids["[PAD]"], ids["[MASK]"]
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Tokenizer:

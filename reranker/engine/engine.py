@@ -78,12 +78,17 @@ class RerankOutput:
 class StatsSink(Protocol):
     """Receives the engine's statistics (see reranker.server.metrics)."""
 
-    def batch(self, model: str, stats: BatchStats) -> None: ...
+    def batch(self, model: str, stats: BatchStats) -> None:
+        return None
     def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int,
-                truncated: int) -> None: ...
-    def store_lookups(self, model: str, hits: int, misses: int) -> None: ...
-    def queue_depth(self, model: str, depth: int) -> None: ...
-    def dropped(self, model: str, items: int) -> None: ...
+                truncated: int) -> None:
+        return None
+    def store_lookups(self, model: str, hits: int, misses: int) -> None:
+        return None
+    def queue_depth(self, model: str, depth: int) -> None:
+        return None
+    def dropped(self, model: str, items: int) -> None:
+        return None
 
 
 class NullSink(StatsSink):

@@ -34,6 +34,7 @@ def to_hf_cross_encoder(checkpoint: str | Path, out: str | Path) -> Path:
     state["bert.pooler.dense.weight"] = torch.eye(hidden) * EPS
     state["bert.pooler.dense.bias"] = torch.zeros(hidden)
     head = loaded.model.head
+    assert isinstance(head, torch.nn.Linear) and head.bias is not None
     state["classifier.weight"] = (head.weight.detach() / EPS).contiguous()
     state["classifier.bias"] = head.bias.detach().clone()
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})

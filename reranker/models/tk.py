@@ -39,6 +39,8 @@ class TK(Ranker):
     """Query and passage are contextualised independently, so passage encodings are storable."""
 
     arch = "tk"
+    positions: Tensor
+    mus: Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

@@ -105,6 +105,7 @@ class RerankerService(pb_grpc.RerankerServicer):
             deadline = time.monotonic() + remaining if remaining is not None else None
             req = RerankInput(request.query, [c.id for c in request.candidates], [c.text for c in request.candidates],
                               request.model, request.top_k)
+            assert self.engine is not None  # checked by _guarded
             out = await self.engine.rerank(req, deadline=deadline)
             self.metrics.request(out.model, "OK", out.total_ms / 1000.0, out.queue_ms / 1000.0,
                                  out.stats["candidates"], out.stats["truncated"])
@@ -117,6 +118,7 @@ class RerankerService(pb_grpc.RerankerServicer):
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         async def body() -> pb.ListModelsResponse:
+            assert self.engine is not None  # checked by _guarded
             infos = []
             for name, m in self.engine.models.items():
                 cfg = m.scorer.config
