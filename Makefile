@@ -22,6 +22,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy reranker export
 
 clean:
 	rm -rf $(VENV) runs
