@@ -20,10 +20,9 @@ from reranker.errors import ConfigError
 from reranker.runtime import OnnxScorer
 from reranker.server.config import ServerConfig
 from reranker.server.metrics import Metrics
-from reranker.server.service import Auth, RerankerService
+from reranker.server.service import Auth, RerankerService, add_to_server
 from reranker.store import PassageStore
 from reranker.v1 import reranker_pb2 as pb
-from reranker.v1 import reranker_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
@@ -108,7 +107,7 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     service = RerankerService(None, metrics, auth)
-    pb_grpc.add_RerankerServicer_to_server(service, server)
+    add_to_server(service, server)
     address = f"{cfg.host}:{cfg.port}"
     creds = _credentials(cfg)
     port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)

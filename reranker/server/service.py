@@ -7,9 +7,11 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from reranker.engine import Engine, RerankInput
 from reranker.engine.engine import SCORE_KINDS
@@ -27,6 +29,7 @@ from reranker.v1 import reranker_pb2 as pb
 from reranker.v1 import reranker_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+SERVICE = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 
 STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -44,6 +47,37 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         if isinstance(exc, cls):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+@dataclass(frozen=True)
+class MalformedRequest:
+    """Stands in for a request whose bytes did not parse (e.g. a string field with invalid UTF-8)."""
+
+    problem: str
+
+
+def _safe_parser(message_type: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return MalformedRequest(str(exc))
+
+    return parse
+
+
+def add_to_server(service: RerankerService, server: grpc.aio.Server) -> None:
+    """Register the service; undecodable requests reach it as MalformedRequest (INVALID_ARGUMENT),
+    not as a deserialisation failure that gRPC would report as UNKNOWN."""
+    handlers = {
+        "Rerank": grpc.unary_unary_rpc_method_handler(
+            service.Rerank, request_deserializer=_safe_parser(pb.RerankRequest),
+            response_serializer=pb.RerankResponse.SerializeToString),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            service.ListModels, request_deserializer=_safe_parser(pb.ListModelsRequest),
+            response_serializer=pb.ListModelsResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
 class Auth:
@@ -67,8 +101,9 @@ class RerankerService(pb_grpc.RerankerServicer):
         self.engine, self.metrics, self.auth = engine, metrics, auth
         """None while the models load: calls get UNAVAILABLE (health is NOT_SERVING then)."""
 
-    async def _guarded(self, method: str, context: grpc.aio.ServicerContext, model: str,
+    async def _guarded(self, method: str, context: grpc.aio.ServicerContext, request: Any,
                        body: Callable[[], Awaitable[Any]]) -> Any:
+        model = getattr(request, "model", "")
         started = time.monotonic()
         code = grpc.StatusCode.OK
         try:
@@ -78,6 +113,9 @@ class RerankerService(pb_grpc.RerankerServicer):
             if self.engine is None:
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "the server is still loading its models; retry shortly (health is NOT_SERVING)")
+            if isinstance(request, MalformedRequest):
+                raise InvalidInputError(f"the request could not be parsed ({request.problem}); strings must be "
+                                        "valid UTF-8 and the message must match reranker.v1")
             return await body()
         except RerankerError as exc:
             code = status_for(exc)
@@ -114,7 +152,7 @@ class RerankerService(pb_grpc.RerankerServicer):
                 results=[pb.Result(id=r.id, index=r.index, score=r.score, truncated=r.truncated) for r in out.results],
                 timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms))
 
-        return await self._guarded("Rerank", context, request.model, body)
+        return await self._guarded("Rerank", context, request, body)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         async def body() -> pb.ListModelsResponse:
@@ -130,5 +168,5 @@ class RerankerService(pb_grpc.RerankerServicer):
                     is_default=name == self.engine.default, score_kind=SCORE_KINDS[m.scorer.arch]))
             return pb.ListModelsResponse(models=infos, default_model=self.engine.default)
 
-        return await self._guarded("ListModels", context, "", body)
+        return await self._guarded("ListModels", context, request, body)
 
