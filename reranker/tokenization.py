@@ -48,12 +48,12 @@ class Tokenizer:
         hf.no_truncation()
         hf.no_padding()
         self.hf = hf
-        found = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")}
+        found = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")}
         ids = {name: value for name, value in found.items() if value is not None}
         if len(ids) != len(found):
             raise ArtifactError(f"tokenizer lacks the BERT special tokens {sorted(set(found) - set(ids))}")
         self.cls_id, self.sep_id = ids["[CLS]"], ids["[SEP]"]
-        self.pad_id, self.mask_id = ids["[PAD]"], ids["[MASK]"]
+        self.pad_id, self.mask_id, self.unk_id = ids["[PAD]"], ids["[MASK]"], ids["[UNK]"]
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Tokenizer:
@@ -102,6 +102,8 @@ class Tokenizer:
         rows = []
         for p in pieces:
             body = p[:budget]
+            if not special and not body:
+                body = [self.unk_id]  # every row keeps a real token (a text with no word pieces)
             rows.append([self.cls_id, *body, self.sep_id] if special else body)
         width = max_len if pad_to_max_with_mask else max(max(len(r) for r in rows), 1)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)

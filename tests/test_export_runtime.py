@@ -187,3 +187,12 @@ def test_serving_modules_do_not_import_torch() -> None:
     code = ("import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_texts_without_word_pieces(exported) -> None:
+    """Found by the fuzzer: TK (no special tokens) got an empty row for a text of control characters."""
+    scorer = OnnxScorer(Artifact.open(exported["tk"][1]), CPU)
+    scores, _ = scorer.rerank("what is a flea", ["a", "b"], ["\x00\x01", "fleas are insects"])
+    assert np.isfinite(scores).all()
+    with pytest.raises(InvalidInputError, match="no word pieces"):
+        scorer.rerank("\x00\u200b", ["b"], ["fleas are insects"])

@@ -334,3 +334,26 @@ def test_health_is_not_serving_while_models_load(setup, monkeypatch) -> None:
             assert client.health() == "SERVING"
     finally:
         asyncio.run_coroutine_threadsafe(running.stop(), loop).result(timeout=30)
+
+
+def test_requests_waiting_to_be_prepared_are_bounded(setup, folder) -> None:
+    """Backpressure covers the pre stage (passages sent as text are encoded there), not only the queue."""
+    server = launch(setup["cfg"].replace(pre_workers=1, max_pending_requests=1))
+    query, pids = request_of(folder, 16)
+    texts = [(p, folder.passages[p] * 3) for p in pids]
+
+    def call(_: int) -> grpc.StatusCode:
+        with RerankerClient(server.target, timeout=60) as client:
+            try:
+                client.rerank(query, texts)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                return exc.code()
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(call, range(8)))
+    finally:
+        server.stop()
+    assert grpc.StatusCode.OK in codes and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}

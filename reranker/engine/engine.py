@@ -11,13 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
-from reranker.errors import ConfigError, InvalidInputError, NotFoundError
+from reranker.errors import CapacityError, ConfigError, DeadlineError, InvalidInputError, NotFoundError
 from reranker.runtime.scorer import OnnxScorer, PassageItem, QueryItem
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,19 @@ class ServedModel:
 class Engine:
     """Serves several models; one is the default."""
 
-    def __init__(self, models: Sequence[ServedModel], default: str, sink: StatsSink | None = None) -> None:
+    def __init__(self, models: Sequence[ServedModel], default: str, sink: StatsSink | None = None, *,
+                 pre_workers: int = 2, max_pending_requests: int = 64, max_pending_encodes: int = 400) -> None:
+        if min(pre_workers, max_pending_requests, max_pending_encodes) < 1:
+            raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "
+                              f"{pre_workers}, {max_pending_requests} and {max_pending_encodes}")
+        # The pre stage (tokenising, encoding the query and any passages sent as text) runs on a
+        # bounded pool, and requests waiting for it count against a bound too: backpressure covers
+        # the whole request, not only the batcher's queue.
+        self._pre_pool = ThreadPoolExecutor(max_workers=pre_workers, thread_name_prefix="reranker-pre")
+        self._pending = 0
+        self._pending_encodes = 0
+        self.max_pending_requests = max_pending_requests
+        self.max_pending_encodes = max_pending_encodes
         self.models = {m.name: m for m in models}
         if len(self.models) != len(models):
             raise ConfigError("model names must be unique")
@@ -171,9 +184,24 @@ class Engine:
         started = time.monotonic()
         model = self.resolve(req.model)
         self.validate(req, model)
+        # passages that must be encoded from their text in the pre stage (split models, ids not stored)
+        store = model.scorer.store
+        encodes = sum(1 for pid, text in zip(req.ids, req.texts, strict=True)
+                      if text and (store is None or pid not in store)) if model.scorer.split else 0
+        if self._pending >= self.max_pending_requests or (
+                encodes and self._pending_encodes and self._pending_encodes + encodes > self.max_pending_encodes):
+            raise CapacityError(f"server over capacity: {self._pending} requests with {self._pending_encodes} passages "
+                                f"to encode are waiting to be prepared (at most {self.max_pending_requests} requests "
+                                f"and {self.max_pending_encodes} passages); retry later")
         loop = asyncio.get_running_loop()
         pre_start = time.monotonic()
-        query, passages = await loop.run_in_executor(None, self._prepare, model, req)
+        self._pending += 1
+        self._pending_encodes += encodes
+        try:
+            query, passages = await loop.run_in_executor(self._pre_pool, self._prepare, model, req, deadline)
+        finally:
+            self._pending -= 1
+            self._pending_encodes -= encodes
         pre_seconds = time.monotonic() - pre_start
         hits = sum(p.from_store for p in passages)
         self.sink.store_lookups(model.name, hits, len(passages) - hits if model.scorer.store is not None else 0)
@@ -195,9 +223,12 @@ class Engine:
                                    "queue_us": int(queue_s * 1e6)})
 
     @staticmethod
-    def _prepare(model: ServedModel, req: RerankInput) -> tuple[QueryItem, list[PassageItem]]:
+    def _prepare(model: ServedModel, req: RerankInput, deadline: float | None) -> tuple[QueryItem, list[PassageItem]]:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineError("the deadline passed before the request could be prepared")
         return model.scorer.prepare_query(req.query), model.scorer.prepare_passages(req.ids, req.texts)
 
     async def close(self) -> None:
         for model in self.models.values():
             await model.batcher.close()
+        self._pre_pool.shutdown(wait=False)

@@ -119,6 +119,9 @@ class OnnxScorer:
     # --- pre ----------------------------------------------------------------------------------
     def prepare_query(self, text: str) -> QueryItem:
         enc = self.prep.queries([text])
+        if enc.lengths[0] == 0:
+            raise InvalidInputError("the query has no word pieces this model can read (only spaces, control or "
+                                    "unknown characters); send a query with text")
         if enc.truncated[0]:
             raise InvalidInputError(f"the query has {int(enc.lengths[0])} word pieces; this {self.arch} model allows "
                                     f"at most {self.query_token_limit} (queries are never truncated)")

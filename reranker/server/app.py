@@ -39,7 +39,8 @@ def load_engine(cfg: ServerConfig, metrics: Metrics) -> Engine:
         served.append(ServedModel(spec.name, scorer, spec.limits, cfg.batching, metrics))
         log.info("model %s: %s %s on %s, store %s", spec.name, artifact.arch, artifact.precision, scorer.provider,
                  f"{len(store)} passages" if store else "none")
-    return Engine(served, cfg.default, metrics)
+    return Engine(served, cfg.default, metrics, pre_workers=cfg.pre_workers,
+                  max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes)
 
 
 def read_token(cfg: ServerConfig) -> str | None:

@@ -86,6 +86,13 @@ class ServerConfig:
     """File holding the bearer token clients must send (authorization: Bearer ...)."""
     token_env: str = ""
     """Environment variable holding the bearer token (alternative to token_file)."""
+    pre_workers: int = 2
+    """Threads that prepare requests (tokenise, encode queries and passages sent as text)."""
+    max_pending_requests: int = 64
+    """Requests that may wait to be prepared; beyond it RESOURCE_EXHAUSTED at once."""
+    max_pending_encodes: int = 400
+    """Passages sent as text (to split models, ids not in the store) that may wait to be encoded;
+    a request that would exceed it gets RESOURCE_EXHAUSTED at once (one request alone is admitted)."""
     batching: BatcherConfig = field(default_factory=BatcherConfig)
     """Dynamic batching limits (per model)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -1,0 +1,163 @@
+"""A bounded soak test on loopback: mixed traffic well above capacity, then a report.
+
+    .venv/bin/python benchmarks/soak.py --config benchmarks/configs/soak-cpu.toml --seconds 180 \\
+        --concurrency 32 --json benchmarks/results/soak-cpu.json
+
+Starts its own server from the config (loopback only), runs C closed-loop clients for a fixed time
+with a mix of requests (ids from the store, texts, 10 to 100 candidates, some with short deadlines,
+some invalid), and reports: requests and errors by status code, p50/p99 latency per time window,
+the server's resident memory at the start and the end, how fast RESOURCE_EXHAUSTED answers come,
+and whether every admitted request got its answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from latency import percentile, start_server  # noqa: E402
+
+from reranker.client import RerankerClient  # noqa: E402
+from reranker.data import DataFolder  # noqa: E402
+
+DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, type=Path)
+    ap.add_argument("--seconds", type=float, default=180.0, help="traffic duration (bounded)")
+    ap.add_argument("--warmup-seconds", type=float, default=30.0,
+                    help="mixed traffic before the memory baseline (allocator arenas grow to their working size)")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--max-requests", type=int, default=200_000, help="hard cap on requests sent")
+    ap.add_argument("--window", type=float, default=15.0, help="seconds per latency window")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    proc, target, _ = start_server(args.config)
+    try:
+        folder = DataFolder.open(DL19)
+        run = folder.run("bm25")
+        qids = sorted(run)
+        with RerankerClient(target) as client:
+            models = {m.name: m for m in client.list_models()}
+            for _ in range(3):  # warm-up before the memory baseline
+                client.rerank(folder.queries[qids[0]], [p for p, _ in run[qids[0]][:10]])
+        lock = threading.Lock()
+        records: list[tuple[float, float, str, str]] = []  # (t, ms, code, kind)
+        sent = [0]
+        started = stop_at = 0.0
+
+        def worker(k: int) -> None:
+            rng = random.Random(args.seed * 1000 + k)
+            with RerankerClient(target, timeout=60) as client:
+                while time.monotonic() < stop_at:
+                    with lock:
+                        if sent[0] >= args.max_requests:
+                            return
+                        sent[0] += 1
+                    q = rng.choice(qids)
+                    n = rng.choice([10, 30, 100])
+                    name = rng.choice(list(models))
+                    by_id = models[name].store_passages > 0 and rng.random() < 0.8
+                    cands = [p if by_id else (p, folder.passages[p]) for p, _ in run[q][:n]]
+                    kind, query, timeout = "normal", folder.queries[q], 60.0
+                    roll = rng.random()
+                    if roll < 0.05:
+                        kind, query = "invalid", ""
+                    elif roll < 0.15:
+                        kind, timeout = "short-deadline", 0.05
+                    t0 = time.monotonic()
+                    try:
+                        client.rerank(query, cands, model=name, timeout=timeout)
+                        code = "OK"
+                    except grpc.RpcError as exc:
+                        code = exc.code().name
+                    with lock:
+                        records.append((t0 - started, (time.monotonic() - t0) * 1000.0, code, kind))
+
+        def traffic(seconds: float) -> None:
+            nonlocal started, stop_at
+            started = time.monotonic()
+            stop_at = started + seconds
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                list(pool.map(worker, range(args.concurrency)))
+
+        traffic(args.warmup_seconds)
+        records.clear()
+        time.sleep(1.0)
+        rss_start = rss_mb(proc.pid)
+        samples: list[tuple[float, float]] = []
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(5.0):
+                samples.append((time.monotonic() - started, rss_mb(proc.pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        traffic(args.seconds)
+        sampling.set()
+        elapsed = time.monotonic() - started
+        time.sleep(1.0)
+        rss_end = rss_mb(proc.pid)
+        with RerankerClient(target) as client:
+            healthy = client.health()
+        codes = Counter(code for _, _, code, _ in records)
+        by_kind = {kind: dict(Counter(c for _, _, c, k in records if k == kind)) for kind in
+                   ("normal", "short-deadline", "invalid")}
+        unexpected = [r for r in records if r[3] == "normal" and r[2] not in ("OK", "RESOURCE_EXHAUSTED")]
+        shed_ms = [ms for _, ms, code, _ in records if code == "RESOURCE_EXHAUSTED"]
+        windows = []
+        w = 0.0
+        while w < elapsed:
+            lat = [ms for t, ms, code, _ in records if w <= t < w + args.window and code == "OK"]
+            rss = [mb for t, mb in samples if w <= t < w + args.window]
+            if lat:
+                windows.append({"from_s": round(w, 1), "ok": len(lat), "p50_ms": round(percentile(lat, 0.5), 1),
+                                "p99_ms": round(percentile(lat, 0.99), 1),
+                                "rss_mb": round(max(rss), 1) if rss else None})
+            w += args.window
+        report = {
+            "seconds": round(elapsed, 1), "warmup_seconds": args.warmup_seconds, "concurrency": args.concurrency,
+            "requests": len(records),
+            "codes": dict(codes), "codes_by_kind": by_kind,
+            "admitted_normal_requests_without_answer": len(unexpected),
+            "shed_p50_ms": round(percentile(shed_ms, 0.5), 2) if shed_ms else None,
+            "shed_p99_ms": round(percentile(shed_ms, 0.99), 2) if shed_ms else None,
+            "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+            "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
+            "health_after": healthy, "windows": windows,
+        }
+        print(json.dumps(report, indent=2))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
