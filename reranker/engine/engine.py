@@ -199,6 +199,9 @@ class Engine:
         self._pending_encodes += encodes
         try:
             query, passages = await loop.run_in_executor(self._pre_pool, self._prepare, model, req, deadline)
+        except DeadlineError:
+            self.sink.dropped(model.name, len(req.ids))
+            raise
         finally:
             self._pending -= 1
             self._pending_encodes -= encodes
