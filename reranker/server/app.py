@@ -122,7 +122,13 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     log.info("gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models", cfg.host, port,
              "TLS" if creds else "plaintext", metrics_port)
     if engine is None:
-        engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
+        try:
+            engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
+        except BaseException:
+            await server.stop(0)  # never serve garbage: a model that fails to load stops the server
+            if http is not None:
+                http.shutdown()
+            raise
     service.engine = engine
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
