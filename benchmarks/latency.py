@@ -37,14 +37,18 @@ from reranker.data import DataFolder  # noqa: E402
 DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
 
 
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def machine(models: list[Any]) -> dict[str, Any]:
     import onnxruntime
 
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     gpu = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,

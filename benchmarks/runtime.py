@@ -26,6 +26,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from latency import cpu_model  # noqa: E402
 
 from export.onnx_export import export_model  # noqa: E402
 from reranker.artifact import Artifact  # noqa: E402
@@ -40,15 +43,7 @@ DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
 
 
 def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": torch.get_num_threads(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
 
 

@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from reranker.errors import ConfigError
 
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+"""The committed default student (``--model default``; what ``reranker serve`` loads when present)."""
+
 ARCHES = ("bert_cat", "bert_dot", "colbert", "prett", "tk")
 Arch = Literal["bert_cat", "bert_dot", "colbert", "prett", "tk"]
 

@@ -159,7 +159,8 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         np.save(partial / "offsets.npy", offsets)
-        np.save(partial / "truncated.npy", np.fromfile(files["truncated.bin"], dtype=np.uint8).astype(bool))
+        truncated = np.fromfile(files["truncated.bin"], dtype=np.uint8).astype(bool)
+        np.save(partial / "truncated.npy", truncated)
         (partial / "ids.txt").write_text("".join(p + "\n" for p in ids), encoding="utf-8")
         tokens = int(offsets[-1])
         vector_bytes = tokens * dim * np_dtype.itemsize
@@ -167,7 +168,7 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
             "arch": artifact.arch, "dim": dim, "dtype": dtype, "passages": len(ids), "tokens": tokens,
             "artifact_sha256": artifact.checksum, "artifact_path": str(artifact.directory.resolve()),
             "artifact_precision": artifact.precision, "passage_max_len": artifact.config.passage_max_len,
-            "truncated_passages": int(np.load(partial / "truncated.npy").sum()),
+            "truncated_passages": int(truncated.sum()),
             "bytes_per_passage": round(vector_bytes / len(ids), 1),
             "bytes_per_token": dim * np_dtype.itemsize, "tokens_per_passage": round(tokens / len(ids), 2),
             "ids_sha256": key["ids_sha256"],

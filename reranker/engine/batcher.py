@@ -197,10 +197,9 @@ class Batcher(Generic[T, R]):
                 out.append((exc, time.perf_counter() - started))
         return out
 
-    def _pending_newer_than_wait(self) -> bool:
-        """Whether the oldest waiting item arrived less than max_wait_s ago (its batch may still grow)."""
-        oldest = min(i.enqueued for i in self._pending)
-        return time.monotonic() - oldest < self.cfg.max_wait_s
+    def _wait_left(self) -> float:
+        """Seconds the oldest waiting item may still wait for its batch to grow (<= 0: run now)."""
+        return min(i.enqueued for i in self._pending) + self.cfg.max_wait_s - time.monotonic()
 
     def _full(self) -> bool:
         if len(self._pending) >= self.cfg.max_batch_size:
@@ -217,8 +216,7 @@ class Batcher(Generic[T, R]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            oldest = min(i.enqueued for i in self._pending)
-            wait = oldest + self.cfg.max_wait_s - time.monotonic()
+            wait = self._wait_left()
             if wait > 0 and not self._full() and not self._closed:
                 self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -230,9 +228,8 @@ class Batcher(Generic[T, R]):
             # every batch that is ready now runs in one trip to the worker thread: a request of
             # 100 pairs in batches of 16 pays one thread hop, not seven
             batches = [self._take_batch()]
-            while self._pending and self._full() and len(batches) < self.cfg.max_batches_per_run:
-                batches.append(self._take_batch())
-            while self._pending and len(batches) < self.cfg.max_batches_per_run and not self._pending_newer_than_wait():
+            while (self._pending and len(batches) < self.cfg.max_batches_per_run
+                   and (self._full() or self._wait_left() <= 0)):
                 batches.append(self._take_batch())
             outcomes = await loop.run_in_executor(None, self._run_batches, [[i.payload for i in b] for b in batches])
             for batch, (outcome, seconds) in zip(batches, outcomes, strict=True):

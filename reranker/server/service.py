@@ -134,8 +134,8 @@ class RerankerService(pb_grpc.RerankerServicer):
             self.metrics.rpc(method, code.name, seconds)
             if method == "Rerank" and code != grpc.StatusCode.OK and self.engine is not None:
                 # client-chosen names never become label values: unknown ones share one label
-                label = (model or self.engine.default) if (model or self.engine.default) in self.engine.models else "unknown"
-                self.metrics.request(label, code.name, seconds, 0.0, 0, 0)
+                label = model or self.engine.default
+                self.metrics.request(label if label in self.engine.models else "unknown", code.name, seconds, 0.0, 0, 0)
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         async def body() -> pb.RerankResponse:
