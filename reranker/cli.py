@@ -10,14 +10,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from reranker import __version__
 from reranker.cliargs import add_dataclass_args, dataclass_kwargs
 from reranker.config import ARCHES, ModelConfig
-from reranker.errors import RerankerError
+from reranker.errors import DataFormatError, RerankerError
 
 log = logging.getLogger("reranker")
 
@@ -114,6 +114,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- validate ------------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from reranker.data import Collection, read_training_file
+    from reranker.training.config import TrainConfig
+    from reranker.training.trainer import Trainer
+
+    _set_threads(args.threads)
+    cfg = TrainConfig(loss="ranknet", **dataclass_kwargs(TrainConfig, args))  # the loss plays no part
+    loaded = _load_model(args.model, args.device)
+    collection = Collection.open(args.data)
+    trainer = Trainer(loaded, collection, read_training_file(args.triples), cfg, out=Path(args.model))
+    metrics = trainer.validate()
+    if not metrics:
+        raise RerankerError("no validation queries: raise --val-fraction or give folders with judgments")
+    result = {"model": str(args.model), "validation_queries": trainer.val_qids, **metrics}
+    print(f"{args.model} on the validation split ({int(metrics['queries'])} queries): "
+          + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("ndcg@10", "mrr@10", "recall@100")))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 # --- init --------------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
     from reranker.models.checkpoint import init_from_base, resolve_base_dir, save_checkpoint
@@ -148,8 +171,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from reranker.eval.metrics import rel_level_for
 
     folder = DataFolder.open(args.data)
-    run_name = folder.resolve_run(args.run)
-    candidates = {q: c[: args.depth] for q, c in folder.run(run_name).items()}
+    if Path(args.run).is_file():
+        from reranker.data import read_run
+
+        run_name = str(args.run)
+        candidates = {q: c[: args.depth] for q, c in read_run(args.run).items() if q in folder.queries}
+    else:
+        run_name = folder.resolve_run(args.run)
+        candidates = {q: c[: args.depth] for q, c in folder.run(run_name).items()}
     if args.model == "bm25" or args.model == "run":
         reranked = candidates
         model_name = f"{run_name} (first stage)"
@@ -183,6 +212,88 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- fuse --------------------------------------------------------------------------------------
+def _read_pair_scores(path: Path) -> tuple[str, dict[tuple[str, str], float], Any]:
+    """('run' | 'scores', {(qid, pid): score}, the parsed file) of a TREC run or a teacher score file."""
+    from reranker.data import read_run, read_scores
+
+    first = next((line.split() for line in _text_lines(path)), [])
+    if len(first) == 6:
+        run = read_run(path)
+        return "run", {(q, p): s for q, cands in run.items() for p, s in cands}, run
+    if len(first) == 5:
+        scored = read_scores(path)
+        pairs: dict[tuple[str, str], float] = {}
+        for t in scored:
+            pairs[(t.qid, t.pos)] = t.pos_score
+            pairs[(t.qid, t.neg)] = t.neg_score
+        return "scores", pairs, scored
+    raise DataFormatError(path, 1, f"expected a TREC run (6 columns) or a teacher score file (5 columns), "
+                                   f"found {len(first)} columns")
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    from reranker.data._io import iter_lines
+
+    for _, line in iter_lines(path):
+        yield line
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from reranker.data import Collection, ScoredTriple, split_validation, write_run, write_scores
+    from reranker.eval.fusion import fuse, mean_query_std, pick_weights
+
+    read = [_read_pair_scores(Path(f)) for f in args.input]
+    kinds = {kind for kind, _, _ in read}
+    if len(kinds) != 1:
+        raise RerankerError("--in files must all be runs or all be score files, not a mix")
+    members = [pairs for _, pairs, _ in read]
+    weights = args.weight
+    record: dict[str, Any] = {"inputs": [str(f) for f in args.input], "normalize": args.normalize}
+    if args.weights_from is not None:
+        if weights is not None or args.pick_weights is not None:
+            raise RerankerError("give weights one way: --weight, --weights-from or --pick-weights")
+        try:
+            weights = list(json.loads(Path(args.weights_from).read_text())["weights"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise RerankerError(f"cannot read weights from {args.weights_from}: {exc}") from exc
+        record["weights_from"] = str(args.weights_from)
+    if args.pick_weights is not None:
+        if not args.data:
+            raise RerankerError("--pick-weights needs --data folders with the judgments of the training queries")
+        collection = Collection.open(args.data)
+        qids = {q for q, _ in members[0]}
+        judged = sorted(q for q in qids | set(collection.qrels) if collection.qrels.get(q))
+        _, val = split_validation(judged, args.val_fraction, args.val_seed)
+        ranked = pick_weights(members, collection.qrels, val & qids, step=args.pick_weights,
+                              normalize=args.normalize)
+        print(f"validation nDCG@10 of {len(val & qids)} held-out queries, best weight vectors:")
+        for w, ndcg in ranked[:8]:
+            print(f"  {', '.join(f'{x:.2f}' for x in w)}  {ndcg:.4f}")
+        singles = {i: ndcg for w, ndcg in ranked for i in range(len(w)) if w[i] == 1.0}
+        print("  members alone: " + ", ".join(f"{args.input[i]} {singles[i]:.4f}" for i in sorted(singles)))
+        weights = list(ranked[0][0])
+        record["validation"] = {"queries": len(val & qids), "metric": "ndcg@10",
+                                "grid": [{"weights": list(w), "ndcg@10": n} for w, n in ranked]}
+    scale = args.scale
+    if args.scale_like is not None:
+        if args.normalize != "zscore":
+            raise RerankerError("--scale-like needs --normalize zscore")
+        scale = mean_query_std(members[args.scale_like - 1])
+    fused = fuse(members, weights, normalize=args.normalize, scale=scale)
+    kind, _, parsed = read[0]
+    if kind == "run":
+        write_run(args.out, {q: [(p, fused[(q, p)]) for p, _ in cands] for q, cands in parsed.items()}, tag="fused")
+    else:
+        write_scores(args.out, [ScoredTriple(t.qid, t.pos, t.neg, fused[(t.qid, t.pos)], fused[(t.qid, t.neg)])
+                                for t in parsed])
+    record.update(weights=weights or [1.0] * len(members), scale=scale, kind=kind, out=str(args.out))
+    Path(f"{args.out}.fusion.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"fused {len(members)} {kind} files (weights {weights or 'equal'}, {args.normalize}, scale {scale:.4g}) "
+          f"-> {args.out}")
+    return 0
+
+
 # --- export / index ------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
     from export.onnx_export import export_model
@@ -201,7 +312,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     from reranker.store import build_store
 
     artifact = Artifact.open(args.artifact)
-    passages = Collection.open(args.data).passages
+    collection = Collection.open(args.data)
+    passages = collection.passages
+    if args.run is not None:  # only the passages a first stage puts in its top-depth (e.g. for benchmarks)
+        wanted = {pid for cands in collection.candidates(args.run, args.depth).values() for pid, _ in cands}
+        passages = {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
     cfg = RuntimeConfig(provider=args.provider, intra_op_threads=args.threads, warmup=False)
     m = build_store(artifact, passages, args.out, dtype=args.dtype, chunk=args.chunk, cfg=cfg)
     print(f"indexed {m['passages']} passages ({m['tokens']} vectors of {m['dim']} x {m['dtype']}) into {args.out}: "
@@ -256,7 +371,7 @@ def cmd_rerank(args: argparse.Namespace) -> int:
 
 # --- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from reranker.training.config import TrainConfig
+    from reranker.training.config import VAL_FIELDS, TrainConfig
 
     parser = argparse.ArgumentParser(prog="reranker", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"reranker {__version__}")
@@ -311,6 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("validate", help="a model's metrics on the training validation split",
+                       description="The same held-out training queries and candidates as 'reranker train' "
+                                   "validates on (same --triples and --val-* settings give the same split), "
+                                   "e.g. for a zero-shot start or to compare a retrained default.")
+    p.add_argument("--model", required=True, help="model directory or 'default'")
+    data_arg(p)
+    p.add_argument("--triples", required=True, type=Path, help="the triples or score file training used")
+    p.add_argument("--json", default=None, help="write the metrics as JSON here")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
+    add_dataclass_args(p, TrainConfig, only=VAL_FIELDS)
+    p.set_defaults(func=cmd_validate)
+
     p = sub.add_parser("init", help="save an untrained model initialised from a base model (zero-shot)",
                        description="The zero-shot starting point of a student, e.g. MiniLM as ColBERT.")
     p.add_argument("--arch", required=True, choices=ARCHES)
@@ -319,6 +447,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output model directory")
     add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("fuse", help="weighted mean ensemble of runs or teacher score files",
+                       description="Fuses the scores several models gave the same (query, passage) pairs: "
+                                   "per-query z-scores (default), a weighted mean, an optional scale. "
+                                   "--pick-weights searches the weights on held-out training queries.")
+    p.add_argument("--in", dest="input", required=True, action="append",
+                   help="a TREC run or a 'reranker score' file; repeat for each member")
+    p.add_argument("--out", required=True, type=Path,
+                   help="fused file, in the inputs' format; OUT.fusion.json records weights and settings")
+    p.add_argument("--weight", type=float, action="append", default=None, help="one per --in (default: equal)")
+    p.add_argument("--normalize", choices=("zscore", "none"), default="zscore", help="per-query normalisation")
+    p.add_argument("--weights-from", type=Path, default=None,
+                   help="reuse the weights of an earlier fusion (its OUT.fusion.json)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply fused scores by this")
+    p.add_argument("--scale-like", type=int, default=None,
+                   help="scale to the mean per-query std of member N (1-based), e.g. the student's own start")
+    p.add_argument("--pick-weights", type=float, default=None, metavar="STEP",
+                   help="grid-search weights (step STEP, e.g. 0.1) by nDCG@10 on the validation split")
+    p.add_argument("--data", action="append", type=Path, default=None, help="data folders (with --pick-weights)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation split (same as training)")
+    p.add_argument("--val-seed", type=int, default=0, help="validation split seed (same as training)")
+    p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX graphs (verified against PyTorch)",
                        description="Writes the graphs the architecture needs, config, tokenizer and manifest.json "
@@ -336,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg(p)
     p.add_argument("--out", required=True, type=Path, help="store directory to write")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--run", default=None, help="index only the passages of this run's candidates (default: all)")
+    p.add_argument("--depth", type=int, default=None, help="with --run: only each query's top N")
     p.add_argument("--chunk", type=int, default=512, help="passages committed per chunk")
     p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
@@ -382,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True,
                    help="model directory, 'default' (the shipped student), or 'bm25' to evaluate the run itself")
     data_arg(p, many=False)
-    p.add_argument("--run", default="bm25", help="run to re-rank (default: bm25)")
+    p.add_argument("--run", default="bm25", help="run name in the folder, or a TREC run file (default: bm25)")
     p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")
     p.add_argument("--json", default=None, help="write the metrics as JSON here")
     p.add_argument("--out-run", default=None, help="write the re-ranked TREC run here (default: next to --json)")

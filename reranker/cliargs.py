@@ -31,13 +31,14 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
-                       prefix: str = "") -> None:
-    """Add ``--field-name`` options for the scalar fields of ``cls`` (defaults from the class)."""
+                       prefix: str = "", only: tuple[str, ...] | None = None) -> None:
+    """Add ``--field-name`` options for the scalar fields of ``cls`` (defaults from the class);
+    ``only`` limits them to the named fields."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     group = parser.add_argument_group(f"{cls.__name__} options")
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.default is dataclasses.MISSING:
+        if f.name in skip or f.default is dataclasses.MISSING or (only is not None and f.name not in only):
             continue
         hint = hints[f.name]
         flag = "--" + prefix + f.name.replace("_", "-")

@@ -98,6 +98,16 @@ def test_store_round_trip_fp16_and_lookup(exported, folder, tmp_path: Path) -> N
     assert not (tmp_path / "s.partial").exists()
 
 
+def test_index_cli_can_keep_only_a_runs_top_candidates(exported, folder, tmp_path: Path) -> None:
+    from reranker.cli import main
+
+    assert main(["index", "--artifact", str(exported["bert_dot"][1]), "--data", str(DL19_MINI), "--run", "bm25",
+                 "--depth", "2", "--out", str(tmp_path / "s"), "--provider", "cpu"]) == 0
+    store = PassageStore.open(tmp_path / "s", Artifact.open(exported["bert_dot"][1]))
+    top2 = {pid for cands in folder.run("bm25").values() for pid, _ in cands[:2]}
+    assert len(store) == len(top2) and all(pid in store for pid in top2)
+
+
 def test_interrupted_store_build_continues(exported, folder, tmp_path: Path, monkeypatch) -> None:
     art = Artifact.open(exported["tk"][1])
     passages = {p: folder.passages[p] for p in sorted(folder.passages)[:12]}

@@ -73,6 +73,25 @@ def test_resume_continues_identically(tiny_base: Path, tmp_path: Path, monkeypat
     assert log_a == log_b
 
 
+
+def test_stop_at_pauses_a_run_that_resume_continues_identically(tiny_base: Path, tmp_path: Path) -> None:
+    triples = _scored(Collection.open(DL19_MINI), 8)
+    straight = _trainer(tiny_base, tmp_path / "a", triples)
+    straight.train(progress=False)
+
+    paused = _trainer(tiny_base, tmp_path / "b", triples, stop_at=3)
+    summary = paused.train(progress=False)
+    assert summary["steps"] == 3
+    assert len((tmp_path / "b" / LOG_FILE).read_text().splitlines()) == 3
+    resumed = _trainer(tiny_base, tmp_path / "b", triples)
+    resumed.train(resume=True, progress=False)
+    a, b = straight.loaded.model.state_dict(), resumed.loaded.model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert (tmp_path / "a" / LOG_FILE).read_text() == (tmp_path / "b" / LOG_FILE).read_text()
+    with pytest.raises(ConfigError, match="stop_at"):
+        TrainConfig(steps=5, stop_at=6)
+
 def test_resume_refuses_changed_settings(tiny_base: Path, tmp_path: Path) -> None:
     triples = _scored(Collection.open(DL19_MINI), 4)
     _trainer(tiny_base, tmp_path, triples, steps=2).train(progress=False)
@@ -129,6 +148,20 @@ def test_pipeline_end_to_end_cli(tiny_base: Path, tmp_path: Path, capsys) -> Non
     assert result["queries"] == 3 and 0.0 <= result["ndcg@10"] <= 1.0
     run_lines = (tmp_path / "eval.run").read_text().splitlines()
     assert len(run_lines) == 60
+
+    # the validation split outside training: the same queries and figures as the trainer's last validation
+    assert main(["validate", "--model", str(tmp_path / "student"), "--data", data, "--triples",
+                 str(tmp_path / "scores.tsv"), "--val-fraction", "0.34", "--val-depth", "20",
+                 "--json", str(tmp_path / "val.json")]) == 0
+    val = json.loads((tmp_path / "val.json").read_text())
+    assert val["ndcg@10"] == pytest.approx(manifest["best_validation"]["ndcg@10"], abs=1e-6)
+    assert val["validation_queries"] == manifest["validation_queries"]
+    # ensemble weights picked on that split
+    assert main(["fuse", "--in", str(tmp_path / "scores.tsv"), "--in", str(tmp_path / "scores.tsv"),
+                 "--pick-weights", "0.5", "--data", data, "--val-fraction", "0.34", "--scale-like", "1",
+                 "--out", str(tmp_path / "fused.tsv")]) == 0
+    fusion = json.loads((tmp_path / "fused.tsv.fusion.json").read_text())
+    assert len(fusion["validation"]["grid"]) == 3 and fusion["validation"]["queries"] == 1
 
 
 def test_cli_reports_bad_input_cleanly(tmp_path: Path, capsys) -> None:

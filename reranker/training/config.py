@@ -12,6 +12,10 @@ LOSS_NAMES = ("margin-mse", "ranknet", "pointwise-mse")
 LossName = Literal["margin-mse", "ranknet", "pointwise-mse"]
 
 
+VAL_FIELDS = ("val_fraction", "val_seed", "val_max_queries", "val_run", "val_depth", "eval_batch_size")
+"""The settings that decide the validation split and how it is scored."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run."""
@@ -20,6 +24,9 @@ class TrainConfig:
     """``margin-mse`` (needs teacher scores), ``ranknet`` (labels) or ``pointwise-mse`` (scores)."""
     steps: int = 1000
     """Optimiser steps."""
+    stop_at: int = 0
+    """End this invocation after step N (0 = at ``steps``); the schedule still follows ``steps``, so
+    rerunning with ``--resume`` and a larger value continues as if the run had never stopped."""
     batch_size: int = 16
     """Triples per step."""
     lr: float = 3e-5
@@ -58,6 +65,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.stop_at < 0 or self.stop_at > self.steps:
+            raise ConfigError(f"stop_at must be in [0, steps={self.steps}], got {self.stop_at}")
         for name in ("warmup_steps", "validate_every", "val_max_queries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -65,6 +74,11 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("weight_decay and grad_clip must be >= 0")
+
+    @property
+    def last_step(self) -> int:
+        """The step this invocation ends at."""
+        return self.stop_at or self.steps
 
     def learning_rate(self, step: int) -> float:
         """Rate for optimiser step ``step`` (0-based): linear warm-up, then linear decay."""

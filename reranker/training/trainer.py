@@ -170,8 +170,9 @@ class Trainer:
         if not (ckpt / "trainer_state.json").is_file():
             return False
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        saved = {k: v for k, v in state["train_config"].items() if k != "steps"}
-        now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k != "steps"}
+        free = ("steps", "stop_at")  # a run may be lengthened or paused; everything else must match
+        saved = {k: v for k, v in state["train_config"].items() if k not in free}
+        now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in free}
         if saved != now:
             diff = sorted(k for k in now if saved.get(k) != now[k])
             raise ConfigError(f"cannot resume {ckpt}: training settings differ in {diff}")
@@ -204,9 +205,9 @@ class Trainer:
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         running, started = 0.0, time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.loaded.config.arch}", unit="step",
+        bar = tqdm(total=cfg.last_step, initial=self.step, desc=f"train {self.loaded.config.arch}", unit="step",
                    disable=not progress)
-        while self.step < cfg.steps:
+        while self.step < cfg.last_step:
             for group in self.opt.param_groups:
                 group["lr"] = cfg.learning_rate(self.step)
             batch = [self.triples[i] for i in self._batch_indices(self.step)]
@@ -223,7 +224,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             record: dict[str, Any] = {"step": self.step, "loss": loss.item(), "lr": cfg.learning_rate(self.step - 1)}
-            at_end = self.step == cfg.steps
+            at_end = self.step == cfg.last_step
             if (cfg.validate_every and self.step % cfg.validate_every == 0) or at_end:
                 metrics = self.validate()
                 model.train()

@@ -1,0 +1,108 @@
+"""The distillation results of benchmarks/reproduce.sh as one table, laid out like the paper's:
+per student, no distillation (RankNet on labels) and Margin-MSE side by side, on DL19 re-ranking
+the BM25, TAS-B and SPLADE top-100 lists, with the teacher and the zero-shot starts above.
+
+    .venv/bin/python benchmarks/distillation_table.py --runs runs/full \\
+        [--latency benchmarks/results/latency-tradeoff-cpu.json] --out benchmarks/results/distillation
+
+Writes OUT.md and OUT.json (every figure, with the file it came from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+LISTS = ("bm25", "tasb", "splade")
+NAMES = {"colbert": "ColBERT", "bert_dot": "BERT-dot", "tk": "TK", "prett": "PreTT", "bert_cat": "BERT-cat"}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(result: dict[str, Any] | None, key: str) -> str:
+    return f"{result[key]:.3f}" if result else "-"
+
+
+def _steps(model_dir: Path) -> str:
+    manifest = _load(model_dir / "manifest.json")
+    return str(manifest.get("steps", "-")) if manifest else "-"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, default=Path("runs/full"))
+    ap.add_argument("--latency", type=Path, default=None,
+                    help="benchmarks/latency.py JSON whose model names are ARCH-L<layers> (p50, 100 candidates)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/distillation"))
+    args = ap.parse_args()
+    runs = args.runs
+    lat: dict[str, float] = {}
+    if args.latency and args.latency.is_file():
+        for r in json.loads(args.latency.read_text())["records"]:
+            if r["candidates"] == 100 and r["concurrency"] == 1:
+                lat[r["model"]] = r["p50_ms"]
+
+    record: dict[str, Any] = {"runs": str(runs), "reference": {}, "students": []}
+    lines = ["**Teacher and references** (DL19 nDCG@10 / MRR@10 / R@100 re-ranking each list's top 100; "
+             "validation = nDCG@10 on 30 held-out training queries)", "",
+             "| model | steps | validation | " + " | ".join(f"{x} nDCG@10 | {x} MRR@10 | {x} R@100" for x in LISTS)
+             + " | p50 ms |", "|---" * (3 + 3 * len(LISTS) + 1) + "|"]
+    refs = [("first stage (no re-ranking)", None, runs / "first-stage", ""),
+            ("BERT-cat, RankNet on labels (teacher member)", runs / "teacher", runs / "teacher", "bert_cat-L6"),
+            ("zero-shot MiniLM ColBERT (member, L6 start)", runs / "zs-colbert", runs / "zs-colbert", "colbert-L6"),
+            ("zero-shot MiniLM BERT-dot (member, L6 start)", runs / "zs-dot", runs / "zs-dot", "bert_dot-L6"),
+            ("**ensemble teacher** (z-score mean of the three)", None, runs / "ensemble", "")]
+    for name, model_dir, folder, lat_key in refs:
+        results = {x: _load(folder / f"dl19-{x}.json") for x in LISTS}
+        val = _load(model_dir / "validation.json") if model_dir else None
+        if name.startswith("**ensemble"):
+            fusion = _load(runs / "teacher-scores.tsv.fusion.json")
+            if fusion:
+                name += f", weights {', '.join(f'{w:.1f}' for w in fusion['weights'])}"
+                best = fusion.get("validation", {}).get("grid", [{}])[0]
+                val = {"ndcg@10": best["ndcg@10"]} if best else None
+        record["reference"][name] = {"results": results, "validation": val}
+        cells = [f"{_fmt(results[x], 'ndcg@10')} | {_fmt(results[x], 'mrr@10')} | {_fmt(results[x], 'recall@100')}"
+                 for x in LISTS]
+        steps = _steps(model_dir) if model_dir else "-"
+        lines.append(f"| {name} | {steps} | {_fmt(val, 'ndcg@10')} | " + " | ".join(cells)
+                     + f" | {lat.get(lat_key, '-') if lat_key else '-'} |")
+
+    lines += ["", "**Students: no distillation (RankNet on labels) vs Margin-MSE on the ensemble teacher's scores** "
+              "(same steps, seed, learning rate; DL19 nDCG@10, MRR@10 on BM25 top 100)", "",
+              "| student | layers | steps | validation no-KD | validation Margin-MSE | BM25 nDCG@10 no-KD | Margin-MSE "
+              "| BM25 MRR@10 no-KD | Margin-MSE | BM25 R@100 no-KD | Margin-MSE | TAS-B nDCG@10 no-KD | Margin-MSE "
+              "| SPLADE nDCG@10 no-KD | Margin-MSE | p50 ms |", "|---" * 17 + "|"]
+    for d in sorted(runs.glob("*-L*-kd")):
+        arch, layers = d.name.rsplit("-", 2)[0], d.name.rsplit("-", 2)[1][1:]
+        twin = runs / f"{arch}-L{layers}-nokd"
+        kd = {x: _load(d / f"dl19-{x}.json") for x in LISTS}
+        nokd = {x: _load(twin / f"dl19-{x}.json") for x in LISTS}
+        val_kd = (_load(d / "manifest.json") or {}).get("best_validation")
+        val_nokd = (_load(twin / "manifest.json") or {}).get("best_validation")
+        record["students"].append({"arch": arch, "layers": int(layers), "kd": kd, "nokd": nokd,
+                                   "validation_kd": val_kd, "validation_nokd": val_nokd, "steps": _steps(d)})
+
+        def pair(key: str, x: str, kd: dict = kd, nokd: dict = nokd) -> str:
+            a, b = nokd[x], kd[x]
+            mark = " ↑" if a and b and b[key] > a[key] else ""
+            return f"{_fmt(a, key)} | {_fmt(b, key)}{mark}"
+
+        lines.append(f"| {NAMES.get(arch, arch)} | {layers} | {_steps(d)} | {_fmt(val_nokd, 'ndcg@10')} | "
+                     f"{_fmt(val_kd, 'ndcg@10')} | {pair('ndcg@10', 'bm25')} | {pair('mrr@10', 'bm25')} | "
+                     f"{pair('recall@100', 'bm25')} | {pair('ndcg@10', 'tasb')} | {pair('ndcg@10', 'splade')} | "
+                     f"{lat.get(f'{arch}-L{layers}', '-')} |")
+    lines.append("")
+    lines.append("↑: Margin-MSE above its no-distillation twin. MRR@10 and R@100 count grade >= 2 as relevant.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
