@@ -54,8 +54,7 @@ def main() -> None:
     refs = [("first stage (no re-ranking)", None, runs / "first-stage", ""),
             ("BERT-cat, RankNet on labels (teacher member)", runs / "teacher", runs / "teacher", "bert_cat-L6"),
             ("zero-shot MiniLM ColBERT (member, L6 start)", runs / "zs-colbert", runs / "zs-colbert", "colbert-L6"),
-            ("zero-shot MiniLM BERT-dot (member, L6 start)", runs / "zs-dot", runs / "zs-dot", "bert_dot-L6"),
-            ("**ensemble teacher** (z-score mean of the three)", None, runs / "ensemble", "")]
+            ("**ensemble teacher** (z-score mean of the members)", None, runs / "ensemble", "")]
     for name, model_dir, folder, lat_key in refs:
         results = {x: _load(folder / f"dl19-{x}.json") for x in LISTS}
         val = _load(model_dir / "validation.json") if model_dir else None

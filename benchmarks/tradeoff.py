@@ -19,6 +19,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", required=True, type=Path, help="JSON written by benchmarks/latency.py")
     ap.add_argument("--eval", action="append", default=[], help="MODEL=FILE: 'reranker evaluate --json' of a served model")
+    ap.add_argument("--store", action="append", default=[], help="MODEL=DIR: its passage store (storage per passage)")
     ap.add_argument("--bm25", type=Path, default=None, help="'reranker evaluate --model bm25 --json' result")
     ap.add_argument("--teacher", default="teacher", help="name of the BERT-cat teacher among the models")
     ap.add_argument("--candidates", type=int, default=100)
@@ -29,21 +30,27 @@ def main() -> None:
     lat = {r["model"]: r for r in latency["records"]
            if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency}
     evals = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.eval)}
+    stores = {name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
+              for name, d in (e.split("=", 1) for e in args.store)}
     rows = []
     for name, ev in evals.items():
         r = lat.get(name)
         rows.append({"model": name, "arch": r["arch"] if r else "?", "ndcg@10": ev["ndcg@10"], "mrr@10": ev["mrr@10"],
-                     "p50_ms": r["p50_ms"] if r else None, "bytes_per_passage": ev.get("store_bytes_per_passage")})
+                     "p50_ms": r["p50_ms"] if r else None, "bytes_per_passage": stores.get(name)})
     teacher = lat.get(args.teacher)
-    lines = [f"| model | arch | nDCG@10 | MRR@10 | p50 ms ({args.candidates} cand.) | latency vs teacher |",
-             "|---|---|---|---|---|---|"]
-    for row in sorted(rows, key=lambda x: x["p50_ms"] or 0):
+    lines = [f"| model | arch | nDCG@10 | MRR@10 | p50 ms ({args.candidates} cand.) | latency vs teacher "
+             "| storage per passage |", "|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda x: -(x["p50_ms"] or 0)):
         ratio = f"{row['p50_ms'] / teacher['p50_ms']:.3f}x" if teacher and row["p50_ms"] else "-"
+        size = f"{row['bytes_per_passage'] / 1024:.1f} KiB" if row["bytes_per_passage"] else "-"
         lines.append(f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | "
-                     f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} |")
+                     f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} | {size} |")
     if args.bm25:
         bm = json.loads(args.bm25.read_text())
-        lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - |")
+        lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - | - |")
+    (args.out.parent).mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "teacher": args.teacher,
+                                                         "candidates": args.candidates}, indent=2) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
