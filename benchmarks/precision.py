@@ -34,6 +34,9 @@ def main() -> None:
     ap.add_argument("--model", required=True, type=Path)
     ap.add_argument("--precisions", default="fp32,fp16,int8")
     ap.add_argument("--depth", type=int, default=100)
+    ap.add_argument("--int8-exclude", default=None, help="int8 nodes kept in fp32 (regex; see reranker export)")
+    ap.add_argument("--torch-json", type=Path, default=None,
+                    help="reuse the PyTorch figures of 'reranker evaluate --json' instead of re-ranking with torch")
     ap.add_argument("--work", type=Path, default=None, help="where artifacts and stores go (default: MODEL/precision)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -43,13 +46,17 @@ def main() -> None:
     cands = {q: c[: args.depth] for q, c in folder.run("bm25").items()}
     qrels = folder.qrels
     results = {}
-    loaded = load_checkpoint(args.model)
-    torch_run = rerank(loaded, folder.queries, folder.passages, cands, progress=True)
-    results["torch fp32"] = evaluate_with_ir_measures(qrels, torch_run, 2)
+    if args.torch_json:
+        results["torch fp32"] = {k: v for k, v in json.loads(args.torch_json.read_text()).items()
+                                 if k in ("ndcg@10", "mrr@10", "recall@100", "queries")}
+    else:
+        loaded = load_checkpoint(args.model)
+        torch_run = rerank(loaded, folder.queries, folder.passages, cands, progress=True)
+        results["torch fp32"] = evaluate_with_ir_measures(qrels, torch_run, 2)
     for precision in args.precisions.split(","):
         art_dir = work / f"onnx-{precision}"
         if not (art_dir / "manifest.json").is_file():
-            export_model(args.model, art_dir, precision=precision)
+            export_model(args.model, art_dir, precision=precision, int8_exclude=args.int8_exclude)
         artifact = Artifact.open(art_dir)
         store = None
         if artifact.arch != "bert_cat":

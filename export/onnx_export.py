@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -132,7 +133,7 @@ def _export_graph(loaded: Loaded, name: str, path: Path, opset: int) -> None:
                           do_constant_folding=True)
 
 
-def _convert_precision(path: Path, precision: str) -> None:
+def _convert_precision(path: Path, precision: str, int8_exclude: str | None = None) -> None:
     import onnx
 
     if precision == "fp16":
@@ -146,8 +147,15 @@ def _convert_precision(path: Path, precision: str) -> None:
         tmp = path.with_suffix(".fp32.onnx")
         path.replace(tmp)
         # per-channel weight scales: on MiniLM ColBERT token vectors, mean cosine to fp32 0.992 vs 0.953 per tensor
+        exclude: list[str] = []
+        if int8_exclude:  # nodes kept in fp32, e.g. the feed-forward outputs that carry activation outliers
+            pattern = re.compile(int8_exclude)
+            exclude = [n.name for n in onnx.load(str(tmp), load_external_data=False).graph.node
+                       if n.op_type == "MatMul" and pattern.search(n.name)]
+            if not exclude:
+                raise ConfigError(f"--int8-exclude {int8_exclude!r} matches no MatMul node of {path.name}")
         quantize_dynamic(str(tmp), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"])
+                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude)
         tmp.unlink()
 
 
@@ -213,7 +221,8 @@ def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
     return Parity(figures, scale, precision)
 
 
-def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp32", opset: int = OPSET) -> dict[str, Any]:
+def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp32", opset: int = OPSET,
+                 int8_exclude: str | None = None) -> dict[str, Any]:
     """Write an artifact directory (graphs, config, tokenizer, manifest) and verify it; returns the manifest."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -227,7 +236,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         for name in graphs:
             log.info("exporting %s graph %s (%s)", loaded.config.arch, name, precision)
             _export_graph(loaded, name, tmp / f"{name}.onnx", opset)
-            _convert_precision(tmp / f"{name}.onnx", precision)
+            _convert_precision(tmp / f"{name}.onnx", precision, int8_exclude)
         shutil.copy(Path(model_dir) / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copy(Path(model_dir) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         parity = verify_parity(loaded, tmp, precision)
@@ -237,6 +246,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         source = json.loads((Path(model_dir) / MANIFEST).read_text())
         info = {
             "arch": cfg.arch, "precision": precision, "opset": opset, "graphs": list(graphs),
+            "int8_exclude": int8_exclude if precision == "int8" else None,
             "query_max_len": cfg.query_max_len, "passage_max_len": cfg.passage_max_len,
             "hidden_size": cfg.encoder.hidden_size, "state_dim": None if cfg.arch == "bert_cat" else state_dim,
             "layers": cfg.encoder.num_layers,

@@ -298,7 +298,8 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from export.onnx_export import export_model
 
-    manifest = export_model(args.model, args.out, precision=args.precision, opset=args.opset)
+    manifest = export_model(args.model, args.out, precision=args.precision, opset=args.opset,
+                            int8_exclude=args.int8_exclude)
     parity = manifest["parity"]
     print(f"exported {manifest['arch']} ({args.precision}) to {args.out}: graphs {', '.join(manifest['graphs'])}; "
           f"max |ORT - torch| score {parity['scores_max_abs_diff']:.2e} (max |score| {parity['max_abs_score']:.3g})")
@@ -477,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="artifact directory to write")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--int8-exclude", default=None, metavar="REGEX",
+                   help="int8: keep the MatMul nodes whose name matches in fp32 (e.g. 'output/dense' for "
+                        "the feed-forward outputs)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("index", help="precompute every passage's state into a memory-mapped passage store",
