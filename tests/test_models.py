@@ -171,3 +171,33 @@ def test_encoder_matches_transformers_on_minilm() -> None:
         theirs = hf(input_ids=ids, attention_mask=mask).last_hidden_state
     m = mask.bool()
     torch.testing.assert_close(ours[m], theirs[m], atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_shipped_default_student_loads_and_ranks_a_judged_passage_first() -> None:
+    """The committed default: base embeddings restored by checksum, fp16 weights, a model card."""
+    from reranker.config import DEFAULT_MODEL_DIR
+    from reranker.data import DataFolder
+    from reranker.manifest import read_manifest
+    from reranker.models.checkpoint import load_checkpoint
+    from reranker.training.inference import score_pairs
+
+    from .conftest import DL19_MINI
+
+    if not (DEFAULT_MODEL_DIR / "manifest.json").is_file():
+        pytest.skip("no default student committed")
+    manifest = read_manifest(DEFAULT_MODEL_DIR)
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir() if f.is_file())
+    assert size <= 25 * 10**6, f"the shipped default is {size / 1e6:.1f} MB; the limit is 25 MB"
+    assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").is_file()
+    assert manifest["weights_dtype"] == "float16" and "bert.embeddings.word_embeddings.weight" in manifest["base_tensors"]["tensors"]
+    loaded = load_checkpoint("default")
+    assert loaded.config.arch == "colbert" and loaded.config.freeze_word_embeddings
+    folder = DataFolder.open(DL19_MINI)
+    wins = 0
+    for qid, judged in folder.qrels.items():
+        best = max(judged, key=judged.get)
+        worst = min(judged, key=judged.get)
+        s = score_pairs(loaded, [folder.queries[qid]] * 2, [folder.passages[best], folder.passages[worst]])
+        wins += bool(s[0] > s[1])
+    assert wins == len(folder.qrels), "the default student should rank the best judged passage above the worst"
