@@ -18,9 +18,12 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", required=True, type=Path, help="JSON written by benchmarks/latency.py")
-    ap.add_argument("--eval", action="append", default=[], help="MODEL=FILE: 'reranker evaluate --json' of a served model")
+    ap.add_argument("--eval", action="append", default=[], help="MODEL=FILE: 'reranker evaluate --json' of a served model "
+                         "(or MODEL=FILE#ENGINE: one engine of a benchmarks/precision.py result)")
     ap.add_argument("--store", action="append", default=[], help="MODEL=DIR: its passage store (storage per passage)")
     ap.add_argument("--bm25", type=Path, default=None, help="'reranker evaluate --model bm25 --json' result")
+    ap.add_argument("--reference", action="append", default=[],
+                    help="NAME=FILE: an evaluate result without a latency of its own, drawn as a dotted line")
     ap.add_argument("--teacher", default="teacher", help="name of the BERT-cat teacher among the models")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=1)
@@ -29,7 +32,12 @@ def main() -> None:
     latency = json.loads(args.latency.read_text())
     lat = {r["model"]: r for r in latency["records"]
            if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency}
-    evals = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.eval)}
+    evals = {}
+    for spec in args.eval:  # NAME=FILE, or NAME=FILE#ENGINE for a benchmarks/precision.py result
+        name, path = spec.split("=", 1)
+        path, _, engine = path.partition("#")
+        data = json.loads(Path(path).read_text())
+        evals[name] = data["results"][engine] if engine else data
     stores = {name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
               for name, d in (e.split("=", 1) for e in args.store)}
     rows = []
@@ -48,6 +56,10 @@ def main() -> None:
     if args.bm25:
         bm = json.loads(args.bm25.read_text())
         lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - | - |")
+    for spec in args.reference:
+        name, path = spec.split("=", 1)
+        ref = json.loads(Path(path).read_text())
+        lines.append(f"| {name} | - | {ref['ndcg@10']:.4f} | {ref['mrr@10']:.4f} | - | - | - |")
     (args.out.parent).mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "teacher": args.teacher,
                                                          "candidates": args.candidates}, indent=2) + "\n")
@@ -68,9 +80,14 @@ def main() -> None:
         ax.scatter(row["p50_ms"], row["ndcg@10"], s=70, marker="*" if is_teacher else "o",
                    color="crimson" if is_teacher else "tab:blue", zorder=3)
         ax.annotate(row["model"], (row["p50_ms"], row["ndcg@10"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    for spec in args.reference:
+        name, path = spec.split("=", 1)
+        value = json.loads(Path(path).read_text())["ndcg@10"]
+        ax.axhline(value, color="crimson", ls=":", lw=1, label=f"{name} ({value:.3f})")
     if args.bm25:
         ax.axhline(json.loads(args.bm25.read_text())["ndcg@10"], color="gray", ls="--", lw=1, label="BM25 (no re-ranking)")
-        ax.legend(loc="lower right")
+    if args.bm25 or args.reference:
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per query, {args.candidates} candidates (ms, log scale)")
     ax.set_ylabel("nDCG@10, TREC DL 2019 (BM25 top-100 re-ranked)")

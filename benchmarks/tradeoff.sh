@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The efficiency-effectiveness table and plot of the README: latency of every served model
+# (benchmarks/prepare_tradeoff.sh + benchmarks/latency.py) joined with the DL19 figures of
+# benchmarks/reproduce.sh. Models without results yet are left out.
+#
+#   benchmarks/tradeoff.sh      # writes benchmarks/results/tradeoff.{md,json,png}
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+RUNS=${RUNS:-runs/full}
+LATENCY=${LATENCY:-benchmarks/results/latency-tradeoff-cpu.json}
+args=(--eval "bert_cat-L6=$RUNS/teacher/dl19-bm25.json")
+[[ -f benchmarks/results/precision-teacher.json ]] && \
+  args+=(--eval "bert_cat-L6-int8=benchmarks/results/precision-teacher.json#ort int8")
+for name in colbert-L6 colbert-L3 bert_dot-L6 bert_dot-L3 tk-L6 prett-L6; do
+  f=$RUNS/$name-kd/dl19-bm25.json
+  [[ -f $f ]] && args+=(--eval "$name=$f" --store "$name=runs/tradeoff/store-$name")
+done
+$BIN/python benchmarks/tradeoff.py --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/dl19-bm25.json" \
+  --reference "ensemble teacher=$RUNS/ensemble/dl19-bm25.json" --teacher bert_cat-L6 --out benchmarks/results/tradeoff
