@@ -190,7 +190,8 @@ def test_shipped_default_student_loads_and_ranks_a_judged_passage_first() -> Non
     size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir() if f.is_file())
     assert size <= 25 * 10**6, f"the shipped default is {size / 1e6:.1f} MB; the limit is 25 MB"
     assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").is_file()
-    assert manifest["weights_dtype"] == "float16" and "bert.embeddings.word_embeddings.weight" in manifest["base_tensors"]["tensors"]
+    assert manifest["weights_dtype"] == "float16"
+    assert "bert.embeddings.word_embeddings.weight" in manifest["base_tensors"]["tensors"]
     loaded = load_checkpoint("default")
     assert loaded.config.arch == "colbert" and loaded.config.freeze_word_embeddings
     folder = DataFolder.open(DL19_MINI)
