@@ -220,3 +220,28 @@ def test_texts_without_word_pieces(exported) -> None:
     assert np.isfinite(scores).all()
     with pytest.raises(InvalidInputError, match="no word pieces"):
         scorer.rerank("\x00\u200b", ["b"], ["fleas are insects"])
+
+
+def test_default_export_is_rebuilt_when_the_shipped_default_changes(exported, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from reranker.server import default
+
+    ckpt_a, onnx_a = exported["colbert"]
+    ckpt_b, _ = exported["bert_dot"]
+    shutil.copytree(onnx_a, tmp_path / "default" / "onnx-fp32")
+    monkeypatch.setenv("RERANKER_HOME", str(tmp_path))
+    calls: list[list[str]] = []
+
+    def fake_run(args: list[str]) -> None:
+        calls.append(args)
+        raise RuntimeError("export requested")
+
+    monkeypatch.setattr(default, "_run", fake_run)
+    monkeypatch.setattr(default, "DEFAULT_MODEL_DIR", ckpt_a)  # the cached export is of this one: reused
+    artifact_dir, store_dir = default.ensure_default(DL19_MINI)
+    assert calls == [] and PassageStore.open(store_dir, Artifact.open(artifact_dir))
+    monkeypatch.setattr(default, "DEFAULT_MODEL_DIR", ckpt_b)  # a new default ships: export again
+    with pytest.raises(RuntimeError, match="export requested"):
+        default.ensure_default(DL19_MINI)
+    assert calls[0][:3] == ["export", "--model", str(ckpt_b)]

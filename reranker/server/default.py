@@ -18,6 +18,7 @@ from reranker.artifact import Artifact
 from reranker.config import DEFAULT_MODEL_DIR
 from reranker.data import DataFolder
 from reranker.errors import ArtifactError, ConfigError
+from reranker.manifest import sha256_file
 from reranker.server.config import ModelSpec, ServerConfig
 from reranker.store import PassageStore, build_store
 
@@ -56,6 +57,10 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
     artifact_dir = cache / f"onnx-{precision}"
     try:
         artifact = Artifact.open(artifact_dir)
+        if (DEFAULT_MODEL_DIR / "manifest.json").is_file():  # a newer shipped default replaces the cached export
+            made_from = artifact.manifest.get("checkpoint", {}).get("manifest_sha256")
+            if made_from != sha256_file(DEFAULT_MODEL_DIR / "manifest.json"):
+                raise ArtifactError(f"{artifact_dir} was exported from another model than {DEFAULT_MODEL_DIR}")
     except ArtifactError:
         ckpt = default_checkpoint(cache)
         log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
