@@ -56,14 +56,12 @@ def main() -> None:
     if args.bm25:
         bm = json.loads(args.bm25.read_text())
         lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - | - |")
-    for spec in args.reference:
-        name, path = spec.split("=", 1)
-        ref = json.loads(Path(path).read_text())
+    references = {name: json.loads(Path(path).read_text()) for name, path in (r.split("=", 1) for r in args.reference)}
+    for name, ref in references.items():
         lines.append(f"| {name} | - | {ref['ndcg@10']:.4f} | {ref['mrr@10']:.4f} | - | - | - |")
-    (args.out.parent).mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "teacher": args.teacher,
                                                          "candidates": args.candidates}, indent=2) + "\n")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -80,9 +78,8 @@ def main() -> None:
         ax.scatter(row["p50_ms"], row["ndcg@10"], s=70, marker="*" if is_teacher else "o",
                    color="crimson" if is_teacher else "tab:blue", zorder=3)
         ax.annotate(row["model"], (row["p50_ms"], row["ndcg@10"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    for spec in args.reference:
-        name, path = spec.split("=", 1)
-        value = json.loads(Path(path).read_text())["ndcg@10"]
+    for name, ref in references.items():
+        value = ref["ndcg@10"]
         ax.axhline(value, color="crimson", ls=":", lw=1, label=f"{name} ({value:.3f})")
     if args.bm25:
         ax.axhline(json.loads(args.bm25.read_text())["ndcg@10"], color="gray", ls="--", lw=1, label="BM25 (no re-ranking)")

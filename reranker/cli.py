@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +216,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _read_pair_scores(path: Path) -> tuple[str, dict[tuple[str, str], float], Any]:
     """('run' | 'scores', {(qid, pid): score}, the parsed file) of a TREC run or a teacher score file."""
     from reranker.data import read_run, read_scores
+    from reranker.data._io import iter_lines
 
-    first = next((line.split() for line in _text_lines(path)), [])
+    first = next((line.split() for _, line in iter_lines(path)), [])
     if len(first) == 6:
         run = read_run(path)
         return "run", {(q, p): s for q, cands in run.items() for p, s in cands}, run
@@ -232,15 +233,8 @@ def _read_pair_scores(path: Path) -> tuple[str, dict[tuple[str, str], float], An
                                    f"found {len(first)} columns")
 
 
-def _text_lines(path: Path) -> Iterator[str]:
-    from reranker.data._io import iter_lines
-
-    for _, line in iter_lines(path):
-        yield line
-
-
 def cmd_fuse(args: argparse.Namespace) -> int:
-    from reranker.data import Collection, ScoredTriple, split_validation, write_run, write_scores
+    from reranker.data import Collection, ScoredTriple, validation_queries, write_run, write_scores
     from reranker.eval.fusion import fuse, mean_query_std, pick_weights
 
     read = [_read_pair_scores(Path(f)) for f in args.input]
@@ -263,8 +257,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
             raise RerankerError("--pick-weights needs --data folders with the judgments of the training queries")
         collection = Collection.open(args.data)
         qids = {q for q, _ in members[0]}
-        judged = sorted(q for q in qids | set(collection.qrels) if collection.qrels.get(q))
-        _, val = split_validation(judged, args.val_fraction, args.val_seed)
+        val = validation_queries(collection.qrels, args.val_fraction, args.val_seed)
         ranked = pick_weights(members, collection.qrels, val & qids, step=args.pick_weights,
                               normalize=args.normalize)
         print(f"validation nDCG@10 of {len(val & qids)} held-out queries, best weight vectors:")

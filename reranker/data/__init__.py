@@ -26,6 +26,7 @@ from reranker.data.triples import (
     read_training_file,
     read_triples,
     split_validation,
+    validation_queries,
     write_scores,
     write_triples,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "read_triples",
     "split_validation",
     "validate_run",
+    "validation_queries",
     "write_run",
     "write_scores",
     "write_triples",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -264,6 +264,12 @@ def split_validation(qids: Iterable[str], fraction: float, seed: int) -> tuple[s
     ordered = sorted(unique, key=lambda q: (_split_key(seed, q), q))
     validation = set(ordered[:n_val])
     return set(unique) - validation, validation
+
+
+def validation_queries(qrels: Mapping[str, Mapping[str, int]], fraction: float, seed: int) -> set[str]:
+    """The held-out queries of training: the validation part of :func:`split_validation` over the
+    queries with at least one judgment (what ``reranker train``, ``validate`` and ``fuse`` share)."""
+    return split_validation([q for q, judged in qrels.items() if judged], fraction, seed)[1]
 
 
 def pairs_of(triples: Sequence[Triple]) -> list[tuple[str, str]]:

@@ -24,16 +24,21 @@ Normalize = Literal["none", "zscore"]
 NORMALIZE = ("none", "zscore")
 
 
-def zscore(scores: Mapping[tuple[str, str], float]) -> PairScores:
-    """Per-query z-scores; a query whose passages all score the same gets 0.0 for each."""
+def _query_stats(scores: Mapping[tuple[str, str], float]) -> dict[str, tuple[float, float]]:
+    """Per query: (mean, population standard deviation) of its passages' scores."""
     by_query: dict[str, list[float]] = {}
     for (qid, _), s in scores.items():
         by_query.setdefault(qid, []).append(s)
     stats = {}
     for qid, values in by_query.items():
         mean = math.fsum(values) / len(values)
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
-        stats[qid] = (mean, std)
+        stats[qid] = (mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values)))
+    return stats
+
+
+def zscore(scores: Mapping[tuple[str, str], float]) -> PairScores:
+    """Per-query z-scores; a query whose passages all score the same gets 0.0 for each."""
+    stats = _query_stats(scores)
     out: PairScores = {}
     for (qid, pid), s in scores.items():
         mean, std = stats[qid]
@@ -43,13 +48,7 @@ def zscore(scores: Mapping[tuple[str, str], float]) -> PairScores:
 
 def mean_query_std(scores: Mapping[tuple[str, str], float]) -> float:
     """Mean over queries of the standard deviation of a query's scores (a model's 'score unit')."""
-    by_query: dict[str, list[float]] = {}
-    for (qid, _), s in scores.items():
-        by_query.setdefault(qid, []).append(s)
-    stds = []
-    for values in by_query.values():
-        mean = math.fsum(values) / len(values)
-        stds.append(math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values)))
+    stds = [std for _, std in _query_stats(scores).values()]
     return math.fsum(stds) / len(stds) if stds else 0.0
 
 
@@ -107,9 +106,11 @@ def pick_weights(members: Sequence[Mapping[tuple[str, str], float]], qrels: Mapp
     judged = {q: qrels[q] for q in queries if qrels.get(q)}
     if not judged or not subset[0]:
         raise ConfigError("no judged validation query has scored pairs; cannot pick weights")
+    if normalize == "zscore":  # once, not once per weight vector
+        subset = [zscore(m) for m in subset]
     results = []
     for weights in weight_grid(len(members), step):
-        run = as_run(fuse(subset, weights, normalize=normalize))
+        run = as_run(fuse(subset, weights, normalize="none"))
         results.append((weights, evaluate_run(judged, run, rel_level=rel_level)["ndcg@10"]))
     results.sort(key=lambda r: -r[1])
     return results

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from reranker.data import Collection, ScoredTriple, Triple, split_validation
+from reranker.data import Collection, ScoredTriple, Triple, validation_queries
 from reranker.errors import ConfigError
 from reranker.eval.metrics import evaluate_per_query, rel_level_for
 from reranker.models.checkpoint import Loaded, save_checkpoint
@@ -79,8 +79,7 @@ class Trainer:
         self.loaded, self.collection, self.cfg, self.out = loaded, collection, cfg, Path(out)
         self.info = dict(info or {})
         self.loss_fn, self.needs_scores = get_loss(cfg.loss)
-        judged = sorted(q for q in {t.qid for t in triples} | set(collection.qrels) if collection.qrels.get(q))
-        _, val = split_validation(judged, cfg.val_fraction, cfg.val_seed)
+        val = validation_queries(collection.qrels, cfg.val_fraction, cfg.val_seed)
         self.val_qids = sorted(val)[: cfg.val_max_queries]
         held_out = set(val)
         self.triples = [t for t in triples if t.qid not in held_out]
