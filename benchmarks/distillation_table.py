@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 LISTS = ("bm25", "tasb", "splade")
+# teacher members by run folder: table label, latency record name
+MEMBERS = {"teacher": ("BERT-cat, RankNet on labels", "bert_cat-L6"),
+           "zs-colbert": ("zero-shot MiniLM as ColBERT, MaxSim (L6 students' start)", "colbert-L6"),
+           "zs-dot": ("zero-shot MiniLM as BERT-dot, cosine", ""),
+           "colbert-labels": ("ColBERT, RankNet on labels, seed 11", "colbert-L6")}
 NAMES = {"colbert": "ColBERT", "bert_dot": "BERT-dot", "tk": "TK", "prett": "PreTT", "bert_cat": "BERT-cat"}
 
 
@@ -55,22 +60,23 @@ def main() -> None:
              "validation: nDCG@10 on 30 held-out training queries)", "",
              "| model | steps | validation | " + " | ".join(f"{x} nDCG@10 | {x} MRR@10" for x in LISTS)
              + " | p50 ms, 100 cand. |", "|---" * (3 + 2 * len(LISTS) + 1) + "|"]
-    refs = [("first stage (no re-ranking)", None, runs / "first-stage", ""),
-            ("BERT-cat, RankNet on labels (teacher member)", runs / "teacher", runs / "teacher", "bert_cat-L6"),
-            ("zero-shot MiniLM ColBERT (member, L6 start)", runs / "zs-colbert", runs / "zs-colbert", "colbert-L6"),
-            ("**ensemble teacher** (z-score mean of the members)", None, runs / "ensemble", "")]
+    fusion = _load(runs / "teacher-scores.tsv.fusion.json")
+    members = [Path(p).name.removeprefix("scores-").removesuffix(".tsv") for p in fusion["inputs"]] if fusion else []
+    refs = [("first stage (no re-ranking)", None, runs / "first-stage", "")]
+    for i, member in enumerate(members):
+        label, lat_key = MEMBERS.get(member, (member, ""))
+        weight = f", weight {fusion['weights'][i]:.1f}" if fusion else ""
+        refs.append((f"{label} (teacher member{weight})", runs / member, runs / member, lat_key))
+    refs.append(("**ensemble teacher** (z-score mean of the members)", None, runs / "ensemble", ""))
     for name, model_dir, folder, lat_key in refs:
         results = {x: _load(folder / f"dl19-{x}.json") for x in LISTS}
         val = None
         if model_dir:
             val = _load(model_dir / "validation.json") or (_load(model_dir / "manifest.json") or {}).get("best_validation")
-        if name.startswith("**ensemble"):
-            fusion = _load(runs / "teacher-scores.tsv.fusion.json")
-            if fusion:
-                name += f", weights {', '.join(f'{w:.1f}' for w in fusion['weights'])}"
-                best = fusion.get("validation", {}).get("grid", [{}])[0]
-                val = {"ndcg@10": best["ndcg@10"]} if best else None
-                name += " †"
+        if name.startswith("**ensemble") and fusion:
+            best = fusion.get("validation", {}).get("grid", [{}])[0]
+            val = {"ndcg@10": best["ndcg@10"]} if best else None
+            name += " †"
         record["reference"][name] = {"results": results, "validation": val}
         cells = [f"{_fmt(results[x], 'ndcg@10')} | {_fmt(results[x], 'mrr@10')}" for x in LISTS]
         steps = _steps(model_dir) if model_dir else "-"

@@ -95,6 +95,9 @@ class ModelConfig:
     """Passage tokens including [CLS]/[SEP] (the paper: 200 word pieces)."""
     dot_pooling: Literal["cls", "mean"] = "mean"
     """BERT-dot: how a sequence becomes one vector (the paper: CLS; MiniLM was trained with mean)."""
+    dot_normalize: bool = False
+    """BERT-dot: L2-normalise both vectors, so the score is their cosine (as sentence-transformers
+    models such as all-MiniLM-L6-v2 were trained to score)."""
     colbert_dim: int = 0
     """ColBERT: projection width of token vectors; 0 keeps the encoder width (no projection)."""
     colbert_query_augmentation: bool = True

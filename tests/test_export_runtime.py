@@ -195,6 +195,22 @@ def test_int8_can_keep_named_nodes_in_fp32(exported, tmp_path: Path) -> None:
         export_model(ckpt, tmp_path / "r", precision="int8", int8_exclude="no-such-node")
 
 
+def test_cosine_bert_dot_exports_normalised_passage_vectors(tiny_base: Path, folder, tmp_path: Path) -> None:
+    """--model-dot-normalize reaches the ONNX graphs: stored vectors are unit length, scores match torch."""
+    from reranker.models.checkpoint import init_from_base, save_checkpoint
+
+    torch.manual_seed(0)
+    loaded = init_from_base("bert_dot", tiny_base, query_max_len=12, passage_max_len=40, dot_normalize=True)
+    save_checkpoint(tmp_path / "ckpt", loaded, {"steps": 0})
+    export_model(tmp_path / "ckpt", tmp_path / "onnx")
+    query, pids, texts = _candidates(folder)
+    scorer = OnnxScorer(Artifact.open(tmp_path / "onnx"), CPU)
+    got, _ = scorer.rerank(query, pids, texts)
+    want = score_pairs(load_checkpoint(tmp_path / "ckpt"), [query] * len(texts), texts, batch_size=4)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert np.abs(got).max() <= 1.0 + 1e-5
+
+
 def test_runtime_config_and_provider_errors() -> None:
     with pytest.raises(ConfigError, match="max_batch_pairs"):
         RuntimeConfig(max_batch_pairs=0)

@@ -121,6 +121,16 @@ def test_colbert_projection_dimension() -> None:
     torch.testing.assert_close(norms, torch.ones(5))
 
 
+def test_bert_dot_normalize_scores_the_cosine() -> None:
+    q, p = batch([7, 4], 7, 10), batch([12, 20], 20, 11)
+    plain, cosine = tiny("bert_dot"), tiny("bert_dot", dot_normalize=True)
+    qv, pv = plain.encode_query(q).vectors[:, 0], plain.encode_passages(p).vectors[:, 0]
+    want = torch.nn.functional.cosine_similarity(qv, pv, dim=-1)
+    torch.testing.assert_close(cosine.score(q, p), want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain.score(q, p), want, atol=1e-3)
+    assert cosine.encode_passages(p).vectors.norm(dim=-1).sub(1).abs().max() < 1e-5
+
+
 def test_prett_split_layer_validated() -> None:
     with pytest.raises(ConfigError, match="prett_split_layer"):
         ModelConfig(arch="prett", encoder=ENC, query_max_len=10, passage_max_len=24, prett_split_layer=2)

@@ -26,6 +26,8 @@ class BertDot(Ranker):
         else:
             weights = t.mask.unsqueeze(-1).to(hidden.dtype)
             vec = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        if self.config.dot_normalize:
+            vec = torch.nn.functional.normalize(vec, p=2.0, dim=-1)
         return State(vec.unsqueeze(1), torch.ones_like(t.mask[:, :1]))
 
     def encode_query(self, q: Tokens) -> State:
