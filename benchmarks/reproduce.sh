@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the training results: triples -> teacher -> teacher scores -> students -> DL19 evaluation.
 #
-#   benchmarks/reproduce.sh            # the budget of the committed results (~3 h on a 2-core CPU; resumable)
-#   QUICK=1 benchmarks/reproduce.sh    # a short end-to-end run of the same pipeline (~25 min on 2 cores)
+#   benchmarks/reproduce.sh            # the budget of the committed results (about 3.5 h on a 2-core CPU, over two sessions; resumable)
+#   QUICK=1 benchmarks/reproduce.sh    # a short end-to-end run of the same pipeline (25 min on 2 cores
+#                                      before the two extra teacher members; not timed since)
 #   TEACHER_STOP=3000 STUDENT_STEPS=2000 RUNS=runs/gpu DEVICE=cuda benchmarks/reproduce.sh   # longer, on a GPU
 #
 # Teacher: a per-query z-score ensemble (the paper's T2 is a mean ensemble too) of a BERT-cat trained
@@ -33,7 +34,7 @@ else
   TEACHER_STEPS=${TEACHER_STEPS:-3000}; TEACHER_STOP=${TEACHER_STOP:-750}; MEMBER_STEPS=300
   LABELLED_PER_Q=400; PAIRS_DEPTH=30; PAIRS_PER_Q=120; EVERY=250
   # arch, encoder layers, peak learning rate, steps (STUDENT_STEPS overrides); in priority order, the
-  # default student first. The committed results had a 3-hour CPU session: 150 steps for ColBERT, 100 else.
+  # default student first. The committed results: 150 steps for ColBERT, 100 else.
   STUDENTS=("colbert 6 2e-5 150" "bert_dot 6 2e-5 100" "tk 6 1e-4 100" "prett 6 3e-5 100" "colbert 3 5e-5 150"
             "bert_dot 3 5e-5 100")
   # BM25 first for every model; the TAS-B and SPLADE lists after all training
