@@ -2,8 +2,7 @@
 # Reproduces the training results: triples -> teacher -> teacher scores -> students -> DL19 evaluation.
 #
 #   benchmarks/reproduce.sh            # the budget of the committed results (about 3.5 h on a 2-core CPU, over two sessions; resumable)
-#   QUICK=1 benchmarks/reproduce.sh    # a short end-to-end run of the same pipeline (25 min on 2 cores
-#                                      before the two extra teacher members; not timed since)
+#   QUICK=1 benchmarks/reproduce.sh    # a short end-to-end run of the same pipeline (34 min on 2 cores)
 #   TEACHER_STOP=3000 STUDENT_STEPS=2000 RUNS=runs/gpu DEVICE=cuda benchmarks/reproduce.sh   # longer, on a GPU
 #
 # Teacher: a per-query z-score ensemble (the paper's T2 is a mean ensemble too) of a BERT-cat trained
