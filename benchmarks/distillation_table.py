@@ -65,8 +65,8 @@ def main() -> None:
     refs = [("first stage (no re-ranking)", None, runs / "first-stage", "")]
     for i, member in enumerate(members):
         label, lat_key = MEMBERS.get(member, (member, ""))
-        weight = f", weight {fusion['weights'][i]:.1f}" if fusion else ""
-        refs.append((f"{label} (teacher member{weight})", runs / member, runs / member, lat_key))
+        refs.append((f"{label} (teacher member, weight {fusion['weights'][i]:.1f})", runs / member, runs / member,
+                     lat_key))
     refs.append(("**ensemble teacher** (z-score mean of the members)", None, runs / "ensemble", ""))
     for name, model_dir, folder, lat_key in refs:
         results = {x: _load(folder / f"dl19-{x}.json") for x in LISTS}

@@ -53,8 +53,8 @@ def main() -> None:
         size = f"{row['bytes_per_passage'] / 1024:.1f} KiB" if row["bytes_per_passage"] else "-"
         lines.append(f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | "
                      f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} | {size} |")
-    if args.bm25:
-        bm = json.loads(args.bm25.read_text())
+    bm = json.loads(args.bm25.read_text()) if args.bm25 else None
+    if bm:
         lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - | - |")
     references = {name: json.loads(Path(path).read_text()) for name, path in (r.split("=", 1) for r in args.reference)}
     for name, ref in references.items():
@@ -81,9 +81,9 @@ def main() -> None:
     for name, ref in references.items():
         value = ref["ndcg@10"]
         ax.axhline(value, color="crimson", ls=":", lw=1, label=f"{name} ({value:.3f})")
-    if args.bm25:
-        ax.axhline(json.loads(args.bm25.read_text())["ndcg@10"], color="gray", ls="--", lw=1, label="BM25 (no re-ranking)")
-    if args.bm25 or args.reference:
+    if bm:
+        ax.axhline(bm["ndcg@10"], color="gray", ls="--", lw=1, label="BM25 (no re-ranking)")
+    if bm or references:
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per query, {args.candidates} candidates (ms, log scale)")

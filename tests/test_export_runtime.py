@@ -196,7 +196,7 @@ def test_int8_can_keep_named_nodes_in_fp32(exported, tmp_path: Path) -> None:
 
 
 def test_cosine_bert_dot_exports_normalised_passage_vectors(tiny_base: Path, folder, tmp_path: Path) -> None:
-    """--model-dot-normalize reaches the ONNX graphs: stored vectors are unit length, scores match torch."""
+    """--model-dot-normalize reaches the ONNX graphs: scores are cosines (|s| <= 1) and match torch."""
     from reranker.models.checkpoint import init_from_base, save_checkpoint
 
     torch.manual_seed(0)
