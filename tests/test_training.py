@@ -74,6 +74,40 @@ def test_resume_continues_identically(tiny_base: Path, tmp_path: Path, monkeypat
 
 
 
+def test_bf16_training_runs_and_tracks_fp32(tiny_base: Path, tmp_path: Path) -> None:
+    """bf16 autocast changes the forward pass only: the same seed and data give a loss curve close to fp32's."""
+    triples = _scored(Collection.open(DL19_MINI), 2)[:4]
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        _trainer(tiny_base, tmp_path / precision, triples, steps=12, precision=precision).train(progress=False)
+        curves[precision] = [json.loads(line)["loss"] for line in (tmp_path / precision / LOG_FILE).read_text().splitlines()]
+    assert curves["fp32"] != curves["bf16"]  # autocast really was on
+    assert curves["bf16"][0] == pytest.approx(curves["fp32"][0], rel=0.05)
+    assert sum(curves["bf16"][-3:]) < sum(curves["bf16"][:3])
+    assert load_checkpoint(tmp_path / "bf16").model.bert.embeddings.word_embeddings.weight.dtype == torch.float32
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        TrainConfig(precision="fp8")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch,fresh", [("tk", {"contextualiser", "mixer", "dense"}), ("prett", {"head"}),
+                                        ("colbert", set()), ("bert_dot", set())])
+def test_head_lr_reaches_exactly_the_parts_that_start_random(arch: str, fresh: set[str], tiny_base: Path) -> None:
+    from reranker.training.trainer import _optimizer
+
+    model = init_from_base(arch, tiny_base, **SMALL).model
+    opt, names = _optimizer(model, TrainConfig(lr=1e-5, head_lr=1e-3))
+    params = [p for group in opt.param_groups for p in group["params"]]
+    assert len(names) == len(params) == len([p for p in model.parameters() if p.requires_grad])
+    scaled = {n.split(".")[0] for group in opt.param_groups if group["lr_scale"] != 1.0
+              for n, p in zip(names, params, strict=True) if any(p is q for q in group["params"])}
+    assert scaled == fresh
+    assert all(g["lr_scale"] in (1.0, 100.0) for g in opt.param_groups)
+    _, plain_names = _optimizer(model, TrainConfig(lr=1e-5))
+    assert sorted(plain_names) == sorted(names)
+    with pytest.raises(ConfigError, match="head_lr must be >= 0"):
+        TrainConfig(head_lr=-1.0)
+
+
 def test_stop_at_pauses_a_run_that_resume_continues_identically(tiny_base: Path, tmp_path: Path) -> None:
     triples = _scored(Collection.open(DL19_MINI), 8)
     straight = _trainer(tiny_base, tmp_path / "a", triples)

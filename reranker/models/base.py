@@ -71,6 +71,9 @@ class Ranker(nn.Module):
     """
 
     arch: str = ""
+    fresh_parameters: tuple[str, ...] = ()
+    """Name prefixes of the parameters that start at random rather than from the base model (the
+    trainer gives them ``--head-lr``)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ class BertCat(Ranker):
     """Scores a query and a passage read together; no part of it can be precomputed."""
 
     arch = "bert_cat"
+    fresh_parameters = ("head.",)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

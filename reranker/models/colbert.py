@@ -30,6 +30,7 @@ class ColBERT(Ranker):
     """Queries are padded with attended [MASK] tokens (query augmentation) by the tokenizer."""
 
     arch = "colbert"
+    fresh_parameters = ("projection.",)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

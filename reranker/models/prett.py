@@ -14,6 +14,7 @@ class PreTT(Ranker):
     ``query_max_len``, so the cached passage state does not depend on the query."""
 
     arch = "prett"
+    fresh_parameters = ("head.",)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

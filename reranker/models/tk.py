@@ -39,6 +39,7 @@ class TK(Ranker):
     """Query and passage are contextualised independently, so passage encodings are storable."""
 
     arch = "tk"
+    fresh_parameters = ("contextualiser.", "mixer", "dense.")
     positions: Tensor
     mus: Tensor
 

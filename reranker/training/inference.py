@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from reranker.errors import NotFoundError
-from reranker.models import Tokens
+from reranker.models import State, Tokens
 from reranker.models.checkpoint import Loaded, device_of
 from reranker.tokenization import Encoded, Preprocessor
 
@@ -63,3 +63,49 @@ def rerank(loaded: Loaded, queries: Mapping[str, str], passages: Mapping[str, st
     for cands in run.values():
         cands.sort(key=lambda item: -item[1])
     return run
+
+
+def encode_states(loaded: Loaded, texts: Sequence[str], *, is_query: bool, batch_size: int = 64,
+                  progress: bool = False, desc: str = "encoding") -> list[torch.Tensor]:
+    """Each text's state of a split model, trimmed to its real positions: (length, dim) float32 tensors.
+
+    The passage side is what a passage store keeps; scoring from it equals ``score`` (see
+    :func:`score_states`). Raises NotImplementedError for architectures without a split.
+    """
+    prep = Preprocessor(loaded.tokenizer, loaded.config)
+    model, device = loaded.model, device_of(loaded.model)
+    out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = [texts[i] for i in idx]
+            tokens = to_tokens(prep.queries(batch) if is_query else prep.passages(batch), device)
+            state = model.encode_query(tokens) if is_query else model.encode_passages(tokens)
+            lengths = state.mask.sum(1).tolist()
+            for row, i in enumerate(idx.tolist()):
+                out[i] = state.vectors[row, : max(int(lengths[row]), 1)].float().clone()
+            bar.update(len(idx))
+    model.train(was_training)
+    return out
+
+
+def _pad(states: Sequence[torch.Tensor]) -> State:
+    length = max(s.shape[0] for s in states)
+    vectors = torch.zeros(len(states), length, states[0].shape[1], dtype=states[0].dtype, device=states[0].device)
+    mask = torch.zeros(len(states), length, dtype=torch.int64, device=states[0].device)
+    for i, s in enumerate(states):
+        vectors[i, : s.shape[0]] = s
+        mask[i, : s.shape[0]] = 1
+    return State(vectors, mask)
+
+
+def score_states(loaded: Loaded, query: torch.Tensor, passages: Sequence[torch.Tensor]) -> np.ndarray:
+    """Scores of one query state (Lq, D) against passage states (Lp_i, D) from :func:`encode_states`."""
+    p = _pad(passages)
+    q = _pad([query])
+    q = State(q.vectors.expand(len(passages), -1, -1), q.mask.expand(len(passages), -1))
+    with torch.inference_mode():
+        return loaded.model.score_encoded(q, p).float().cpu().numpy()

@@ -38,11 +38,25 @@ LOG_FILE = "log.jsonl"
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, list[str]]:
+    """AdamW over four groups: (weights, biases/LayerNorms) x (from the base, started at random).
+
+    Each group's ``lr_scale`` multiplies the scheduled rate: ``head_lr / lr`` for the parameters the
+    architecture names in ``fresh_parameters``, 1 for the rest.
+    """
+    fresh = tuple(getattr(model, "fresh_parameters", ()))
+    head_scale = cfg.head_lr / cfg.lr if cfg.head_lr else 1.0
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in named if p.ndim >= 2]
-    no_decay = [p for n, p in named if p.ndim < 2]
-    names = [n for n, p in named if p.ndim >= 2] + [n for n, p in named if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups: list[dict[str, Any]] = []
+    names: list[str] = []
+    for is_fresh in (False, True):
+        for decay in (True, False):
+            members = [(n, p) for n, p in named
+                       if (bool(fresh) and n.startswith(fresh)) == is_fresh and (p.ndim >= 2) == decay]
+            if not members:
+                continue
+            names += [n for n, _ in members]
+            groups.append({"params": [p for _, p in members], "weight_decay": cfg.weight_decay if decay else 0.0,
+                           "lr_scale": head_scale if is_fresh else 1.0})
     return torch.optim.AdamW(groups, lr=cfg.lr), names
 
 
@@ -120,7 +134,8 @@ class Trainer:
         texts = [self.collection.passages[t.pos] for t in batch] + [self.collection.passages[t.neg] for t in batch]
         q = to_tokens(self.prep.queries(queries + queries), device)
         p = to_tokens(self.prep.passages(texts), device)
-        scores = self.loaded.model.score(q, p)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            scores = self.loaded.model.score(q, p).float()
         s_pos, s_neg = scores[: len(batch)], scores[len(batch):]
         if not self.needs_scores:
             return self.loss_fn(s_pos, s_neg)
@@ -170,7 +185,8 @@ class Trainer:
             return False
         state = json.loads((ckpt / "trainer_state.json").read_text())
         free = ("steps", "stop_at")  # a run may be lengthened or paused; everything else must match
-        saved = {k: v for k, v in state["train_config"].items() if k not in free}
+        defaults = dataclasses.asdict(TrainConfig())  # settings added since the checkpoint was written
+        saved = {k: v for k, v in {**defaults, **state["train_config"]}.items() if k not in free}
         now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in free}
         if saved != now:
             diff = sorted(k for k in now if saved.get(k) != now[k])
@@ -208,7 +224,7 @@ class Trainer:
                    disable=not progress)
         while self.step < cfg.last_step:
             for group in self.opt.param_groups:
-                group["lr"] = cfg.learning_rate(self.step)
+                group["lr"] = cfg.learning_rate(self.step) * group["lr_scale"]
             batch = [self.triples[i] for i in self._batch_indices(self.step)]
             loss = self._loss(batch)
             if not torch.isfinite(loss):
