@@ -44,10 +44,10 @@ else
   STUDENT_STEPS=${STUDENT_STEPS:-200}; TK_STEPS=${TK_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-400}
   LABEL_STEPS=${LABEL_STEPS:-100}
   # arch, encoder layers, peak lr, peak lr of the parts that start random (0 = lr), steps, score units
-  STUDENTS=("colbert 6 2e-5 0 $STUDENT_STEPS colbert" "colbert 3 5e-5 0 $STUDENT_STEPS colbert"
-            "bert_dot 6 2e-5 0 $STUDENT_STEPS cosine" "bert_dot 3 5e-5 0 $STUDENT_STEPS cosine"
-            "prett 6 3e-5 1e-3 $STUDENT_STEPS colbert" "tk 6 1e-4 1e-3 $TK_STEPS colbert")
-  MEMBERS=(zs-colbert splade-tiny mpnet e5)
+  STUDENTS=("colbert 6 2e-5 0 $STUDENT_STEPS colbert" "tk 6 1e-4 1e-3 $TK_STEPS colbert"
+            "colbert 3 5e-5 0 $STUDENT_STEPS colbert" "bert_dot 6 2e-5 0 $STUDENT_STEPS cosine"
+            "bert_dot 3 5e-5 0 $STUDENT_STEPS cosine" "prett 6 3e-5 1e-3 $STUDENT_STEPS colbert")
+  read -r -a MEMBERS <<<"${TEACHER_MEMBERS:-zs-colbert splade-tiny mpnet e5}"
 fi
 AUG=(--data "$RUNS/train20k")
 COMMON=(--batch-size 16 --warmup-steps 50 --checkpoint-every "$EVERY" --val-max-queries 30 --device "$DEVICE"
