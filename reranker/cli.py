@@ -339,8 +339,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from reranker.artifact import Artifact
     from reranker.data import Collection
-    from reranker.runtime import RuntimeConfig
-    from reranker.store import build_store
+    from reranker.engine import RuntimeConfig, passage_encoder
+    from reranker.store.build import build_store
 
     artifact = Artifact.open(args.artifact)
     collection = Collection.open(args.data)
@@ -348,8 +348,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.run is not None:  # only the passages a first stage puts in its top-depth (e.g. for benchmarks)
         wanted = {pid for cands in collection.candidates(args.run, args.depth).values() for pid, _ in cands}
         passages = {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
-    cfg = RuntimeConfig(provider=args.provider, intra_op_threads=args.threads, warmup=False)
-    m = build_store(artifact, passages, args.out, dtype=args.dtype, chunk=args.chunk, cfg=cfg)
+    encode = passage_encoder(artifact, RuntimeConfig(provider=args.provider, intra_op_threads=args.threads))
+    m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, chunk=args.chunk)
     print(f"indexed {m['passages']} passages ({m['tokens']} vectors of {m['dim']} x {m['dtype']}) into {args.out}: "
           f"{m['bytes_per_passage']:.0f} bytes per passage, {m['bytes_per_token']} per vector")
     return 0
@@ -360,15 +360,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from reranker.server.app import serve_forever
-    from reranker.server.config import load_config
-    from reranker.server.default import default_config
+    from reranker.server.config import ModelSpec, ServerConfig, load_config
 
     overrides = {k: v for k, v in (("port", args.port), ("metrics_port", args.metrics_port), ("host", args.host))
                  if v is not None}
     if args.config:
         cfg = load_config(args.config).replace(**overrides)
     else:
-        cfg = default_config(args.data, **overrides)
+        from reranker.provision import DEFAULT_NAME, ensure_default
+
+        artifact, store = ensure_default(args.data)  # provisioning runs before the server starts
+        cfg = ServerConfig(models=(ModelSpec(DEFAULT_NAME, str(artifact), str(store)),), **overrides)
     asyncio.run(serve_forever(cfg))
     return 0
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -271,7 +271,3 @@ def validation_queries(qrels: Mapping[str, Mapping[str, int]], fraction: float, 
     queries with at least one judgment (what ``reranker train``, ``validate`` and ``fuse`` share)."""
     return split_validation([q for q, judged in qrels.items() if judged], fraction, seed)[1]
 
-
-def pairs_of(triples: Sequence[Triple]) -> list[tuple[str, str]]:
-    """The distinct (qid, pid) pairs a list of triples needs scored, in first-seen order."""
-    return list(dict.fromkeys(pair for t in triples for pair in ((t.qid, t.pos), (t.qid, t.neg))))
