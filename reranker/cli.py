@@ -326,7 +326,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
 # --- export / index ------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx_export import export_model
+    from reranker_export.onnx_export import export_model
 
     manifest = export_model(args.model, args.out, precision=args.precision, opset=args.opset,
                             int8_exclude=args.int8_exclude)

@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from export.onnx_export import export_model  # noqa: E402
 from reranker.arch import spec  # noqa: E402
 from reranker.artifact import Artifact  # noqa: E402
 from reranker.config import ARCHES  # noqa: E402
@@ -24,6 +23,7 @@ from reranker.models.checkpoint import load_checkpoint  # noqa: E402
 from reranker.store import PassageStore  # noqa: E402
 from reranker.store.build import build_store  # noqa: E402
 from reranker.training.inference import score_pairs  # noqa: E402
+from reranker_export.onnx_export import export_model  # noqa: E402
 
 from .conftest import DL19_MINI  # noqa: E402
 

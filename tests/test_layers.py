@@ -4,6 +4,8 @@ so that they stay true after the next change."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -175,9 +177,9 @@ def _arch_comparisons(path: Path) -> list[int]:
 
     lines = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Compare) and any(is_name(n) for n in (node.left, *node.comparators)):
-            lines.append(node.lineno)
-        elif isinstance(node, ast.MatchValue) and is_name(node.value):
+        compared = isinstance(node, ast.Compare) and any(is_name(n) for n in (node.left, *node.comparators))
+        matched = isinstance(node, ast.MatchValue) and is_name(node.value)
+        if compared or matched:
             lines.append(node.lineno)
     return lines
 
@@ -192,3 +194,24 @@ def test_architecture_names_are_compared_in_at_most_two_files() -> None:
 def test_no_module_is_over_300_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= 300, f"{path.relative_to(ROOT)} has {lines} lines; split it"
+
+
+def test_export_is_imported_under_its_installed_name_only() -> None:
+    """The top-level folder export/ installs as ``reranker_export``, never as a bare ``export``."""
+    for folder in ("reranker", "export", "benchmarks", "tests"):
+        for path in modules(ROOT / folder):
+            bare = sorted(m for m in imports_of(path) if m == "export" or m.startswith("export."))
+            assert not bare, f"{path.relative_to(ROOT)} imports {bare}; use reranker_export"
+
+
+def test_benchmarks_are_a_package_without_path_edits() -> None:
+    assert (ROOT / "benchmarks" / "__init__.py").is_file()
+    for path in modules(ROOT / "benchmarks"):
+        assert "sys.path" not in path.read_text(encoding="utf-8"), f"{path.relative_to(ROOT)} edits sys.path"
+
+
+def test_benchmark_modules_import(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "__init__")
+    code = "import importlib\n" + "".join(f"importlib.import_module('benchmarks.{n}')\n" for n in names)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
