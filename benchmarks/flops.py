@@ -59,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", required=True, type=Path, help="a bert_cat ONNX artifact (fp32)")
     ap.add_argument("--queries", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
+    ap.add_argument("--ort-threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     artifact = Artifact.open(args.artifact)
@@ -79,14 +79,14 @@ def main() -> None:
                            for n in p_lens)
         pairs += len(texts)
     seconds = 0.0
-    with local_engine(args.artifact, runtime=RuntimeConfig(provider="cpu", intra_op_threads=args.threads)) as engine:
+    with local_engine(args.artifact, runtime=RuntimeConfig(provider="cpu", intra_op_threads=args.ort_threads)) as engine:
         for q in qids:
             ids = [p for p, _ in run[q]]
             t = time.perf_counter()
             engine.rerank(folder.queries[q], ids, [folder.passages[p] for p in ids])
             seconds += time.perf_counter() - t
     achieved = total_flops / seconds / 1e9
-    peak = max(matmul_peak(n, 5, args.threads) for n in (1024, 2048))
+    peak = max(matmul_peak(n, 5, args.ort_threads) for n in (1024, 2048))
     result = {"artifact": str(args.artifact), "precision": artifact.precision, "queries": len(qids), "pairs": pairs,
               "gflop_per_pair": round(total_flops / pairs / 1e9, 3), "seconds": round(seconds, 2),
               "pairs_per_s": round(pairs / seconds, 1), "achieved_gflops": round(achieved, 1),
