@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from reranker.data.folders import Collection, DataFolder, parse_run_spec
 from reranker.data.formats import (
     QRELS_RUN,
-    Collection,
-    DataFolder,
     Qrels,
     Run,
-    parse_run_spec,
     read_passages,
     read_qrels,
     read_queries,

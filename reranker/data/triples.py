@@ -1,6 +1,6 @@
 """Training triples (query, positive, negative), teacher scores, and the train/validation split.
 
-Two ways to build triples from a :class:`~reranker.data.formats.Collection`:
+Two ways to build triples from a :class:`~reranker.data.folders.Collection`:
 
 * :func:`labelled_triples`: a judged passage against every candidate or judged passage with a
   lower grade (unjudged counts as 0), for the teacher's own training.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from reranker.data._io import PathLike, atomic_write_text, has_whitespace, iter_lines
-from reranker.data.formats import Collection
+from reranker.data.folders import Collection
 from reranker.errors import ConfigError, DataFormatError
 
 TRIPLE_COLUMNS = 3
