@@ -274,3 +274,19 @@ def test_default_export_is_rebuilt_when_the_shipped_default_changes(exported, tm
     with pytest.raises(RuntimeError, match="export requested"):
         default.ensure_default(DL19_MINI)
     assert calls[0][:3] == ["export", "--model", str(ckpt_b)]
+
+
+
+def test_one_request_path_reports_measured_times(exported, folder) -> None:
+    """LocalEngine runs Engine.rerank (pre stage, batcher, core stage); inference time is measured, not inferred."""
+    query, pids, texts = _candidates(folder)
+    with LocalEngine.of(str(exported["bert_cat"][1]), runtime=CPU, batching=BUDGET) as engine:
+        out = engine.rerank(query, pids, texts, top_k=3)
+        everything = engine.rerank(query, pids, texts)
+        (described,) = engine.engine.describe()
+    assert [r.index for r in out.results] == [r.index for r in everything.results][:3]
+    assert 0 < out.inference_ms <= out.total_ms and 0 <= out.queue_ms <= out.total_ms
+    assert out.stats["candidates"] == len(pids) and out.stats["truncated"] == sum(r.truncated for r in everything.results)
+    assert (described.arch, described.store_passages, described.max_query_tokens,
+            described.max_passage_tokens) == ("bert_cat", 0, 10, 38)
+    assert described.score_kind == spec("bert_cat").score_kind

@@ -103,6 +103,9 @@ def test_health_and_list_models(live) -> None:
     assert models["student"].store_passages > 0 and models["teacher"].store_passages == 0
     assert models["teacher"].max_candidates == 5 and models["student"].max_query_tokens == 10
     assert models["student"].provider == "CPUExecutionProvider"
+    assert models["student"].score_kind.startswith("MaxSim") and models["teacher"].max_passage_tokens == 38
+    warm = live.metrics()  # warmed up through the request path, but the warm-up is not in the statistics
+    assert metric(warm, "reranker_batch_size_count") == 0 and metric(warm, "reranker_requests_total") == 0
 
 
 def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:

@@ -83,9 +83,17 @@ class ServerConfig:
     """The batching budget (per model)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     """ONNX Runtime settings."""
+    warmup: bool = True
+    """Send one request per model through the request path before health turns SERVING."""
+    engine: EngineConfig = field(init=False, repr=False, compare=False)
+    """What the engine is built from (derived from the fields above, validated once)."""
 
     def __post_init__(self) -> None:
-        _ = self.engine  # validates the models and the engine's settings
+        engine = EngineConfig(models=self.models, default_model=self.default_model, batching=self.batching,
+                              runtime=self.runtime, pre_workers=self.pre_workers,
+                              max_pending_requests=self.max_pending_requests,
+                              max_pending_encodes=self.max_pending_encodes, warmup=self.warmup)
+        object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port"):
             value = getattr(self, name)
             if not -1 <= value <= 65535 or (name == "port" and value < 0):
@@ -100,23 +108,15 @@ class ServerConfig:
             raise ConfigError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
 
     @property
-    def engine(self) -> EngineConfig:
-        """What the engine is built from."""
-        return EngineConfig(models=self.models, default_model=self.default_model, batching=self.batching,
-                            runtime=self.runtime, pre_workers=self.pre_workers,
-                            max_pending_requests=self.max_pending_requests,
-                            max_pending_encodes=self.max_pending_encodes)
-
-    @property
     def default(self) -> str:
-        return self.default_model or self.models[0].name
+        return self.engine.default
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(known)}")
