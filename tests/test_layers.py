@@ -148,10 +148,10 @@ def test_serving_never_imports_torch_models_or_training() -> None:
             assert not heavy, f"{path.relative_to(ROOT)} (serving) imports {heavy}"
 
 
-def test_models_and_training_never_import_serving_code() -> None:
+def test_models_training_and_teachers_never_import_serving_code() -> None:
     serving = ("reranker.server", "reranker.engine", "reranker.runtime", "reranker.store", "reranker.cli",
                "reranker.provision", "reranker.client", "onnxruntime", "grpc")
-    for sub in ("models", "training"):
+    for sub in ("models", "training", "teachers"):
         for path in modules(PACKAGE / sub):
             bad = sorted(m for m in imports_of(path) if m.startswith(serving))
             assert not bad, f"{path.relative_to(ROOT)} imports serving code {bad}"
