@@ -7,7 +7,7 @@ DL19 := data/msmarco-passage/trec-dl-2019
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@

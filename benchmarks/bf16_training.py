@@ -1,7 +1,7 @@
 """bf16 against fp32 training on the CPU: the same run (model, triples, seed, steps) in both precisions,
 alternating short legs so that both see the same machine load; loss curves and step-time ratio.
 
-    .venv/bin/python benchmarks/bf16_training.py --triples runs/teacher-scores-colbert.tsv \\
+    .venv/bin/python -m benchmarks.bf16_training --triples runs/teacher-scores-colbert.tsv \\
         --out benchmarks/results/bf16-training
 
 Writes OUT.json (per-step losses, seconds per step, the ratio) and OUT.png (both loss curves).

@@ -4,7 +4,7 @@ ensemble and its members, the BERT-cat teacher, the zero-shot starts, then per s
 set) and TREC DL 2021 (our second held-out set), re-ranking the BM25 top 100; each goal of the models
 issue marked met or not met.
 
-    .venv/bin/python benchmarks/distillation_table.py --runs runs \\
+    .venv/bin/python -m benchmarks.distillation_table --runs runs \\
         [--latency benchmarks/results/latency-tradeoff-cpu.json] --out benchmarks/results/distillation
 
 Writes OUT.md and OUT.json (every figure, with the file it came from). The JSON keeps the shape

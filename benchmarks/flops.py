@@ -1,6 +1,6 @@
 """Physical sense check: the teacher's achieved FLOP/s as a fraction of this machine's matmul peak.
 
-    .venv/bin/python benchmarks/flops.py --artifact runs/latency/onnx-teacher-fp32 --json benchmarks/results/flops-cpu.json
+    .venv/bin/python -m benchmarks.flops --artifact runs/latency/onnx-teacher-fp32 --json benchmarks/results/flops-cpu.json
 
 * Peak: ONNX Runtime running one large fp32 MatMul (the same kernels the models use).
 * Teacher work: exact FLOPs of every (query, passage) pair of the DL19 BM25 top-100 at its real
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,15 +19,11 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from reranker.artifact import Artifact  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
-from reranker.tokenization import Preprocessor  # noqa: E402
-
-DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+from benchmarks._common import DL19, local_engine
+from reranker.artifact import Artifact
+from reranker.data import DataFolder
+from reranker.engine import RuntimeConfig
+from reranker.tokenization import Preprocessor
 
 
 def matmul_peak(n: int, repeats: int, threads: int) -> float:
@@ -64,12 +59,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", required=True, type=Path, help="a bert_cat ONNX artifact (fp32)")
     ap.add_argument("--queries", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
+    ap.add_argument("--ort-threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     artifact = Artifact.open(args.artifact)
-    if artifact.arch != "bert_cat":
-        raise SystemExit(f"{args.artifact} is a {artifact.arch} artifact; the check is for the bert_cat teacher")
+    if artifact.spec.split:
+        raise SystemExit(f"{args.artifact} is a {artifact.arch} artifact; the check is for the cross-encoder teacher")
     cfg, enc = artifact.config, artifact.config.encoder
     folder = DataFolder.open(DL19)
     run = folder.run("bm25")
@@ -83,15 +78,15 @@ def main() -> None:
         total_flops += sum(pair_flops(q_len + int(n), enc.hidden_size, enc.intermediate_size, enc.num_layers)
                            for n in p_lens)
         pairs += len(texts)
-    scorer = OnnxScorer(artifact, RuntimeConfig(provider="cpu", intra_op_threads=args.threads))
     seconds = 0.0
-    for q in qids:
-        ids = [p for p, _ in run[q]]
-        t = time.perf_counter()
-        scorer.rerank(folder.queries[q], ids, [folder.passages[p] for p in ids])
-        seconds += time.perf_counter() - t
+    with local_engine(args.artifact, runtime=RuntimeConfig(provider="cpu", intra_op_threads=args.ort_threads)) as engine:
+        for q in qids:
+            ids = [p for p, _ in run[q]]
+            t = time.perf_counter()
+            engine.rerank(folder.queries[q], ids, [folder.passages[p] for p in ids])
+            seconds += time.perf_counter() - t
     achieved = total_flops / seconds / 1e9
-    peak = max(matmul_peak(n, 5, args.threads) for n in (1024, 2048))
+    peak = max(matmul_peak(n, 5, args.ort_threads) for n in (1024, 2048))
     result = {"artifact": str(args.artifact), "precision": artifact.precision, "queries": len(qids), "pairs": pairs,
               "gflop_per_pair": round(total_flops / pairs / 1e9, 3), "seconds": round(seconds, 2),
               "pairs_per_s": round(pairs / seconds, 1), "achieved_gflops": round(achieved, 1),

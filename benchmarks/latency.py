@@ -6,9 +6,9 @@ level, C client threads send requests back to back after a warm-up; the server's
 the mean batch size and the queue vs inference time of the same window.
 
     .venv/bin/reranker serve --config server.toml &          # or: --config given here starts one
-    .venv/bin/python benchmarks/latency.py --server localhost:50051 --metrics localhost:9090 \\
+    .venv/bin/python -m benchmarks.latency --server localhost:50051 --metrics localhost:9090 \\
         --json benchmarks/results/latency.json
-    .venv/bin/python benchmarks/latency.py --config server.toml --quick     # < 2 minutes on 2 cores
+    .venv/bin/python -m benchmarks.latency --config server.toml --quick     # < 2 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,21 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from reranker.client import RerankerClient  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-
-DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
+from benchmarks._common import DL19, ROOT, cpu_model, local_engine, percentile, start_server
+from reranker.client import RerankerClient
+from reranker.data import DataFolder
+from reranker.engine import RuntimeConfig
 
 
 def machine(models: list[Any]) -> dict[str, Any]:
@@ -75,13 +63,6 @@ def scrape(metrics: str | None) -> dict[tuple[str, str], float]:
 
 def delta(after: dict, before: dict, name: str, model: str) -> float:
     return after.get((name, model), 0.0) - before.get((name, model), 0.0)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def run_cell(target: str, token: str | None, model: str, requests: list[tuple[str, list]], concurrency: int,
@@ -150,41 +131,18 @@ def peer_cross_encoder(checkpoint: Path, requests: list[tuple[str, list]], count
 
 
 def in_process(artifact: Path, store: Path | None, requests: list[tuple[str, list]], count: int) -> dict[str, float]:
-    """The same model scored in process with our ONNX Runtime scorer (no gRPC, no batcher)."""
-    from reranker.artifact import Artifact
-    from reranker.runtime import OnnxScorer
-    from reranker.store import PassageStore
-
-    art = Artifact.open(artifact)
-    scorer = OnnxScorer(art, store=PassageStore.open(store, art) if store else None)
+    """The same model in process: the engine's request path (pre stage, batcher, core), no gRPC."""
     latencies = []
-    for i in range(count + 1):
-        query, cands = requests[i % len(requests)]
-        ids = [c if isinstance(c, str) else c[0] for c in cands]
-        texts = ["" if isinstance(c, str) else c[1] for c in cands]
-        t = time.perf_counter()
-        scorer.rerank(query, ids, texts)
-        if i:
-            latencies.append((time.perf_counter() - t) * 1000.0)
+    with local_engine(artifact, store, runtime=RuntimeConfig()) as engine:
+        for i in range(count + 1):
+            query, cands = requests[i % len(requests)]
+            ids = [c if isinstance(c, str) else c[0] for c in cands]
+            texts = ["" if isinstance(c, str) else c[1] for c in cands]
+            t = time.perf_counter()
+            engine.rerank(query, ids, texts)
+            if i:
+                latencies.append((time.perf_counter() - t) * 1000.0)
     return {"requests": count, "p50_ms": round(percentile(latencies, 0.5), 2), "p95_ms": round(percentile(latencies, 0.95), 2)}
-
-
-def start_server(config: Path) -> tuple[subprocess.Popen, str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0",
-                             "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
-    grpc_port = metrics_port = None
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        sys.stderr.write(line)
-        m = re.search(r"gRPC on \S+:(\d+) .*metrics on http://localhost:(\d+)/metrics", line)
-        if m:
-            grpc_port, metrics_port = m.group(1), m.group(2)
-        if "serving " in line and grpc_port:
-            break
-    if grpc_port is None:
-        raise SystemExit("the server did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep draining its log
-    return proc, f"localhost:{grpc_port}", f"localhost:{metrics_port}"
 
 
 def main() -> None:

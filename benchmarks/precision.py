@@ -1,6 +1,6 @@
 """Effectiveness of each export precision on TREC DL 2019: nDCG@10 of PyTorch vs ONNX fp32/fp16/int8.
 
-    .venv/bin/python benchmarks/precision.py --model runs/full/colbert-L6-kd --json benchmarks/results/precision-colbert.json
+    .venv/bin/python -m benchmarks.precision --model runs/full/colbert-L6-kd --json benchmarks/results/precision-colbert.json
 
 Re-ranks the BM25 top-100 of all 43 queries with each artifact (through the passage store for split
 models) and reports the change against PyTorch.
@@ -11,22 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from export.onnx_export import export_model  # noqa: E402
-from reranker.artifact import Artifact  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-from reranker.eval.irm import evaluate_with_ir_measures  # noqa: E402
-from reranker.models.checkpoint import load_checkpoint  # noqa: E402
-from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
-from reranker.store import PassageStore, build_store  # noqa: E402
-from reranker.training.inference import rerank  # noqa: E402
-
-DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+from benchmarks._common import DL19, ensure_store, local_engine
+from reranker.artifact import Artifact
+from reranker.data import DataFolder
+from reranker.eval.irm import evaluate_with_ir_measures
+from reranker.models.checkpoint import load_checkpoint
+from reranker.training.inference import rerank
+from reranker_export.onnx_export import export_model
 
 
 def main() -> None:
@@ -59,19 +52,17 @@ def main() -> None:
             export_model(args.model, art_dir, precision=precision, int8_exclude=args.int8_exclude)
         artifact = Artifact.open(art_dir)
         store = None
-        if artifact.arch != "bert_cat":
-            store_dir = work / f"store-{precision}"
-            if not (store_dir / "manifest.json").is_file():
-                needed = sorted({p for c in cands.values() for p, _ in c})
-                build_store(artifact, {p: folder.passages[p] for p in needed}, store_dir)
-            store = PassageStore.open(store_dir, artifact)
-        scorer = OnnxScorer(artifact, RuntimeConfig(provider="cpu"), store)
+        if artifact.spec.split:
+            needed = sorted({p for c in cands.values() for p, _ in c})
+            store = ensure_store(artifact, {p: folder.passages[p] for p in needed}, work / f"store-{precision}",
+                                 progress=True)
         run = {}
-        for qid, c in cands.items():
-            ids = [p for p, _ in c]
-            texts = [""] * len(ids) if store is not None else [folder.passages[p] for p in ids]
-            scores, _ = scorer.rerank(folder.queries[qid], ids, texts)
-            run[qid] = sorted(zip(ids, scores.tolist(), strict=True), key=lambda x: -x[1])
+        with local_engine(art_dir, store) as engine:
+            for qid, c in cands.items():
+                ids = [p for p, _ in c]
+                texts = [""] * len(ids) if store is not None else [folder.passages[p] for p in ids]
+                scores, _ = engine.scores(folder.queries[qid], ids, texts)
+                run[qid] = sorted(zip(ids, scores, strict=True), key=lambda x: -x[1])
         results[f"ort {precision}" + (" (store fp16)" if store is not None else "")] = evaluate_with_ir_measures(qrels, run, 2)
     base = results["torch fp32"]["ndcg@10"]
     print(f"\nDL19 BM25 top-{args.depth}, {args.model}:\n| engine | nDCG@10 | change | MRR@10 |\n|---|---|---|---|")

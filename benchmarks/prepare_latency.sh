@@ -23,4 +23,4 @@ done
 [[ -f $R/onnx-colbert-fp32/manifest.json ]] || $BIN/reranker export --model $S --out $R/onnx-colbert-fp32
 [[ -f $R/store-colbert-fp32/manifest.json ]] || $BIN/reranker index --artifact $R/onnx-colbert-fp32 --data $DL19 \
   --out $R/store-colbert-fp32
-echo "ready: .venv/bin/python benchmarks/latency.py --config benchmarks/configs/latency-cpu.toml --peer-cross-encoder $T"
+echo "ready: .venv/bin/python -m benchmarks.latency --config benchmarks/configs/latency-cpu.toml --peer-cross-encoder $T"

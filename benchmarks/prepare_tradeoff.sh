@@ -6,7 +6,7 @@
 # depend on the weights). Outputs go to runs/tradeoff/.
 #
 #   benchmarks/prepare_tradeoff.sh
-#   .venv/bin/python benchmarks/latency.py --config benchmarks/configs/tradeoff-cpu.toml --candidates 100 \
+#   .venv/bin/python -m benchmarks.latency --config benchmarks/configs/tradeoff-cpu.toml --candidates 100 \
 #       --concurrency 1 --requests 30 --json benchmarks/results/latency-tradeoff-cpu.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +36,4 @@ for spec in "${MODELS[@]}"; do
     $BIN/reranker index --artifact "$R/onnx-$name-fp32" --data $DL19 --run bm25 --depth 100 --out "$R/store-$name"
   fi
 done
-echo "ready: .venv/bin/python benchmarks/latency.py --config benchmarks/configs/tradeoff-cpu.toml"
+echo "ready: .venv/bin/python -m benchmarks.latency --config benchmarks/configs/tradeoff-cpu.toml"

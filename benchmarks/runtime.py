@@ -4,7 +4,7 @@ Requests are real: DL19 queries with their BM25 top-N candidates. Models are the
 initialised from all-MiniLM-L6-v2 (latency does not depend on training), or trained checkpoints
 given with --model ARCH=DIR.
 
-    .venv/bin/python benchmarks/runtime.py --queries 5 --json benchmarks/results/runtime-cpu.json
+    .venv/bin/python -m benchmarks.runtime --queries 5 --json benchmarks/results/runtime-cpu.json
 
 Prints a markdown table; every figure is the median over the queries after one warm-up query.
 """
@@ -16,7 +16,6 @@ import json
 import logging
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -24,22 +23,14 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from latency import cpu_model  # noqa: E402
-
-from export.onnx_export import export_model  # noqa: E402
-from reranker.artifact import Artifact  # noqa: E402
-from reranker.config import ARCHES  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-from reranker.models.checkpoint import init_from_base, load_checkpoint, save_checkpoint  # noqa: E402
-from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
-from reranker.store import PassageStore, build_store  # noqa: E402
-from reranker.training.inference import score_pairs  # noqa: E402
-
-DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+from benchmarks._common import DL19, ROOT, cpu_model, ensure_store, local_engine
+from reranker.arch import ARCHES, spec
+from reranker.artifact import Artifact
+from reranker.data import DataFolder
+from reranker.models.checkpoint import init_from_base, load_checkpoint, save_checkpoint
+from reranker.store import PassageStore
+from reranker.training.inference import score_pairs
+from reranker_export.onnx_export import export_model
 
 
 def machine() -> dict[str, object]:
@@ -102,17 +93,14 @@ def main() -> None:
             if not (art_dir / "manifest.json").is_file():
                 export_model(ckpt, art_dir, precision=precision)
             artifact = Artifact.open(art_dir)
-            scorer = OnnxScorer(artifact, RuntimeConfig(provider="cpu"))
-            rows[f"ort {precision} (text)"] = timed(lambda q, p, ids, s=scorer: s.rerank(q, ids, p), texts)
-            if arch != "bert_cat":
-                store_dir = args.work / f"store-{arch}-{precision}"
-                if not (store_dir / "manifest.json").is_file():
-                    build_store(artifact, {p: folder.passages[p] for p in sorted(needed)}, store_dir, progress=False)
-                store = PassageStore.open(store_dir, artifact)
-                stored = OnnxScorer(artifact, RuntimeConfig(provider="cpu"), store)
-                blank = [""] * args.candidates
-                rows[f"ort {precision} (store)"] = timed(lambda q, p, ids, s=stored, b=blank: s.rerank(q, ids, b), texts)
-                store_bytes[f"ort {precision} (store)"] = store.bytes_per_passage
+            with local_engine(art_dir) as engine:
+                rows[f"ort {precision} (text)"] = timed(lambda q, p, ids, e=engine: e.rerank(q, ids, p), texts)
+            if spec(arch).split:
+                store_dir = ensure_store(artifact, {p: folder.passages[p] for p in sorted(needed)},
+                                         args.work / f"store-{arch}-{precision}")
+                with local_engine(art_dir, store_dir) as engine:
+                    rows[f"ort {precision} (store)"] = timed(lambda q, p, ids, e=engine: e.rerank(q, ids), texts)
+                store_bytes[f"ort {precision} (store)"] = PassageStore.open(store_dir, artifact).bytes_per_passage
         for name, times in rows.items():
             p50 = statistics.median(times)
             records.append({"arch": arch, "engine": name, "candidates": args.candidates, "queries": len(times),

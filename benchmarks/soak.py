@@ -1,6 +1,6 @@
 """A bounded soak test on loopback: mixed traffic well above capacity, then a report.
 
-    .venv/bin/python benchmarks/soak.py --config benchmarks/configs/soak-cpu.toml --seconds 180 \\
+    .venv/bin/python -m benchmarks.soak --config benchmarks/configs/soak-cpu.toml --seconds 180 \\
         --concurrency 32 --json benchmarks/results/soak-cpu.json
 
 Starts its own server from the config (loopback only), runs C closed-loop clients for a fixed time
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,16 +23,9 @@ from pathlib import Path
 
 import grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from latency import percentile, start_server  # noqa: E402
-
-from reranker.client import RerankerClient  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-
-DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+from benchmarks._common import DL19, percentile, start_server
+from reranker.client import RerankerClient
+from reranker.data import DataFolder
 
 
 def rss_mb(pid: int) -> float:

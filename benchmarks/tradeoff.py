@@ -1,7 +1,7 @@
 """The efficiency-effectiveness trade-off: latency (from benchmarks/latency.py) joined with
 effectiveness (from `reranker evaluate --json`), one table and one plot.
 
-    .venv/bin/python benchmarks/tradeoff.py --latency benchmarks/results/latency.json \\
+    .venv/bin/python -m benchmarks.tradeoff --latency benchmarks/results/latency.json \\
         --eval teacher=runs/full/teacher/dl19-bm25.json --eval colbert=runs/full/colbert-L6-kd/dl19-bm25.json \\
         --bm25 runs/bm25-dl19.json --teacher teacher --out benchmarks/results/tradeoff
 

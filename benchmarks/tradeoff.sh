@@ -16,5 +16,5 @@ for name in colbert-L6 colbert-L3 bert_dot-L6 bert_dot-L3 tk-L6 prett-L6; do
   f=$RUNS/$name-kd/dl19-bm25.json
   [[ -f $f ]] && args+=(--eval "$name=$f" --store "$name=runs/tradeoff/store-$name")
 done
-$BIN/python benchmarks/tradeoff.py --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/dl19-bm25.json" \
+$BIN/python -m benchmarks.tradeoff --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/dl19-bm25.json" \
   --reference "ensemble teacher=$RUNS/ensemble/dl19-bm25.json" --teacher bert_cat-L6 --out benchmarks/results/tradeoff

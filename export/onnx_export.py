@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from reranker.arch import spec
 from reranker.artifact import ARTIFACT_KIND, GRAPH_IO, PRECISIONS, graphs_for
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import MANIFEST, sha256_file, write_manifest
@@ -185,7 +186,7 @@ def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
     from reranker.runtime.sessions import Graph
 
     prep = Preprocessor(loaded.tokenizer, loaded.config)
-    cpu = RuntimeConfig(provider="cpu", warmup=False)
+    cpu = RuntimeConfig(provider="cpu")
     sessions = {g: Graph(artifact_dir / f"{g}.onnx", cpu) for g in graphs_for(loaded.config.arch)}
     figures: dict[str, float] = {}
     scale = 0.0
@@ -202,7 +203,7 @@ def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
         with torch.no_grad():
             expected = loaded.model.score(qt, pt).numpy()
         scale = max(scale, float(np.max(np.abs(expected))))
-        if loaded.config.arch == "bert_cat":
+        if not spec(loaded.config.arch).split:
             got = sessions["cross_encoder"].run({"q_ids": q.input_ids, "q_mask": q.attention_mask,
                                                        "p_ids": p.input_ids, "p_mask": p.attention_mask})[0]
         else:
@@ -248,7 +249,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
             "arch": cfg.arch, "precision": precision, "opset": opset, "graphs": list(graphs),
             "int8_exclude": int8_exclude if precision == "int8" else None,
             "query_max_len": cfg.query_max_len, "passage_max_len": cfg.passage_max_len,
-            "hidden_size": cfg.encoder.hidden_size, "state_dim": None if cfg.arch == "bert_cat" else state_dim,
+            "hidden_size": cfg.encoder.hidden_size, "state_dim": state_dim if spec(cfg.arch).split else None,
             "layers": cfg.encoder.num_layers,
             "checkpoint": {"path": str(Path(model_dir).resolve()), "manifest_sha256": sha256_file(Path(model_dir) / MANIFEST),
                            "weights_sha256": sha256_file(Path(model_dir) / WEIGHTS_FILE),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reranker.arch import ArchSpec, spec
 from reranker.config import ModelConfig
 from reranker.errors import ArtifactError
 from reranker.manifest import verify_manifest
@@ -13,7 +14,6 @@ from reranker.tokenization import Tokenizer
 
 ARTIFACT_KIND = "reranker-onnx"
 PRECISIONS = ("fp32", "fp16", "int8")
-SPLIT_GRAPHS = ("query_encoder", "passage_encoder", "scorer")
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cross_encoder": (("q_ids", "q_mask", "p_ids", "p_mask"), ("scores",)),
     "query_encoder": (("ids", "mask"), ("vectors", "vector_mask")),
@@ -24,7 +24,8 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 def graphs_for(arch: str) -> tuple[str, ...]:
-    return ("cross_encoder",) if arch == "bert_cat" else SPLIT_GRAPHS
+    """The graph names of an ``arch`` artifact (from the architecture table)."""
+    return spec(arch).graphs
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,18 @@ class Artifact:
         return self.config.arch
 
     @property
+    def spec(self) -> ArchSpec:
+        """The architecture's row of :data:`reranker.arch.ARCH_SPECS`."""
+        return spec(self.config.arch)
+
+    @property
     def precision(self) -> str:
         return str(self.manifest["precision"])
 
     @property
     def checksum(self) -> str:
         """Identity of the artifact: the sha256 of its passage encoder (or cross-encoder) graph."""
-        graph = "cross_encoder.onnx" if self.arch == "bert_cat" else "passage_encoder.onnx"
-        return str(self.manifest["files"][graph]["sha256"])
+        return str(self.manifest["files"][f"{self.spec.identity_graph}.onnx"]["sha256"])
 
     def graph_path(self, name: str) -> Path:
         if name not in graphs_for(self.arch):

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from reranker.arch import ARCHES, Arch, spec
 from reranker.errors import ConfigError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 """The committed default student (``--model default``; what ``reranker serve`` loads when present)."""
 
-ARCHES = ("bert_cat", "bert_dot", "colbert", "prett", "tk")
-Arch = Literal["bert_cat", "bert_dot", "colbert", "prett", "tk"]
+__all__ = ["ARCHES", "DEFAULT_MODEL_DIR", "Arch", "EncoderConfig", "ModelConfig"]
 
 
 def _check(cond: bool, message: str) -> None:
@@ -118,7 +118,7 @@ class ModelConfig:
     """Keep the base model's word-embedding matrix fixed while training."""
 
     def __post_init__(self) -> None:
-        _check(self.arch in ARCHES, f"arch must be one of {', '.join(ARCHES)}; got {self.arch!r}")
+        arch = spec(self.arch)  # ConfigError naming the allowed architectures
         _check(isinstance(self.encoder, EncoderConfig), "encoder must be an EncoderConfig")
         _check(3 <= self.query_max_len <= self.encoder.max_position,
                f"query_max_len must be in 3..{self.encoder.max_position}, got {self.query_max_len}")
@@ -126,14 +126,11 @@ class ModelConfig:
                f"passage_max_len must be in 3..{self.encoder.max_position}, got {self.passage_max_len}")
         _check(self.dot_pooling in ("cls", "mean"), f"dot_pooling must be 'cls' or 'mean', got {self.dot_pooling!r}")
         _check(self.colbert_dim >= 0, f"colbert_dim must be >= 0 (0 = no projection), got {self.colbert_dim}")
-        if self.arch == "prett":
+        if arch.layer_split:
             _check(1 <= self.prett_split_layer < self.encoder.num_layers,
                    f"prett_split_layer must be in 1..{self.encoder.num_layers - 1} for a "
                    f"{self.encoder.num_layers}-layer encoder, got {self.prett_split_layer}")
-            _check(self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
-                   "query_max_len + passage_max_len - 1 must fit the position embeddings "
-                   f"({self.encoder.max_position})")
-        if self.arch == "bert_cat":
+        if arch.packs_pair:
             _check(self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
                    "query_max_len + passage_max_len - 1 must fit the position embeddings "
                    f"({self.encoder.max_position})")
@@ -143,11 +140,6 @@ class ModelConfig:
                f"tk_heads ({self.tk_heads}) must divide hidden_size ({self.encoder.hidden_size})")
         _check(len(self.tk_kernel_mus) > 0 and self.tk_kernel_sigma > 0,
                "TK needs at least one kernel and a positive sigma")
-
-    @property
-    def splittable(self) -> bool:
-        """Whether passage-side work can be precomputed (all but the cross-encoder)."""
-        return self.arch != "bert_cat"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -178,6 +170,3 @@ class ModelConfig:
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read model config {path}: {exc}") from exc
         return cls.from_dict(data)
-
-    def replace(self, **changes: Any) -> ModelConfig:
-        return dataclasses.replace(self, **changes)

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 
+from reranker.arch import spec
 from reranker.config import ModelConfig
 from reranker.errors import ArtifactError, InvalidInputError
 
@@ -123,8 +124,9 @@ class Preprocessor:
     def __init__(self, tokenizer: Tokenizer, config: ModelConfig) -> None:
         self.tokenizer = tokenizer
         self.config = config
-        self._special = config.arch != "tk"
-        self._augment = config.arch == "colbert" and config.colbert_query_augmentation
+        arch = spec(config.arch)
+        self._special = arch.special_tokens > 0
+        self._augment = arch.query_augmentation and config.colbert_query_augmentation
 
     def queries(self, texts: Sequence[str]) -> Encoded:
         return self.tokenizer.encode(texts, self.config.query_max_len, special=self._special,

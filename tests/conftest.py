@@ -55,9 +55,9 @@ def tiny_exports(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     """arch -> (checkpoint dir, fp32 ONNX artifact dir) of tiny random models (short lengths)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from export.onnx_export import export_model
     from reranker.config import ARCHES
     from reranker.models.checkpoint import init_from_base, save_checkpoint
+    from reranker_export.onnx_export import export_model
 
     root = tmp_path_factory.mktemp("export")
     out = {}

@@ -13,20 +13,36 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from export.onnx_export import export_model  # noqa: E402
+from reranker.arch import spec  # noqa: E402
 from reranker.artifact import Artifact  # noqa: E402
 from reranker.config import ARCHES  # noqa: E402
 from reranker.data import DataFolder  # noqa: E402
+from reranker.engine import BatcherConfig, LocalEngine, RuntimeConfig, passage_encoder  # noqa: E402
 from reranker.errors import ArtifactError, ConfigError, InvalidInputError, NotFoundError  # noqa: E402
 from reranker.models.checkpoint import load_checkpoint  # noqa: E402
-from reranker.runtime import OnnxScorer, RuntimeConfig  # noqa: E402
-from reranker.store import PassageStore, build_store  # noqa: E402
+from reranker.store import PassageStore  # noqa: E402
+from reranker.store.build import build_store  # noqa: E402
 from reranker.training.inference import score_pairs  # noqa: E402
+from reranker_export.onnx_export import export_model  # noqa: E402
 
 from .conftest import DL19_MINI  # noqa: E402
 
-SPLIT = [a for a in ARCHES if a != "bert_cat"]
-CPU = RuntimeConfig(provider="cpu", max_batch_pairs=4, max_batch_tokens=200)
+SPLIT = [a for a in ARCHES if spec(a).split]
+CPU = RuntimeConfig(provider="cpu")
+BUDGET = BatcherConfig(max_batch_size=4, max_batch_cost=200, max_wait_s=0.0)
+
+
+def encoder(art: Artifact):
+    return passage_encoder(art, CPU, BUDGET)
+
+
+def rerank(art: Artifact | Path, query: str, ids: list[str], texts: list[str] | None = None,
+           store: Path | str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Scores and truncation flags in input order, through the engine's request path."""
+    directory = art.directory if isinstance(art, Artifact) else art
+    with LocalEngine.of(str(directory), str(store), runtime=CPU, batching=BUDGET, warmup=False) as engine:
+        scores, truncated = engine.scores(query, ids, texts)
+    return np.array(scores, dtype=np.float32), np.array(truncated, dtype=bool)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +65,7 @@ def _candidates(folder: DataFolder, n: int = 9) -> tuple[str, list[str], list[st
 def test_export_manifest_and_parity(exported, arch: str) -> None:
     manifest = json.loads((exported[arch][1] / "manifest.json").read_text())
     assert manifest["arch"] == arch and manifest["precision"] == "fp32" and manifest["opset"] == 17
-    graphs = ["cross_encoder"] if arch == "bert_cat" else ["query_encoder", "passage_encoder", "scorer"]
+    graphs = list(spec(arch).graphs)
     assert manifest["graphs"] == graphs
     assert set(manifest["files"]) == {f"{g}.onnx" for g in graphs} | {"config.json", "tokenizer.json"}
     for key, value in manifest["parity"].items():
@@ -63,8 +79,7 @@ def test_onnx_scorer_matches_torch(exported, folder, arch: str) -> None:
     """Every graph together: ORT scores from text equal the PyTorch model's, at several batch sizes."""
     ckpt, art = exported[arch]
     query, pids, texts = _candidates(folder)
-    scorer = OnnxScorer(Artifact.open(art), CPU)
-    got, truncated = scorer.rerank(query, pids, texts)
+    got, truncated = rerank(art, query, pids, texts)
     want = score_pairs(load_checkpoint(ckpt), [query] * len(texts), texts, batch_size=3)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
     assert truncated.dtype == bool and truncated.any()  # passages of 40 tokens at most: DL19 texts get cut
@@ -75,12 +90,12 @@ def test_store_scores_equal_text_scores(exported, folder, tmp_path: Path, arch: 
     art = Artifact.open(exported[arch][1])
     query, pids, texts = _candidates(folder)
     manifest = build_store(art, {p: folder.passages[p] for p in pids}, tmp_path / "store", dtype="float32",
-                           chunk=4, cfg=CPU, progress=False)
+                           chunk=4, encode=encoder(art), progress=False)
     assert manifest["passages"] == len(pids) and manifest["bytes_per_token"] == 4 * manifest["dim"]
     store = PassageStore.open(tmp_path / "store", art, verify_vectors=True)
     assert isinstance(store.vectors, np.memmap)
-    from_text, trunc_text = OnnxScorer(art, CPU).rerank(query, pids, texts)
-    from_store, trunc_store = OnnxScorer(art, CPU, store).rerank(query, pids, [""] * len(pids))
+    from_text, trunc_text = rerank(art, query, pids, texts)
+    from_store, trunc_store = rerank(art, query, pids, store=tmp_path / "store")
     np.testing.assert_allclose(from_store, from_text, atol=1e-5, rtol=1e-5)
     assert (trunc_store == trunc_text).all()
 
@@ -89,11 +104,11 @@ def test_store_round_trip_fp16_and_lookup(exported, folder, tmp_path: Path) -> N
     art = Artifact.open(exported["colbert"][1])
     pids = sorted(folder.passages)[:10]
     passages = {p: folder.passages[p] for p in pids}
-    build_store(art, passages, tmp_path / "s", chunk=3, cfg=CPU, progress=False)
+    build_store(art, passages, tmp_path / "s", chunk=3, encode=encoder(art), progress=False)
     store = PassageStore.open(tmp_path / "s", art)
     assert len(store) == 10 and store.dtype == np.float16 and pids[3] in store and "nope" not in store
-    direct = OnnxScorer(art, CPU).encode_texts([passages[pids[3]]])[0]
-    np.testing.assert_allclose(store.get(pids[3]).astype(np.float32), direct.data, atol=2e-3)
+    direct, _ = encoder(art)([passages[pids[3]]])[0]
+    np.testing.assert_allclose(store.get(pids[3]).astype(np.float32), direct, atol=2e-3)
     assert store.manifest["tokens"] == int(store.offsets[-1])
     assert not (tmp_path / "s.partial").exists()
 
@@ -111,24 +126,23 @@ def test_index_cli_can_keep_only_a_runs_top_candidates(exported, folder, tmp_pat
 def test_interrupted_store_build_continues(exported, folder, tmp_path: Path, monkeypatch) -> None:
     art = Artifact.open(exported["tk"][1])
     passages = {p: folder.passages[p] for p in sorted(folder.passages)[:12]}
-    build_store(art, passages, tmp_path / "whole", chunk=5, cfg=CPU, progress=False)
-    original = OnnxScorer.encode_texts
+    encode = encoder(art)
+    build_store(art, passages, tmp_path / "whole", chunk=5, encode=encode, progress=False)
     calls = {"n": 0}
 
-    def crash_on_second_chunk(self, texts):
+    def crash_on_second_chunk(texts):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return original(self, texts)
+        return encode(texts)
 
-    monkeypatch.setattr(OnnxScorer, "encode_texts", crash_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
-        build_store(art, passages, tmp_path / "resumed", chunk=5, cfg=CPU, progress=False)
+        build_store(art, passages, tmp_path / "resumed", chunk=5, encode=crash_on_second_chunk, progress=False)
     assert not (tmp_path / "resumed").exists()
     with pytest.raises(ArtifactError, match=r"no manifest\.json|does not exist"):
         PassageStore.open(tmp_path / "resumed.partial", art)
     calls["n"] = 10
-    build_store(art, passages, tmp_path / "resumed", chunk=5, cfg=CPU, progress=False)
+    build_store(art, passages, tmp_path / "resumed", chunk=5, encode=crash_on_second_chunk, progress=False)
     a = (tmp_path / "whole" / "vectors.bin").read_bytes()
     b = (tmp_path / "resumed" / "vectors.bin").read_bytes()
     assert a == b
@@ -137,7 +151,7 @@ def test_interrupted_store_build_continues(exported, folder, tmp_path: Path, mon
 def test_store_for_another_artifact_is_refused(exported, folder, tmp_path: Path) -> None:
     colbert, tk = Artifact.open(exported["colbert"][1]), Artifact.open(exported["tk"][1])
     build_store(colbert, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s",
-                cfg=CPU, progress=False)
+                encode=encoder(colbert), progress=False)
     with pytest.raises(ArtifactError, match="built for another artifact"):
         PassageStore.open(tmp_path / "s", tk)
 
@@ -149,7 +163,7 @@ def test_truncated_store_and_corrupted_graph_are_detected(exported, folder, tmp_
     shutil.copytree(exported["colbert"][1], art_dir)
     art = Artifact.open(art_dir)
     build_store(art, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s",
-                cfg=CPU, progress=False)
+                encode=encoder(art), progress=False)
     with open(tmp_path / "s" / "vectors.bin", "r+b") as f:
         f.truncate(100)
     with pytest.raises(ArtifactError, match=r"vectors\.bin is 100 bytes.*truncated"):
@@ -163,15 +177,13 @@ def test_truncated_store_and_corrupted_graph_are_detected(exported, folder, tmp_
 
 
 def test_unknown_ids_without_text_are_named(exported, folder) -> None:
-    scorer = OnnxScorer(Artifact.open(exported["bert_dot"][1]), CPU)
     with pytest.raises(NotFoundError, match=r"2 candidate\(s\).*'x1', 'x2'"):
-        scorer.rerank("a query", ["x1", "ok", "x2"], ["", "some text", ""])
+        rerank(exported["bert_dot"][1], "a query", ["x1", "ok", "x2"], ["", "some text", ""])
 
 
 def test_long_query_is_refused_not_truncated(exported) -> None:
-    scorer = OnnxScorer(Artifact.open(exported["colbert"][1]), CPU)
     with pytest.raises(InvalidInputError, match=r"at most 10.*never truncated"):
-        scorer.rerank("what is the lifespan of a flea and how long do fleas live", ["p"], ["text"])
+        rerank(exported["colbert"][1], "what is the lifespan of a flea and how long do fleas live", ["p"], ["text"])
 
 
 def test_int8_export_reports_parity(exported, tmp_path: Path) -> None:
@@ -204,16 +216,17 @@ def test_cosine_bert_dot_exports_normalised_passage_vectors(tiny_base: Path, fol
     save_checkpoint(tmp_path / "ckpt", loaded, {"steps": 0})
     export_model(tmp_path / "ckpt", tmp_path / "onnx")
     query, pids, texts = _candidates(folder)
-    scorer = OnnxScorer(Artifact.open(tmp_path / "onnx"), CPU)
-    got, _ = scorer.rerank(query, pids, texts)
+    got, _ = rerank(tmp_path / "onnx", query, pids, texts)
     want = score_pairs(load_checkpoint(tmp_path / "ckpt"), [query] * len(texts), texts, batch_size=4)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
     assert np.abs(got).max() <= 1.0 + 1e-5
 
 
 def test_runtime_config_and_provider_errors() -> None:
-    with pytest.raises(ConfigError, match="max_batch_pairs"):
-        RuntimeConfig(max_batch_pairs=0)
+    with pytest.raises(ConfigError, match="intra_op_threads=-1"):
+        RuntimeConfig(intra_op_threads=-1)
+    with pytest.raises(ConfigError, match="max_batch_size=0"):
+        BatcherConfig(max_batch_size=0)
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -224,24 +237,24 @@ def test_runtime_config_and_provider_errors() -> None:
 
 
 def test_serving_modules_do_not_import_torch() -> None:
-    code = ("import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data; "
+    code = ("import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data, reranker.engine, "
+            "reranker.server.app, reranker.provision; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_texts_without_word_pieces(exported) -> None:
     """Found by the fuzzer: TK (no special tokens) got an empty row for a text of control characters."""
-    scorer = OnnxScorer(Artifact.open(exported["tk"][1]), CPU)
-    scores, _ = scorer.rerank("what is a flea", ["a", "b"], ["\x00\x01", "fleas are insects"])
+    scores, _ = rerank(exported["tk"][1], "what is a flea", ["a", "b"], ["\x00\x01", "fleas are insects"])
     assert np.isfinite(scores).all()
     with pytest.raises(InvalidInputError, match="no word pieces"):
-        scorer.rerank("\x00\u200b", ["b"], ["fleas are insects"])
+        rerank(exported["tk"][1], "\x00\u200b", ["b"], ["fleas are insects"])
 
 
 def test_default_export_is_rebuilt_when_the_shipped_default_changes(exported, tmp_path: Path, monkeypatch) -> None:
     import shutil
 
-    from reranker.server import default
+    from reranker import provision as default
 
     ckpt_a, onnx_a = exported["colbert"]
     ckpt_b, _ = exported["bert_dot"]
@@ -261,3 +274,19 @@ def test_default_export_is_rebuilt_when_the_shipped_default_changes(exported, tm
     with pytest.raises(RuntimeError, match="export requested"):
         default.ensure_default(DL19_MINI)
     assert calls[0][:3] == ["export", "--model", str(ckpt_b)]
+
+
+
+def test_one_request_path_reports_measured_times(exported, folder) -> None:
+    """LocalEngine runs Engine.rerank (pre stage, batcher, core stage); inference time is measured, not inferred."""
+    query, pids, texts = _candidates(folder)
+    with LocalEngine.of(str(exported["bert_cat"][1]), runtime=CPU, batching=BUDGET) as engine:
+        out = engine.rerank(query, pids, texts, top_k=3)
+        everything = engine.rerank(query, pids, texts)
+        (described,) = engine.engine.describe()
+    assert [r.index for r in out.results] == [r.index for r in everything.results][:3]
+    assert 0 < out.inference_ms <= out.total_ms and 0 <= out.queue_ms <= out.total_ms
+    assert out.stats["candidates"] == len(pids) and out.stats["truncated"] == sum(r.truncated for r in everything.results)
+    assert (described.arch, described.store_passages, described.max_query_tokens,
+            described.max_passage_tokens) == ("bert_cat", 0, 10, 38)
+    assert described.score_kind == spec("bert_cat").score_kind

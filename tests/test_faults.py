@@ -17,8 +17,7 @@ pytest.importorskip("onnxruntime")
 
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
-from reranker.engine import BatcherConfig
-from reranker.runtime import RuntimeConfig
+from reranker.engine import BatcherConfig, RuntimeConfig
 from reranker.server.config import ModelSpec, ServerConfig
 
 from .conftest import DL19_MINI
@@ -74,14 +73,15 @@ sys.path.insert(0, {str(ROOT)!r})
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
 from reranker.errors import ArtifactError
-from reranker.runtime import RuntimeConfig
-from reranker.store import PassageStore, build_store
+from reranker.engine import RuntimeConfig, passage_encoder
+from reranker.store import PassageStore
+from reranker.store.build import build_store
 art = Artifact.open({str(tiny_exports["colbert"][1])!r})
 passages = DataFolder.open({str(DL19_MINI)!r}).passages
 resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))
 try:
     build_store(art, passages, {str(tmp_path / "store")!r}, chunk=16, progress=False,
-                cfg=RuntimeConfig(provider="cpu", warmup=False))
+                encode=passage_encoder(art, RuntimeConfig(provider="cpu")))
 except ArtifactError as exc:
     print("ERROR:", exc)
 try:

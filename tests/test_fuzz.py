@@ -14,10 +14,9 @@ from hypothesis import strategies as st  # noqa: E402
 from reranker.artifact import Artifact  # noqa: E402
 from reranker.client import RerankerClient  # noqa: E402
 from reranker.data import DataFolder  # noqa: E402
-from reranker.engine import BatcherConfig, Limits  # noqa: E402
-from reranker.runtime import RuntimeConfig  # noqa: E402
+from reranker.engine import BatcherConfig, Limits, RuntimeConfig, passage_encoder  # noqa: E402
 from reranker.server.config import ModelSpec, ServerConfig  # noqa: E402
-from reranker.store import build_store  # noqa: E402
+from reranker.store.build import build_store  # noqa: E402
 from reranker.v1 import reranker_pb2 as pb  # noqa: E402
 
 from .conftest import DL19_MINI  # noqa: E402
@@ -33,7 +32,8 @@ def server(tiny_exports, tmp_path_factory):
     folder = DataFolder.open(DL19_MINI)
     root = tmp_path_factory.mktemp("fuzz")
     colbert = tiny_exports["colbert"][1]
-    build_store(Artifact.open(colbert), folder.passages, root / "store", cfg=CPU, progress=False)
+    art = Artifact.open(colbert)
+    build_store(art, folder.passages, root / "store", encode=passage_encoder(art, CPU), progress=False)
     limits = Limits(max_candidates=MAX_CANDIDATES, max_query_chars=500, max_passage_chars=3000)
     models = (ModelSpec("student", str(colbert), str(root / "store"), limits=limits),
               ModelSpec("tk", str(tiny_exports["tk"][1]), limits=limits),

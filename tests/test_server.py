@@ -21,11 +21,11 @@ pytest.importorskip("onnxruntime")
 from reranker.artifact import Artifact
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
-from reranker.engine import BatcherConfig, Limits
-from reranker.runtime import OnnxScorer, RuntimeConfig
+from reranker.engine import BatcherConfig, Limits, LocalEngine, RuntimeConfig, passage_encoder
 from reranker.server.app import Running, start
 from reranker.server.config import ModelSpec, ServerConfig, load_config
-from reranker.store import PassageStore, build_store
+from reranker.store import PassageStore
+from reranker.store.build import build_store
 
 from .conftest import DL19_MINI
 
@@ -72,7 +72,8 @@ def folder() -> DataFolder:
 def setup(tiny_exports, folder, tmp_path_factory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("server")
     colbert = tiny_exports["colbert"][1]
-    build_store(Artifact.open(colbert), folder.passages, root / "store", cfg=CPU, progress=False)
+    art = Artifact.open(colbert)
+    build_store(art, folder.passages, root / "store", encode=passage_encoder(art, CPU), progress=False)
     models = (ModelSpec("student", str(colbert), str(root / "store")),
               ModelSpec("teacher", str(tiny_exports["bert_cat"][1]), limits=Limits(max_candidates=5)))
     cfg = ServerConfig(models=models, host="127.0.0.1", port=0, metrics_port=0, runtime=CPU,
@@ -102,6 +103,9 @@ def test_health_and_list_models(live) -> None:
     assert models["student"].store_passages > 0 and models["teacher"].store_passages == 0
     assert models["teacher"].max_candidates == 5 and models["student"].max_query_tokens == 10
     assert models["student"].provider == "CPUExecutionProvider"
+    assert models["student"].score_kind.startswith("MaxSim") and models["teacher"].max_passage_tokens == 38
+    warm = live.metrics()  # warmed up through the request path, but the warm-up is not in the statistics
+    assert metric(warm, "reranker_batch_size_count") == 0 and metric(warm, "reranker_requests_total") == 0
 
 
 def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:
@@ -109,8 +113,8 @@ def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:
     with RerankerClient(live.target) as client:
         by_id = client.rerank(query, pids)
         by_text = client.rerank(query, [(p, folder.passages[p]) for p in pids[:5]], model="teacher", top_k=3)
-    scorer = OnnxScorer(Artifact.open(setup["colbert"]), CPU)
-    want, truncated = scorer.rerank(query, pids, [folder.passages[p] for p in pids])
+    with LocalEngine.of(setup["colbert"], runtime=CPU, warmup=False) as local:  # texts, no store
+        want, truncated = local.scores(query, pids, [folder.passages[p] for p in pids])
     got = np.zeros(len(pids), dtype=np.float32)
     for r in by_id.results:
         assert r.id == pids[r.index]
@@ -120,10 +124,10 @@ def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:
     scores = [r.score for r in by_id.results]
     assert scores == sorted(scores, reverse=True) and by_id.model == "student"
     assert by_id.timing.total_ms > 0
-    teacher = OnnxScorer(Artifact.open(setup["cfg"].models[1].artifact), CPU)
-    t_want, _ = teacher.rerank(query, pids[:5], [folder.passages[p] for p in pids[:5]])
+    with LocalEngine.of(setup["cfg"].models[1].artifact, runtime=CPU, warmup=False) as local:
+        t_want, _ = local.scores(query, pids[:5], [folder.passages[p] for p in pids[:5]])
     assert len(by_text.results) == 3 and by_text.model == "teacher"
-    assert [r.index for r in by_text.results] == np.argsort(-t_want, kind="stable")[:3].tolist()
+    assert [r.index for r in by_text.results] == np.argsort(-np.array(t_want), kind="stable")[:3].tolist()
 
 
 @pytest.mark.parametrize(("kwargs", "code", "message"), [

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from reranker.data.folders import Collection, DataFolder, parse_run_spec
 from reranker.data.formats import (
     QRELS_RUN,
-    Collection,
-    DataFolder,
     Qrels,
     Run,
-    parse_run_spec,
     read_passages,
     read_qrels,
     read_queries,
@@ -21,7 +19,6 @@ from reranker.data.triples import (
     Triple,
     all_pairs_triples,
     labelled_triples,
-    pairs_of,
     read_scores,
     read_training_file,
     read_triples,
@@ -41,7 +38,6 @@ __all__ = [
     "Triple",
     "all_pairs_triples",
     "labelled_triples",
-    "pairs_of",
     "parse_run_spec",
     "read_passages",
     "read_qrels",

@@ -1,6 +1,6 @@
 """Training triples (query, positive, negative), teacher scores, and the train/validation split.
 
-Two ways to build triples from a :class:`~reranker.data.formats.Collection`:
+Two ways to build triples from a :class:`~reranker.data.folders.Collection`:
 
 * :func:`labelled_triples`: a judged passage against every candidate or judged passage with a
   lower grade (unjudged counts as 0), for the teacher's own training.
@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from reranker.data._io import PathLike, atomic_write_text, has_whitespace, iter_lines
-from reranker.data.formats import Collection
+from reranker.data.folders import Collection
 from reranker.errors import ConfigError, DataFormatError
 
 TRIPLE_COLUMNS = 3
@@ -271,7 +271,3 @@ def validation_queries(qrels: Mapping[str, Mapping[str, int]], fraction: float, 
     queries with at least one judgment (what ``reranker train``, ``validate`` and ``fuse`` share)."""
     return split_validation([q for q, judged in qrels.items() if judged], fraction, seed)[1]
 
-
-def pairs_of(triples: Sequence[Triple]) -> list[tuple[str, str]]:
-    """The distinct (qid, pid) pairs a list of triples needs scored, in first-seen order."""
-    return list(dict.fromkeys(pair for t in triples for pair in ((t.qid, t.pos), (t.qid, t.neg))))

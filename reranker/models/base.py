@@ -81,10 +81,6 @@ class Ranker(nn.Module):
             raise ConfigError(f"{type(self).__name__} needs arch {self.arch!r}, config says {config.arch!r}")
         self.config = config
 
-    @property
-    def splittable(self) -> bool:
-        return self.config.splittable
-
     def score(self, q: Tokens, p: Tokens) -> Tensor:
         return self.score_encoded(self.encode_query(q), self.encode_passages(p))
 

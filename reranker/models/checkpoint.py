@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from reranker.arch import spec
 from reranker.config import DEFAULT_MODEL_DIR, EncoderConfig, ModelConfig
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import read_manifest, verify_manifest, write_manifest
@@ -60,7 +61,7 @@ def init_from_base(arch: str, base: str | Path, *, num_layers: int | None = None
     """
     base_dir = resolve_base_dir(base)
     encoder = EncoderConfig.from_hf(read_hf_config(base_dir), num_layers=num_layers)
-    if arch == "prett" and "prett_split_layer" not in overrides:
+    if spec(arch).layer_split and "prett_split_layer" not in overrides:
         overrides["prett_split_layer"] = max(1, encoder.num_layers // 2)
     config = ModelConfig(arch=arch, encoder=encoder, **overrides)  # type: ignore[arg-type]
     model = build_model(config)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from reranker.arch import spec
 from reranker.errors import ConfigError
 from reranker.models.checkpoint import load_checkpoint
 
@@ -23,7 +24,7 @@ EPS = 1e-3
 def to_hf_cross_encoder(checkpoint: str | Path, out: str | Path) -> Path:
     loaded = load_checkpoint(checkpoint)
     cfg = loaded.config
-    if cfg.arch != "bert_cat":
+    if spec(cfg.arch).split:
         raise ConfigError(f"only bert_cat checkpoints are cross-encoders; {checkpoint} is {cfg.arch}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from reranker.artifact import Artifact
-from reranker.engine import Engine, ServedModel
+from reranker.engine import Engine
 from reranker.errors import ConfigError
-from reranker.runtime import OnnxScorer
+from reranker.server.auth import Auth, credentials, read_token
 from reranker.server.config import ServerConfig
 from reranker.server.metrics import Metrics
-from reranker.server.service import Auth, RerankerService, add_to_server
-from reranker.store import PassageStore
+from reranker.server.service import RerankerService, add_to_server
 from reranker.v1 import reranker_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -29,46 +25,11 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 
 
 def load_engine(cfg: ServerConfig, metrics: Metrics) -> Engine:
-    """Open every model's artifact (checksums verified) and store, load and warm the sessions."""
-    served = []
-    for spec in cfg.models:
-        artifact = Artifact.open(spec.artifact)
-        store = PassageStore.open(spec.store, artifact) if spec.store else None
-        scorer = OnnxScorer(artifact, cfg.runtime, store)
-        metrics.model_info.labels(spec.name, artifact.arch, artifact.precision, scorer.provider).set(1)
-        served.append(ServedModel(spec.name, scorer, spec.limits, cfg.batching, metrics))
-        log.info("model %s: %s %s on %s, store %s", spec.name, artifact.arch, artifact.precision, scorer.provider,
-                 f"{len(store)} passages" if store else "none")
-    return Engine(served, cfg.default, metrics, pre_workers=cfg.pre_workers,
-                  max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes)
-
-
-def read_token(cfg: ServerConfig) -> str | None:
-    if cfg.token_file:
-        try:
-            token = Path(cfg.token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read token_file {cfg.token_file}: {exc}") from exc
-        if not token:
-            raise ConfigError(f"token_file {cfg.token_file} is empty")
-        return token
-    if cfg.token_env:
-        token = os.environ.get(cfg.token_env, "").strip()
-        if not token:
-            raise ConfigError(f"token_env {cfg.token_env} is not set or empty")
-        return token
-    return None
-
-
-def _credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
-    if not cfg.tls_cert:
-        return None
-    try:
-        key, cert = Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes()
-        ca = Path(cfg.tls_client_ca).read_bytes() if cfg.tls_client_ca else None
-    except OSError as exc:
-        raise ConfigError(f"cannot read TLS files: {exc}") from exc
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+    """Build the engine from the configured model specs (artifact checksums verified, stores checked)."""
+    engine = Engine.from_config(cfg.engine, metrics)
+    for d in engine.describe():
+        metrics.model_info.labels(d.name, d.arch, d.precision, d.provider).set(1)
+    return engine
 
 
 @dataclass
@@ -95,7 +56,10 @@ class Running:
 
 
 async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: Engine | None = None) -> Running:
-    """Load models, then serve; health turns SERVING only once every model is loaded and warmed."""
+    """Load models, then serve; health turns SERVING only once every model is loaded and warmed.
+
+    The models must exist: provisioning (export, index) happens before, see :mod:`reranker.provision`.
+    """
     metrics = metrics or Metrics()
     auth = Auth(read_token(cfg))
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -110,7 +74,7 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     service = RerankerService(None, metrics, auth)
     add_to_server(service, server)
     address = f"{cfg.host}:{cfg.port}"
-    creds = _credentials(cfg)
+    creds = credentials(cfg)
     port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     if port == 0:
         raise ConfigError(f"cannot bind the gRPC server to {address}")
@@ -124,6 +88,8 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     if engine is None:
         try:
             engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
+            if cfg.engine.warmup:
+                await engine.warm_up()  # one request per model through the serving path
         except BaseException:
             await server.stop(0)  # never serve garbage: a model that fails to load stops the server
             if http is not None:

@@ -24,6 +24,10 @@ Example::
     [[models]]
     name = "teacher"
     artifact = "artifacts/bert-cat"
+
+``[batching]`` fills :class:`reranker.engine.BatcherConfig`, ``[runtime]``
+:class:`reranker.engine.RuntimeConfig`, each ``[[models]]`` a :class:`reranker.engine.ModelSpec`
+(with the fields of :class:`reranker.engine.Limits`); ``[server]`` the fields below.
 """
 
 from __future__ import annotations
@@ -34,33 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker.engine.batcher import BatcherConfig
-from reranker.engine.engine import Limits
+from reranker.engine import BatcherConfig, EngineConfig, Limits, ModelSpec, RuntimeConfig
 from reranker.errors import ConfigError
-from reranker.runtime.config import RuntimeConfig
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One served model."""
-
-    name: str
-    """Name clients use in RerankRequest.model."""
-    artifact: str
-    """ONNX artifact directory (from 'reranker export')."""
-    store: str = ""
-    """Passage store directory (from 'reranker index'); empty = candidates need text."""
-    limits: Limits = field(default_factory=Limits)
-    """Request limits."""
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
+__all__ = ["ModelSpec", "ServerConfig", "load_config"]
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """The whole server."""
+    """The whole server: transport settings plus what the engine is built from."""
 
     models: tuple[ModelSpec, ...]
     """Served models (at least one)."""
@@ -94,18 +80,20 @@ class ServerConfig:
     """Passages sent as text (to split models, ids not in the store) that may wait to be encoded;
     a request that would exceed it gets RESOURCE_EXHAUSTED at once (one request alone is admitted)."""
     batching: BatcherConfig = field(default_factory=BatcherConfig)
-    """Dynamic batching limits (per model)."""
+    """The batching budget (per model)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     """ONNX Runtime settings."""
+    warmup: bool = True
+    """Send one request per model through the request path before health turns SERVING."""
+    engine: EngineConfig = field(init=False, repr=False, compare=False)
+    """What the engine is built from (derived from the fields above, validated once)."""
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise ConfigError("the server needs at least one model ([[models]] with name and artifact)")
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"model names must be unique, got {names}")
-        if self.default_model and self.default_model not in names:
-            raise ConfigError(f"default_model {self.default_model!r} is not one of the models {names}")
+        engine = EngineConfig(models=self.models, default_model=self.default_model, batching=self.batching,
+                              runtime=self.runtime, pre_workers=self.pre_workers,
+                              max_pending_requests=self.max_pending_requests,
+                              max_pending_encodes=self.max_pending_encodes, warmup=self.warmup)
+        object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port"):
             value = getattr(self, name)
             if not -1 <= value <= 65535 or (name == "port" and value < 0):
@@ -121,14 +109,14 @@ class ServerConfig:
 
     @property
     def default(self) -> str:
-        return self.default_model or self.models[0].name
+        return self.engine.default
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(known)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -13,8 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from reranker.engine import Engine, RerankInput
-from reranker.engine.engine import SCORE_KINDS
+from reranker.engine import Engine, ModelDescription, RerankInput
 from reranker.errors import (
     ArtifactError,
     CapacityError,
@@ -24,6 +22,7 @@ from reranker.errors import (
     NotFoundError,
     RerankerError,
 )
+from reranker.server.auth import Auth
 from reranker.server.metrics import Metrics
 from reranker.v1 import reranker_pb2 as pb
 from reranker.v1 import reranker_pb2_grpc as pb_grpc
@@ -80,20 +79,12 @@ def add_to_server(service: RerankerService, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-class Auth:
-    """Bearer-token check, constant-time; no token configured = open."""
-
-    def __init__(self, token: str | None) -> None:
-        self._expected = f"Bearer {token}".encode() if token else None
-
-    def allowed(self, context: grpc.aio.ServicerContext) -> bool:
-        if self._expected is None:
-            return True
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
-        return False
+def model_info(d: ModelDescription, is_default: bool) -> pb.ModelInfo:
+    """The engine's model description as the API's message."""
+    return pb.ModelInfo(name=d.name, arch=d.arch, precision=d.precision, provider=d.provider,
+                        store_passages=d.store_passages, store_bytes=d.store_bytes, max_candidates=d.max_candidates,
+                        max_query_tokens=d.max_query_tokens, max_passage_tokens=d.max_passage_tokens,
+                        is_default=is_default, score_kind=d.score_kind)
 
 
 class RerankerService(pb_grpc.RerankerServicer):
@@ -157,15 +148,7 @@ class RerankerService(pb_grpc.RerankerServicer):
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         async def body() -> pb.ListModelsResponse:
             assert self.engine is not None  # checked by _guarded
-            infos = []
-            for name, m in self.engine.models.items():
-                cfg = m.scorer.config
-                infos.append(pb.ModelInfo(
-                    name=name, arch=m.scorer.arch, precision=m.scorer.artifact.precision, provider=m.scorer.provider,
-                    store_passages=m.store_passages, store_bytes=m.store_bytes,
-                    max_candidates=m.limits.max_candidates, max_query_tokens=m.scorer.query_token_limit,
-                    max_passage_tokens=cfg.passage_max_len - (0 if cfg.arch == "tk" else 2),
-                    is_default=name == self.engine.default, score_kind=SCORE_KINDS[m.scorer.arch]))
+            infos = [model_info(d, d.name == self.engine.default) for d in self.engine.describe()]
             return pb.ListModelsResponse(models=infos, default_model=self.engine.default)
 
         return await self._guarded("ListModels", context, request, body)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from reranker.data import Collection, ScoredTriple, Triple
 from reranker.errors import ConfigError
-from reranker.teachers.members import Member
+
+Pairs = Sequence[tuple[str, str]]
+"""(qid, pid) pairs."""
+
+
+class Member(Protocol):
+    """Scores (qid, pid) pairs given the texts; returns float32 scores in pair order."""
+
+    name: str
+
+    def score(self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *,
+              progress: bool = False) -> np.ndarray: ...
 
 
 def score_triples(members: Sequence[Member], collection: Collection, triples: Sequence[Triple], *,

@@ -1,9 +1,10 @@
-"""What ``reranker serve`` runs with no arguments: the default distilled student over the TREC DL
-2019 passages shipped with the project.
+"""Provisioning what ``reranker serve`` runs with no arguments: the default distilled student over
+the TREC DL 2019 passages shipped with the project.
 
-The ONNX artifact and the passage store are built at first start (export in a subprocess, so the
-serving process never imports torch; the store with a progress bar) and cached under
-``$RERANKER_HOME`` (default ``~/.cache/reranker``).
+Runs before the server starts (from the CLI), never inside it: the ONNX artifact and the passage
+store are built when missing or stale (export in a subprocess, so the serving process never
+imports torch; the store with a progress bar) and cached under ``$RERANKER_HOME`` (default
+``~/.cache/reranker``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from reranker.artifact import Artifact
 from reranker.config import DEFAULT_MODEL_DIR
 from reranker.data import DataFolder
+from reranker.engine import passage_encoder
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import sha256_file
-from reranker.server.config import ModelSpec, ServerConfig
-from reranker.store import PassageStore, build_store
+from reranker.store import PassageStore
+from reranker.store.build import build_store
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ DEFAULT_NAME = "default"
 
 
 def home() -> Path:
+    """The cache folder: ``$RERANKER_HOME``, default ``~/.cache/reranker``."""
     return Path(os.environ.get("RERANKER_HOME", Path.home() / ".cache" / "reranker"))
 
 
@@ -52,7 +55,11 @@ def default_checkpoint(cache: Path) -> Path:
 
 
 def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
-    """(artifact, store) of the default model, building what is missing or stale."""
+    """(artifact, store) directories of the default model, building what is missing or stale.
+
+    Raises :class:`ArtifactError` when the export fails and :class:`ConfigError` when ``data``
+    has no passages.
+    """
     cache = home() / DEFAULT_NAME
     artifact_dir = cache / f"onnx-{precision}"
     try:
@@ -75,10 +82,6 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
             raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from") from None
         log.info("building the passage store of %d passages of %s (first start; cached in %s)",
                  len(folder.passages), data, store_dir)
-        build_store(artifact, folder.passages, store_dir)
+        build_store(artifact, folder.passages, store_dir, encode=passage_encoder(artifact))
     return artifact_dir, store_dir
 
-
-def default_config(data: Path, **server: object) -> ServerConfig:
-    artifact, store = ensure_default(data)
-    return ServerConfig(models=(ModelSpec(DEFAULT_NAME, str(artifact), str(store)),), **server)  # type: ignore[arg-type]

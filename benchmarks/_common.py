@@ -1,0 +1,72 @@
+"""What several benchmarks share: paths, the machine, percentiles, stores, in-process and served engines."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from reranker.artifact import Artifact
+from reranker.engine import LocalEngine, RuntimeConfig, passage_encoder
+from reranker.store.build import build_store
+
+ROOT = Path(__file__).resolve().parents[1]
+DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
+CPU = RuntimeConfig(provider="cpu")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('unknown' elsewhere)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated ``q`` quantile (0..1) of ``values``.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 0.5)
+    2.5
+    """
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def ensure_store(artifact: Artifact, passages: Mapping[str, str], store_dir: Path, *, progress: bool = False) -> Path:
+    """A passage store of ``passages`` for ``artifact`` in ``store_dir``, built when missing."""
+    if not (store_dir / "manifest.json").is_file():
+        build_store(artifact, passages, store_dir, encode=passage_encoder(artifact, CPU), progress=progress)
+    return store_dir
+
+
+def local_engine(artifact: Path | str, store: Path | str | None = None,
+                 runtime: RuntimeConfig = CPU) -> LocalEngine:
+    """One model in process, through the engine's request path (pre stage, batcher, core stage)."""
+    return LocalEngine.of(str(artifact), str(store) if store else "", runtime=runtime)
+
+
+def start_server(config: Path) -> tuple[subprocess.Popen, str, str]:
+    """``reranker serve --config`` on free ports; (process, gRPC target, metrics target) once it serves."""
+    proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0",
+                             "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    grpc_port = metrics_port = None
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        m = re.search(r"gRPC on \S+:(\d+) .*metrics on http://localhost:(\d+)/metrics", line)
+        if m:
+            grpc_port, metrics_port = m.group(1), m.group(2)
+        if "serving " in line and grpc_port:
+            break
+    if grpc_port is None:
+        raise SystemExit("the server did not start")
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep draining its log
+    return proc, f"localhost:{grpc_port}", f"localhost:{metrics_port}"

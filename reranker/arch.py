@@ -1,0 +1,77 @@
+"""One table of what each architecture is: every layer asks it instead of comparing names.
+
+Adding an architecture means one row here, one model class in ``reranker/models`` and, if it
+has new graphs, their export; the engine, the store and the server read the row.
+
+>>> spec("colbert").split, spec("bert_cat").graphs
+(True, ('cross_encoder',))
+>>> spec("tk").special_tokens, spec("bert_dot").state
+(0, 'vector')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from reranker.errors import ConfigError
+
+Arch = Literal["bert_cat", "bert_dot", "colbert", "prett", "tk"]
+"""The architecture names a model configuration may carry."""
+
+CROSS_GRAPHS = ("cross_encoder",)
+SPLIT_GRAPHS = ("query_encoder", "passage_encoder", "scorer")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What the rest of the code needs to know about one architecture."""
+
+    name: str
+    """The name in ``config.json`` and on the command line."""
+    label: str
+    """How people write it (tables, logs)."""
+    split: bool
+    """Passage-side work can be precomputed (query and passage are encoded apart, then scored)."""
+    graphs: tuple[str, ...]
+    """The ONNX graphs of an exported artifact, in export order."""
+    identity_graph: str
+    """The graph whose sha256 identifies an artifact (a passage store is bound to it)."""
+    special_tokens: int
+    """Special tokens around each tokenised text: 2 for ``[CLS] ... [SEP]``, 0 for bare word pieces."""
+    query_augmentation: bool
+    """Queries may be padded with attended [MASK] tokens (when the config asks for it)."""
+    packs_pair: bool
+    """Query and passage run through BERT as one packed sequence (their lengths must fit together)."""
+    layer_split: bool
+    """The encoder stack runs in two parts (``prett_split_layer``)."""
+    state: Literal["none", "vector", "tokens"]
+    """Stored passage state: nothing, one (1, dim) vector, or (tokens, dim) token vectors."""
+    score_kind: str
+    """What the score is (shown by ListModels)."""
+
+
+ARCH_SPECS: dict[str, ArchSpec] = {s.name: s for s in (
+    ArchSpec("bert_cat", "BERT-cat", False, CROSS_GRAPHS, "cross_encoder", 2, False, True, False, "none",
+             "raw logit of a cross-encoder"),
+    ArchSpec("bert_dot", "BERT-dot", True, SPLIT_GRAPHS, "passage_encoder", 2, False, False, False, "vector",
+             "dot product of query and passage vectors"),
+    ArchSpec("colbert", "ColBERT", True, SPLIT_GRAPHS, "passage_encoder", 2, True, False, False, "tokens",
+             "MaxSim: sum over query tokens of the best cosine"),
+    ArchSpec("prett", "PreTT", True, SPLIT_GRAPHS, "passage_encoder", 2, False, True, True, "tokens",
+             "raw logit of the joint upper layers"),
+    ArchSpec("tk", "TK", True, SPLIT_GRAPHS, "passage_encoder", 0, False, False, False, "tokens",
+             "kernel-pooling score"),
+)}
+"""Every architecture, by name."""
+
+ARCHES: tuple[str, ...] = tuple(ARCH_SPECS)
+"""Architecture names, in table order."""
+
+
+def spec(arch: str) -> ArchSpec:
+    """The row of ``arch``; :class:`ConfigError` names the allowed ones otherwise."""
+    try:
+        return ARCH_SPECS[arch]
+    except KeyError:
+        raise ConfigError(f"arch must be one of {', '.join(ARCHES)}; got {arch!r}") from None

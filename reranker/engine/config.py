@@ -1,0 +1,90 @@
+"""What the engine is built from: model specs, request limits, the batching budget, runtime settings.
+
+Frozen dataclasses validated on construction; the server's TOML file fills them
+(:mod:`reranker.server.config`), tests and benchmarks build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reranker.engine.batcher import BatcherConfig
+from reranker.errors import ConfigError
+from reranker.runtime.config import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-model request limits (listed by ListModels)."""
+
+    max_candidates: int = 1000
+    """Candidates per request."""
+    max_query_chars: int = 2000
+    """Characters in a query (word pieces are limited by the model)."""
+    max_passage_chars: int = 20000
+    """Characters in one candidate text (longer texts are refused; the model cuts at its length)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_candidates", "max_query_chars", "max_passage_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One served model."""
+
+    name: str
+    """Name clients use in RerankRequest.model."""
+    artifact: str
+    """ONNX artifact directory (from 'reranker export')."""
+    store: str = ""
+    """Passage store directory (from 'reranker index'); empty = candidates need text."""
+    limits: Limits = field(default_factory=Limits)
+    """Request limits."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine builds itself from."""
+
+    models: tuple[ModelSpec, ...]
+    """Served models (at least one, unique names)."""
+    default_model: str = ""
+    """Model used when a request names none (default: the first)."""
+    batching: BatcherConfig = field(default_factory=BatcherConfig)
+    """The one batching budget (per model): pairs per graph run, padded tokens, wait, queue bound.
+    Passages sent as text are encoded in batches of the same budget."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """ONNX Runtime settings (provider, threads)."""
+    pre_workers: int = 2
+    """Threads that prepare requests (tokenise, encode queries and passages sent as text)."""
+    max_pending_requests: int = 64
+    """Requests that may wait to be prepared; beyond it RESOURCE_EXHAUSTED at once."""
+    max_pending_encodes: int = 400
+    """Passages sent as text (to split models, ids not in the store) that may wait to be encoded;
+    a request that would exceed it gets RESOURCE_EXHAUSTED at once (one request alone is admitted)."""
+    warmup: bool = True
+    """Send one request per model through the request path before serving, so that the first
+    client does not pay for initialisation."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("the server needs at least one model ([[models]] with name and artifact)")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"model names must be unique, got {names}")
+        if self.default_model and self.default_model not in names:
+            raise ConfigError(f"default_model {self.default_model!r} is not one of the models {names}")
+        if min(self.pre_workers, self.max_pending_requests, self.max_pending_encodes) < 1:
+            raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "
+                              f"{self.pre_workers}, {self.max_pending_requests} and {self.max_pending_encodes}")
+
+    @property
+    def default(self) -> str:
+        """The default model's name."""
+        return self.default_model or self.models[0].name

@@ -1,0 +1,56 @@
+"""Building models from their specs: artifact (checksums verified), passage store (checked against
+the artifact), ONNX Runtime sessions. The only engine module that opens files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from reranker.artifact import Artifact
+from reranker.engine.batcher import BatcherConfig
+from reranker.engine.config import EngineConfig, ModelSpec
+from reranker.engine.prepare import Prepare
+from reranker.engine.served import ServedModel, StatsSink
+from reranker.runtime import OnnxScorer, RuntimeConfig
+from reranker.store import PassageStore
+from reranker.tokenization import Preprocessor
+
+log = logging.getLogger(__name__)
+
+
+def open_scorer(artifact: Artifact, runtime: RuntimeConfig) -> OnnxScorer:
+    """ONNX Runtime sessions of every graph of ``artifact``."""
+    return OnnxScorer({g: artifact.graph_path(g) for g in artifact.spec.graphs}, runtime)
+
+
+def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedModel:
+    """One served model; raises ArtifactError for a missing, corrupt or mismatched artifact or store."""
+    artifact = Artifact.open(spec.artifact)
+    store = PassageStore.open(spec.store, artifact) if spec.store else None
+    scorer = open_scorer(artifact, cfg.runtime)
+    prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)
+    log.info("model %s: %s %s artifact %s on %s, store %s", spec.name, artifact.arch, artifact.precision,
+             artifact.directory, scorer.provider, f"{len(store)} passages" if store else "none")
+    return ServedModel(spec.name, prepare, spec.limits, cfg.batching, sink, precision=artifact.precision)
+
+
+class PassageEncoder:
+    """Passage texts -> (state, truncated) per text, as the engine's pre stage computes them
+    (what :func:`reranker.store.build.build_store` takes as ``encode``)."""
+
+    def __init__(self, artifact: Artifact, runtime: RuntimeConfig | None = None,
+                 batching: BatcherConfig | None = None) -> None:
+        scorer = open_scorer(artifact, runtime or RuntimeConfig())
+        self.prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer,
+                               batching or BatcherConfig())
+
+    def __call__(self, texts: Sequence[str]) -> list[tuple[np.ndarray, bool]]:
+        return [(item.data, item.truncated) for item in self.prepare.texts(texts)]
+
+
+def passage_encoder(artifact: Artifact, runtime: RuntimeConfig | None = None,
+                    batching: BatcherConfig | None = None) -> PassageEncoder:
+    """The encoder a store build of ``artifact`` uses (the serving defaults unless given)."""
+    return PassageEncoder(artifact, runtime, batching)

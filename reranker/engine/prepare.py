@@ -1,0 +1,181 @@
+"""The engine's pre stage: tokenise, encode the query once, look passages up in the store, encode
+passages sent as text; plus the array helpers the core stage needs (batch planning, padding).
+
+This is CPU work that runs on the engine's bounded pre pool, overlapping the previous batch's
+inference. The same code encodes passages for a store build (:func:`reranker.engine.passage_encoder`),
+so a stored state is exactly what serving would compute from the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from reranker.arch import ArchSpec
+from reranker.engine.batcher import BatcherConfig
+from reranker.errors import ConfigError, InvalidInputError, NotFoundError
+from reranker.runtime import OnnxScorer
+from reranker.store import PassageStore
+from reranker.tokenization import Preprocessor
+
+
+@dataclass(frozen=True)
+class QueryItem:
+    """A prepared query: token ids (cross-encoder) or its encoded state (split models)."""
+
+    data: np.ndarray
+    """(length,) int64 ids or (length, dim) float state, without padding."""
+
+    @property
+    def length(self) -> int:
+        return int(self.data.shape[0])
+
+
+@dataclass(frozen=True)
+class PassageItem:
+    """A prepared passage: token ids (cross-encoder) or its state, from the store or from text."""
+
+    data: np.ndarray
+    """(length,) int64 ids or (length, dim) float state, without padding."""
+    truncated: bool
+    """The passage text was longer than the model's passage length."""
+    from_store: bool
+    """The state came from the passage store (no encoding at query time)."""
+
+    @property
+    def length(self) -> int:
+        return int(self.data.shape[0])
+
+
+def plan_batches(lengths: Sequence[int], max_pairs: int, max_tokens: int) -> list[np.ndarray]:
+    """Group item indices into batches by length: at most ``max_pairs`` items and at most
+    ``max_tokens`` padded tokens (items x longest) per batch; an item longer than the token budget
+    runs alone.
+
+    >>> [b.tolist() for b in plan_batches([5, 1, 9, 2], max_pairs=2, max_tokens=100)]
+    [[1, 3], [0, 2]]
+    >>> [b.tolist() for b in plan_batches([5, 1, 9, 2], max_pairs=8, max_tokens=10)]
+    [[1, 3], [0], [2]]
+    """
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < max_pairs and (end - start + 1) * lengths[order[end]] <= max_tokens:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def pad_rows(rows: Sequence[np.ndarray], fill: float = 0,
+             dtype: np.dtype | type | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Left-aligned padding of (length, ...) arrays into (batch, longest, ...) plus an int64 mask.
+
+    >>> out, mask = pad_rows([np.array([1, 2]), np.array([3])], fill=0)
+    >>> out.tolist(), mask.tolist()
+    ([[1, 2], [3, 0]], [[1, 1], [1, 0]])
+    """
+    width = max(r.shape[0] for r in rows)
+    dtype = dtype or rows[0].dtype
+    out = np.full((len(rows), width, *rows[0].shape[1:]), fill, dtype=dtype)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+    return out, mask
+
+
+class Prepare:
+    """Pre stage of one model: text -> items, stored states by id, within the batching budget."""
+
+    def __init__(self, arch: ArchSpec, prep: Preprocessor, scorer: OnnxScorer, budget: BatcherConfig,
+                 store: PassageStore | None = None) -> None:
+        if store is not None and not arch.split:
+            raise ConfigError(f"a {arch.name} model cannot use a passage store: it has no passage-side state")
+        self.arch, self.prep, self.scorer, self.budget, self.store = arch, prep, scorer, budget, store
+
+    @property
+    def query_token_limit(self) -> int:
+        """Word pieces a query may have (queries are never truncated)."""
+        return self.prep.config.query_max_len - self.arch.special_tokens
+
+    @property
+    def passage_token_limit(self) -> int:
+        """Word pieces of a passage the model reads (longer texts are cut and flagged)."""
+        return self.prep.config.passage_max_len - self.arch.special_tokens
+
+    def query(self, text: str) -> QueryItem:
+        """Tokenise (and for split models encode) a query; :class:`InvalidInputError` when it has no
+        word pieces or more than :attr:`query_token_limit`."""
+        enc = self.prep.queries([text])
+        if enc.lengths[0] == 0:
+            raise InvalidInputError("the query has no word pieces this model can read (only spaces, control or "
+                                    "unknown characters); send a query with text")
+        if enc.truncated[0]:
+            raise InvalidInputError(f"the query has {int(enc.lengths[0])} word pieces; this {self.arch.name} model "
+                                    f"allows at most {self.query_token_limit} (queries are never truncated)")
+        if not self.arch.split:
+            return QueryItem(enc.input_ids[0, : int(enc.attention_mask[0].sum())])
+        vectors, mask = self.scorer.encode_query(enc.input_ids, enc.attention_mask)
+        return QueryItem(vectors[0, : int(mask[0].sum())])
+
+    def texts(self, texts: Sequence[str]) -> list[PassageItem]:
+        """Passage items from text: ids for the cross-encoder, else the passage encoder's state,
+        encoded in length-sorted batches of the budget."""
+        enc = self.prep.passages(texts)
+        lengths = enc.attention_mask.sum(1)
+        if not self.arch.split:
+            return [PassageItem(enc.input_ids[i, : lengths[i]], bool(enc.truncated[i]), False)
+                    for i in range(len(texts))]
+        items: list[PassageItem | None] = [None] * len(texts)
+        for batch in plan_batches(lengths.tolist(), self.budget.max_batch_size, self.budget.max_batch_cost):
+            width = int(lengths[batch].max())
+            vectors, mask = self.scorer.encode_passages(enc.input_ids[batch, :width], enc.attention_mask[batch, :width])
+            for row, i in enumerate(batch.tolist()):
+                items[i] = PassageItem(vectors[row, : int(mask[row].sum())], bool(enc.truncated[i]), False)
+        return items  # type: ignore[return-value]
+
+    def needs_encoding(self, ids: Sequence[str], texts: Sequence[str]) -> int:
+        """How many of these candidates the pre stage must encode from their text."""
+        if not self.arch.split:
+            return 0
+        return sum(1 for pid, text in zip(ids, texts, strict=True) if text and not self._stored(pid))
+
+    def _stored(self, pid: str) -> bool:
+        return self.store is not None and bool(pid) and pid in self.store
+
+    def passages(self, ids: Sequence[str], texts: Sequence[str]) -> list[PassageItem]:
+        """Stored state for ids in the passage store; the text (encoded now) for the others.
+        :class:`NotFoundError` names the candidates with neither."""
+        items: list[PassageItem | None] = [None] * len(ids)
+        to_encode: list[int] = []
+        missing: list[str] = []
+        for i, (pid, text) in enumerate(zip(ids, texts, strict=True)):
+            if self._stored(pid):
+                assert self.store is not None
+                items[i] = PassageItem(self.store.get(pid), self.store.is_truncated(pid), True)
+            elif text:
+                to_encode.append(i)
+            else:
+                missing.append(pid)
+        if missing:
+            where = "in the passage store" if self.store is not None else "stored (this model has no passage store)"
+            shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {shown}")
+        if to_encode:
+            for i, item in zip(to_encode, self.texts([texts[i] for i in to_encode]), strict=True):
+                items[i] = item
+        return items  # type: ignore[return-value]
+
+    def pad_pairs(self, queries: Sequence[QueryItem],
+                  passages: Sequence[PassageItem]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The scorer's four input arrays for a batch of pairs (ids padded with [PAD], states with 0)."""
+        if not self.arch.split:
+            pad = self.prep.tokenizer.pad_id
+            return (*pad_rows([q.data for q in queries], pad), *pad_rows([p.data for p in passages], pad))
+        return (*pad_rows([q.data for q in queries], 0.0, np.float32),
+                *pad_rows([p.data for p in passages], 0.0, np.float32))

@@ -1,0 +1,108 @@
+"""One served model: its pre stage, its core stage behind a batcher, its limits and a frozen
+description of it (what ListModels shows; the transport maps it to its own messages)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
+from reranker.engine.config import Limits
+from reranker.engine.prepare import PassageItem, Prepare, QueryItem
+
+
+class StatsSink(Protocol):
+    """Receives the engine's statistics (see reranker.server.metrics); every method may do nothing."""
+
+    def batch(self, model: str, stats: BatchStats) -> None:
+        return None
+    def store_lookups(self, model: str, hits: int, misses: int) -> None:
+        return None
+    def queue_depth(self, model: str, depth: int) -> None:
+        return None
+    def dropped(self, model: str, items: int) -> None:
+        return None
+
+
+class NullSink(StatsSink):
+    """Discards every statistic (the protocol's methods do nothing)."""
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a client may know about a served model."""
+
+    name: str
+    """The name requests use."""
+    arch: str
+    """Architecture (``reranker.arch``)."""
+    precision: str
+    """fp32, fp16 or int8."""
+    provider: str
+    """ONNX Runtime execution provider, e.g. ``CPUExecutionProvider``."""
+    store_passages: int
+    """Passages in the passage store (0: no store)."""
+    store_bytes: int
+    """Bytes of stored passage state."""
+    max_candidates: int
+    """Candidates one request may send."""
+    max_query_tokens: int
+    """Word pieces a query may have (queries are never truncated)."""
+    max_passage_tokens: int
+    """Word pieces of a passage the model reads (longer texts are cut and flagged)."""
+    score_kind: str
+    """What the score is."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (query, passage) pair waiting for the core stage."""
+
+    query: QueryItem
+    passage: PassageItem
+    enqueued: float
+    """``time.monotonic()`` when it was queued."""
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """The core stage's answer for one pair."""
+
+    score: float
+    waited: float
+    """Seconds from queueing to the start of its batch."""
+    batch_started: float
+    """``time.monotonic()`` at the start of its batch (identifies the batch)."""
+    batch_seconds: float
+    """Compute time of its batch."""
+
+
+class ServedModel:
+    """One model: pre stage, batched core stage, limits and description."""
+
+    def __init__(self, name: str, prepare: Prepare, limits: Limits, batching: BatcherConfig, sink: StatsSink, *,
+                 precision: str) -> None:
+        self.name, self.prepare, self.limits, self.sink = name, prepare, limits, sink
+        store = prepare.store
+        self.description = ModelDescription(
+            name=name, arch=prepare.arch.name, precision=precision, provider=prepare.scorer.provider,
+            store_passages=len(store) if store is not None else 0, store_bytes=store.nbytes if store is not None else 0,
+            max_candidates=limits.max_candidates, max_query_tokens=prepare.query_token_limit,
+            max_passage_tokens=prepare.passage_token_limit, score_kind=prepare.arch.score_kind)
+        self.batcher: Batcher[Pair, PairResult] = Batcher(
+            self.run_batch, batching, cost=lambda pair: pair.passage.length + pair.query.length,
+            on_batch=lambda s: self.sink.batch(name, s), on_drop=lambda n: self.sink.dropped(name, n))
+
+    @property
+    def has_store(self) -> bool:
+        return self.prepare.store is not None
+
+    def run_batch(self, pairs: Sequence[Pair]) -> list[PairResult]:
+        """Core stage: pad one batch of pairs and run the scorer once."""
+        started = time.monotonic()
+        scores = self.prepare.scorer.score(*self.prepare.pad_pairs([p.query for p in pairs],
+                                                                   [p.passage for p in pairs]))
+        seconds = time.monotonic() - started
+        return [PairResult(float(s), started - p.enqueued, started, seconds) for s, p in zip(scores, pairs, strict=True)]

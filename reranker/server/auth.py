@@ -1,0 +1,59 @@
+"""Who may call: bearer tokens (constant-time comparison) and TLS server credentials."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+import grpc
+
+from reranker.errors import ConfigError
+from reranker.server.config import ServerConfig
+
+
+class Auth:
+    """Bearer-token check, constant-time; no token configured = open."""
+
+    def __init__(self, token: str | None) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def allowed(self, context: grpc.aio.ServicerContext) -> bool:
+        if self._expected is None:
+            return True
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self._expected)
+        return False
+
+
+def read_token(cfg: ServerConfig) -> str | None:
+    """The configured bearer token (from token_file or token_env), None when there is none;
+    :class:`ConfigError` when the file cannot be read or the token is empty."""
+    if cfg.token_file:
+        try:
+            token = Path(cfg.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token_file {cfg.token_file}: {exc}") from exc
+        if not token:
+            raise ConfigError(f"token_file {cfg.token_file} is empty")
+        return token
+    if cfg.token_env:
+        token = os.environ.get(cfg.token_env, "").strip()
+        if not token:
+            raise ConfigError(f"token_env {cfg.token_env} is not set or empty")
+        return token
+    return None
+
+
+def credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS (mutual TLS with tls_client_ca) credentials, None for plaintext."""
+    if not cfg.tls_cert:
+        return None
+    try:
+        key, cert = Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes()
+        ca = Path(cfg.tls_client_ca).read_bytes() if cfg.tls_client_ca else None
+    except OSError as exc:
+        raise ConfigError(f"cannot read TLS files: {exc}") from exc
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
