@@ -145,6 +145,13 @@ def test_checkpoint_member_encode_once_equals_end_to_end(arch: str, tiny_exports
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_checkpoint_member_in_bf16_stays_close_to_fp32(tiny_exports: dict[str, tuple[Path, Path]]) -> None:
+    fp32 = load_member(str(tiny_exports["colbert"][0])).score(QUERIES, PASSAGES, PAIRS)
+    bf16 = load_member(str(tiny_exports["colbert"][0]), bf16=True).score(QUERIES, PASSAGES, PAIRS)
+    assert not np.array_equal(fp32, bf16)  # autocast really was on
+    np.testing.assert_allclose(bf16, fp32, atol=0.05 * float(np.abs(fp32).max()))
+
+
 def test_members_name_missing_texts(tiny_exports: dict[str, tuple[Path, Path]]) -> None:
     from reranker.errors import NotFoundError
 

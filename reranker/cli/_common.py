@@ -61,7 +61,7 @@ def load_member(spec: str, args: argparse.Namespace) -> Any:
 def precision_arg(p: argparse.ArgumentParser) -> None:
     """``--precision`` of the commands that score with teacher members."""
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="inference precision of Hugging Face members (bf16: autocast; fast on CPUs with AVX-512 bf16)")
+                   help="inference precision of torch and Hugging Face models (bf16: autocast; fast on CPUs with AVX-512 bf16)")
 
 
 def load_model(spec: str, device: str = "cpu") -> Any:

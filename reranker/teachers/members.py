@@ -66,10 +66,11 @@ class CheckpointMember:
     """A reranker checkpoint. Split architectures encode each distinct passage once (the state the
     passage store would hold) and score each query's candidates from it; BERT-cat scores each pair."""
 
-    def __init__(self, spec: str, loaded: Any, batch_size: int = 64) -> None:
+    def __init__(self, spec: str, loaded: Any, batch_size: int = 64, bf16: bool = False) -> None:
         self.name = spec
         self.loaded = loaded
         self.batch_size = batch_size
+        self.bf16 = bf16
 
     @property
     def split(self) -> bool:
@@ -84,15 +85,15 @@ class CheckpointMember:
         _check_texts(queries, passages, pairs)
         if not self.split:
             return score_pairs(self.loaded, [queries[q] for q, _ in pairs], [passages[p] for _, p in pairs],
-                               batch_size=self.batch_size, progress=progress, desc=self.name)
+                               batch_size=self.batch_size, progress=progress, desc=self.name, bf16=self.bf16)
         from reranker.training.inference import encode_states, score_states
 
         qids, pids = _distinct(pairs)
         q_states = dict(zip(qids, encode_states(self.loaded, [queries[q] for q in qids], is_query=True,
-                                                batch_size=self.batch_size), strict=True))
+                                                batch_size=self.batch_size, bf16=self.bf16), strict=True))
         p_states = dict(zip(pids, encode_states(self.loaded, [passages[p] for p in pids], is_query=False,
                                                 batch_size=self.batch_size, progress=progress,
-                                                desc=f"{self.name} passages"), strict=True))
+                                                desc=f"{self.name} passages", bf16=self.bf16), strict=True))
         scores = np.empty(len(pairs), dtype=np.float32)
         for qid, rows in _by_query(pairs).items():
             for start in range(0, len(rows), self.batch_size):
@@ -117,4 +118,4 @@ def load_member(spec: str, *, device: str = "cpu", bf16: bool = False, threads: 
 
     loaded = load_checkpoint(parsed.location)
     loaded.model.to(torch.device(device))
-    return CheckpointMember(parsed.location, loaded, batch_size=batch_size)
+    return CheckpointMember(parsed.location, loaded, batch_size=batch_size, bf16=bf16)

@@ -18,8 +18,13 @@ def to_tokens(enc: Encoded, device: torch.device) -> Tokens:
     return Tokens(torch.from_numpy(enc.input_ids).to(device), torch.from_numpy(enc.attention_mask).to(device))
 
 
+def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast when asked for (``--precision bf16``); a no-op context otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 def score_pairs(loaded: Loaded, queries: Sequence[str], passages: Sequence[str], *, batch_size: int = 64,
-                progress: bool = False, desc: str = "scoring") -> np.ndarray:
+                progress: bool = False, desc: str = "scoring", bf16: bool = False) -> np.ndarray:
     """Score pair i = (queries[i], passages[i]); returns float32 scores in input order.
 
     Pairs are sorted by passage length so that each batch pads little.
@@ -32,7 +37,8 @@ def score_pairs(loaded: Loaded, queries: Sequence[str], passages: Sequence[str],
     scores = np.empty(len(passages), dtype=np.float32)
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), tqdm(total=len(order), desc=desc, unit="pair", disable=not progress) as bar:
+    with torch.inference_mode(), _autocast(device, bf16), \
+            tqdm(total=len(order), desc=desc, unit="pair", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             q = to_tokens(prep.queries([queries[i] for i in idx]), device)
@@ -66,7 +72,7 @@ def rerank(loaded: Loaded, queries: Mapping[str, str], passages: Mapping[str, st
 
 
 def encode_states(loaded: Loaded, texts: Sequence[str], *, is_query: bool, batch_size: int = 64,
-                  progress: bool = False, desc: str = "encoding") -> list[torch.Tensor]:
+                  progress: bool = False, desc: str = "encoding", bf16: bool = False) -> list[torch.Tensor]:
     """Each text's state of a split model, trimmed to its real positions: (length, dim) float32 tensors.
 
     The passage side is what a passage store keeps; scoring from it equals ``score`` (see
@@ -78,7 +84,8 @@ def encode_states(loaded: Loaded, texts: Sequence[str], *, is_query: bool, batch
     order = np.argsort([len(t) for t in texts], kind="stable")
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+    with torch.inference_mode(), _autocast(device, bf16), \
+            tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = [texts[i] for i in idx]
