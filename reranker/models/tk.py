@@ -21,17 +21,19 @@ def sinusoid_table(length: int, dim: int) -> Tensor:
     return table
 
 
-def kernel_pooling(q: State, p: State, mus: Tensor, sigma: float) -> Tensor:
+def kernel_pooling(q: State, p: State, mus: Tensor, sigma: float, scaler: Tensor | float = 0.01) -> Tensor:
     """TK's kernel features: (batch, kernels) of masked log soft-TF sums (Hofstätter et al. 2020).
 
     ``q`` and ``p`` hold unit vectors; for each query term and kernel, RBF activations of the
-    cosine matches are summed over real passage terms, then log(clamp)*0.01 is summed over real
-    query terms.
+    cosine matches are summed over real passage terms, then log(clamp) * ``scaler`` is summed over
+    real query terms. TK learns ``scaler`` (from 0.01, as the authors' implementation does): with
+    a fixed 0.01 the kernel features differ between passages by ~0.01-0.3, so the score head's
+    +-0.014 weights need thousands of steps before margins reach the teacher's scale.
     """
     match = q.vectors @ p.vectors.transpose(1, 2)
     act = torch.exp(-((match.unsqueeze(-1) - mus) ** 2) / (2 * sigma**2))
     act = act * p.mask[:, None, :, None].to(act.dtype)
-    per_term = torch.log(act.sum(2).clamp(min=1e-10)) * 0.01
+    per_term = torch.log(act.sum(2).clamp(min=1e-10)) * scaler
     return (per_term * q.mask.unsqueeze(-1).to(per_term.dtype)).sum(1)
 
 
@@ -39,7 +41,7 @@ class TK(Ranker):
     """Query and passage are contextualised independently, so passage encodings are storable."""
 
     arch = "tk"
-    fresh_parameters = ("contextualiser.", "mixer", "dense.")
+    fresh_parameters = ("contextualiser.", "mixer", "scaler", "dense.")
     positions: Tensor
     mus: Tensor
 
@@ -55,6 +57,7 @@ class TK(Ranker):
         self.register_buffer("positions", sinusoid_table(max_len, hidden), persistent=False)
         self.register_buffer("mus", torch.tensor(config.tk_kernel_mus), persistent=False)
         self.mixer = nn.Parameter(torch.full((1,), 0.5))
+        self.scaler = nn.Parameter(torch.full((1,), 0.01))
         self.dense = nn.Linear(len(config.tk_kernel_mus), 1, bias=False)
         nn.init.uniform_(self.dense.weight, -0.014, 0.014)
 
@@ -75,7 +78,7 @@ class TK(Ranker):
         return self._encode(p)
 
     def score_encoded(self, q: State, p: State) -> Tensor:
-        features = kernel_pooling(q, p, self.mus, self.config.tk_kernel_sigma)
+        features = kernel_pooling(q, p, self.mus, self.config.tk_kernel_sigma, self.scaler)
         return self.dense(features).squeeze(-1)
 
     def load_base_weights(self, model_dir: str) -> None:
