@@ -38,7 +38,15 @@ def kernel_pooling(q: State, p: State, mus: Tensor, sigma: float, scaler: Tensor
 
 
 class TK(Ranker):
-    """Query and passage are contextualised independently, so passage encodings are storable."""
+    """Query and passage are contextualised independently, so passage encodings are storable.
+
+    Initialisation departs from the paper's (mixer 0.5, kernel weights uniform in +-0.014) for short
+    CPU budgets: with a random contextualiser mixed in at one half and random kernel weights, an
+    untrained TK ranks at random (validation nDCG@10 0.160 here) and 1,000 steps did not lift it
+    (0.173). TK starts instead as a soft-match model: mixer 0.9 (the word embeddings carry the
+    match signal while the contextualiser learns) and kernel weights ``max(mu, 0)^2`` (exact matches
+    count most, dissimilar terms not at all), which ranks at 0.476 before any training.
+    """
 
     arch = "tk"
     fresh_parameters = ("contextualiser.", "mixer", "scaler", "dense.")
@@ -56,10 +64,11 @@ class TK(Ranker):
         max_len = max(config.query_max_len, config.passage_max_len)
         self.register_buffer("positions", sinusoid_table(max_len, hidden), persistent=False)
         self.register_buffer("mus", torch.tensor(config.tk_kernel_mus), persistent=False)
-        self.mixer = nn.Parameter(torch.full((1,), 0.5))
+        self.mixer = nn.Parameter(torch.full((1,), 0.9))
         self.scaler = nn.Parameter(torch.full((1,), 0.01))
         self.dense = nn.Linear(len(config.tk_kernel_mus), 1, bias=False)
-        nn.init.uniform_(self.dense.weight, -0.014, 0.014)
+        with torch.no_grad():
+            self.dense.weight.copy_(self.mus.clamp(min=0).pow(2).unsqueeze(0))
 
     def _encode(self, t: Tokens) -> State:
         emb = self.word_embeddings(t.ids)
