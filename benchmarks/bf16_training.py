@@ -63,7 +63,7 @@ def main() -> None:
               "loss_mean_abs_diff_per_step": float(diff.mean()),
               "loss_mean": {p: float(np.mean(c)) for p, c in curves.items()},
               f"loss_mean_per_{window}_steps": smooth, "losses": curves,
-              "command": " ".join(["python", *sys.argv])}
+              "command": " ".join(["python -m benchmarks.bf16_training", *sys.argv[1:]])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     import matplotlib

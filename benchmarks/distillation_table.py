@@ -79,7 +79,11 @@ def main() -> None:
     weights = dict(zip((Path(p).name.removeprefix("scores-").removesuffix(".tsv") for p in fusion["inputs"]),
                        fusion["weights"], strict=True)) if fusion else {}
     refs: list[tuple[str, Path, str]] = [("BM25 (first stage)", runs / "first-stage", "-")]
-    refs += [(f"{MEMBERS.get(m, m)} (member, weight {w:.1f})", runs / "members" / m, "0") for m, w in weights.items()]
+    refs += [(f"{MEMBERS.get(m, m)} (member, weight {w:.1f}) †", runs / "members" / m, "0") for m, w in weights.items()]
+    alone = {}  # the weight search's figure of each member alone (its one-hot weight vector)
+    for g in (fusion or {}).get("validation", {}).get("grid", []):
+        if max(g["weights"]) == 1.0:
+            alone[list(weights)[g["weights"].index(1.0)]] = g["ndcg@10"]
     refs.append(("**ensemble teacher** (per-query z-score mean) †", runs / "ensemble", "-"))
     refs.append(("BERT-cat teacher: Margin-MSE on the ensemble", runs / "bert_cat-margins", _steps(runs / "bert_cat-margins")))
     refs.append(("**BERT-cat teacher**: then RankNet on labels", runs / "bert_cat", _steps(runs / "bert_cat")))
@@ -92,11 +96,14 @@ def main() -> None:
         if name.startswith("**ensemble") and fusion:
             best = fusion.get("validation", {}).get("grid", [{}])[0]
             r["validation"] = {"ndcg@10": best["ndcg@10"]} if best else None
+        elif folder.parent.name == "members" and folder.name in alone:
+            r["validation"] = {"ndcg@10": alone[folder.name]}
         record["reference"][name] = r
         lines.append(_row(name, steps, r))
     if fusion:
-        lines += ["", f"† validation of the ensemble: the weight search's figure (`reranker fuse --pick-weights`), "
-                      f"nDCG@10 over the distillation pairs of {fusion['validation']['queries']} held-out queries."]
+        lines += ["", f"† validation of the ensemble and its members: the weight search's figure (`reranker fuse "
+                      f"--pick-weights`), nDCG@10 over the distillation pairs (BM25 or judged-pool top 20) of "
+                      f"{fusion['validation']['queries']} held-out queries, not the 30-query split of the other rows."]
 
     lines += ["", "**Students: no distillation (RankNet on labels) vs Margin-MSE on the ensemble's margins** "
               "(same steps, seed and learning rates; nDCG@10 re-ranking the BM25 top 100)", "",
