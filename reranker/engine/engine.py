@@ -95,12 +95,12 @@ class Engine:
         if default not in self.models:
             raise ConfigError(f"default model {default!r} is not among the served models {sorted(self.models)}")
         self.default = default
-        self.sink = sink or NullSink()
+        self.sink = sink if sink is not None else NullSink()
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
         """Open every model of ``cfg`` (artifact checksums verified, stores checked against them)."""
-        sink = sink or NullSink()
+        sink = sink if sink is not None else NullSink()
         return cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg.default, sink, pre_workers=cfg.pre_workers,
                    max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes,
                    max_queue_ms=cfg.max_queue_ms)
