@@ -111,7 +111,7 @@ def test_a_cheap_request_never_waits_behind_passage_encoding(colbert) -> None:
     _, _, pids = colbert
 
     async def go() -> float:
-        engine, chunks = engine_of(colbert, Drops())
+        engine, _ = engine_of(colbert, Drops())
         heavy = asyncio.create_task(engine.rerank(texts(40)))  # 1 s of encoding on the only pre worker
         await asyncio.sleep(0.15)
         started = time.monotonic()
