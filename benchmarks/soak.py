@@ -121,6 +121,7 @@ def main() -> None:
                    ("normal", "short-deadline", "invalid")}
         unexpected = [r for r in records if r[3] == "normal" and r[2] not in ("OK", "RESOURCE_EXHAUSTED")]
         shed_ms = [ms for _, ms, code, _ in records if code == "RESOURCE_EXHAUSTED"]
+        ok_ms = [ms for _, ms, code, _ in records if code == "OK"]
         windows = []
         w = 0.0
         while w < elapsed:
@@ -136,6 +137,8 @@ def main() -> None:
             "requests": len(records),
             "codes": dict(codes), "codes_by_kind": by_kind,
             "admitted_normal_requests_without_answer": len(unexpected),
+            "ok_p50_ms": round(percentile(ok_ms, 0.5), 1) if ok_ms else None,
+            "ok_p99_ms": round(percentile(ok_ms, 0.99), 1) if ok_ms else None,
             "shed_p50_ms": round(percentile(shed_ms, 0.5), 2) if shed_ms else None,
             "shed_p99_ms": round(percentile(shed_ms, 0.99), 2) if shed_ms else None,
             "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
