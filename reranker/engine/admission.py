@@ -9,12 +9,16 @@ work in than the machine can do.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reranker.errors import CapacityError, DeadlineError
 
 EWMA = 0.2
-"""Weight of the newest observation in the running per-unit costs."""
+"""Weight of the newest observation in the running per-unit costs and the calibration."""
+MIN_CALIBRATION_S = 0.01
+"""Answers expected sooner than this do not calibrate (their time is mostly fixed overhead)."""
+MIN_SCALE, MAX_SCALE = 0.5, 20.0
+"""Bounds of the calibration factor."""
 
 
 @dataclass(eq=False)
@@ -70,6 +74,9 @@ class Stake:
 
     seconds: float
     encodes: int
+    expected: float
+    """Estimated seconds from admission to the answer (work ahead plus its own), before scaling."""
+    admitted: float = field(default_factory=time.monotonic)
     prepared: bool = False
     finished: bool = False
 
@@ -86,6 +93,10 @@ class Admission:
         """Passages admitted for encoding whose encoding has not ended."""
         self.ahead_s = 0.0
         """Estimated seconds of admitted work not yet ended (the queue a new request waits behind)."""
+        self.scale = 1.0
+        """Running ratio of the answer times seen to the ones estimated: the per-unit costs are learnt
+        from the work alone, this calibrates them to everything else on the machine (other work,
+        scheduling, the event loop), so that the bound holds in wall-clock time."""
 
     def admit(self, seconds: float, encodes: int, deadline: float | None) -> Stake:
         """Admit a request of ``seconds`` estimated work, or refuse it at once with CapacityError. With
@@ -95,19 +106,20 @@ class Admission:
             raise CapacityError(f"server over capacity: {self.pending} requests with {self.pending_encodes} passages "
                                 f"to encode are waiting to be prepared (at most {self.max_pending_requests} requests "
                                 f"and {self.max_pending_encodes} passages); retry later")
-        wait = self.ahead_s
+        wait, own = self.ahead_s * self.scale, seconds * self.scale
         if self.max_queue_s and wait > self.max_queue_s:
             raise CapacityError(f"server over capacity: the work ahead would make this request wait about "
                                 f"{wait * 1000:.0f} ms, more than the bound of {self.max_queue_s * 1000:.0f} ms; "
                                 "retry later")
-        if self.max_queue_s and wait and deadline is not None and time.monotonic() + wait + seconds > deadline:
+        if self.max_queue_s and wait and deadline is not None and time.monotonic() + wait + own > deadline:
             raise CapacityError(f"server over capacity: the work ahead (about {wait * 1000:.0f} ms) and this "
-                                f"request's (about {seconds * 1000:.0f} ms) would not end before its deadline; "
+                                f"request's (about {own * 1000:.0f} ms) would not end before its deadline; "
                                 "retry later or allow more time")
         self.pending += 1
         self.pending_encodes += encodes
+        stake = Stake(seconds, encodes, self.ahead_s + seconds)
         self.ahead_s += seconds
-        return Stake(seconds, encodes)
+        return stake
 
     def prepared(self, stake: Stake) -> None:
         """The request's pre stage has really ended (its threads returned)."""
@@ -116,9 +128,13 @@ class Admission:
         stake.prepared = True
         self._release(stake)
 
-    def done(self, stake: Stake) -> None:
-        """The request has its answer (or error); its work ahead is released once its pre stage ended too."""
+    def done(self, stake: Stake, answered: bool = False) -> None:
+        """The request has its answer (``answered``) or error; its work ahead is released once its pre
+        stage ended too. An answer calibrates :attr:`scale`."""
         stake.finished = True
+        if answered and stake.expected >= MIN_CALIBRATION_S:
+            seen = (time.monotonic() - stake.admitted) / stake.expected
+            self.scale = min(MAX_SCALE, max(MIN_SCALE, (1.0 - EWMA) * self.scale + EWMA * seen))
         self._release(stake)
 
     def _release(self, stake: Stake) -> None:

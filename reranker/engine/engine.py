@@ -160,7 +160,7 @@ class Engine:
         encodes = model.prepare.needs_encoding(req.ids, texts)  # passages the pre stage must encode
         stake = self.admission.admit(model.costs.estimate(len(req.ids), encodes), encodes, deadline)
         watch = Watch(deadline)
-        scored = False
+        scored = answered = False
         try:
             pre_start = time.monotonic()
             query, passages = await self._pre_stage(model, req, texts, watch, stake)
@@ -173,13 +173,14 @@ class Engine:
             self.sink.queue_depth(model.name, model.batcher.queue_depth + len(pairs))
             scored = True  # from here on the batcher counts what it drops
             results = await model.batcher.submit(pairs, deadline=deadline)
+            answered = True
         except (DeadlineError, asyncio.CancelledError):
             watch.cancelled = True
             if not scored:
                 self.sink.dropped(model.name, len(req.ids), "pre")
             raise
         finally:
-            self.admission.done(stake)
+            self.admission.done(stake, answered)
         self.sink.queue_depth(model.name, model.batcher.queue_depth)
         scores = np.array([r.score for r in results], dtype=np.float32)
         queue_s = max((r.waited for r in results), default=0.0)

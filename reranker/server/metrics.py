@@ -21,6 +21,9 @@ class Metrics:
                                 ["model", "code"], registry=r)
         self.request_seconds = Histogram("reranker_request_duration_seconds", "Rerank request time in the server",
                                          ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.shed_seconds = Histogram("reranker_shed_duration_seconds",
+                                      "Server time of a Rerank refused for capacity (RESOURCE_EXHAUSTED)", ["model"],
+                                      buckets=LATENCY_BUCKETS, registry=r)
         self.queue_seconds = Histogram("reranker_queue_duration_seconds", "Time a request's pairs waited for a batch",
                                        ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.inference_seconds = Histogram("reranker_inference_duration_seconds", "Model time per executed batch",
@@ -61,6 +64,8 @@ class Metrics:
     def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int,
                 truncated: int) -> None:
         self.requests.labels(model, code).inc()
+        if code == "RESOURCE_EXHAUSTED":
+            self.shed_seconds.labels(model).observe(seconds)
         if code == "OK":
             self.request_seconds.labels(model).observe(seconds)
             self.queue_seconds.labels(model).observe(queue_seconds)
