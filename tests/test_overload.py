@@ -169,3 +169,45 @@ def test_requests_that_cannot_start_in_time_are_refused_at_admission(colbert) ->
         await engine.close()
 
     asyncio.run(go())
+
+
+def test_a_client_cancelling_over_grpc_stops_the_encoding_and_counts_the_drop(colbert) -> None:
+    from reranker.client import RerankerClient
+    from reranker.server.config import ServerConfig
+
+    from .test_server import launch, metric
+
+    artifact, store, _ = colbert
+    cfg = ServerConfig(models=(ModelSpec("m", artifact, store),), host="127.0.0.1", port=0, metrics_port=0,
+                       runtime=CPU, batching=BatcherConfig(max_batch_size=4), pre_workers=1)
+    server = launch(cfg)
+    try:
+        scorer = server.running.engine.models["m"].prepare.scorer
+        real, chunks = scorer.encode_passages, []
+
+        def slow(*arrays):
+            chunks.append(time.monotonic())
+            time.sleep(CHUNK_S)
+            return real(*arrays)
+
+        scorer.encode_passages = slow
+        req = texts(40)
+        with RerankerClient(server.target) as client:
+            call = client.stub.Rerank.future(client_request(req), timeout=30)
+            time.sleep(0.25)
+            call.cancel()
+            time.sleep(3 * CHUNK_S)
+            assert client.health() == "SERVING"
+        text = server.metrics()
+    finally:
+        server.stop()
+    assert len(chunks) <= 5, f"{len(chunks)} chunks encoded for a call cancelled after 2.5"
+    assert metric(text, "reranker_dropped_pairs_total", model="m", stage="pre") == 40
+    assert metric(text, "reranker_requests_total", model="m", code="CANCELLED") == 1
+
+
+def client_request(req: RerankInput):
+    from reranker.v1 import reranker_pb2 as pb
+
+    return pb.RerankRequest(query=req.query, candidates=[pb.Candidate(id=i, text=t) for i, t in zip(req.ids, req.texts,
+                                                                                                     strict=True)])
