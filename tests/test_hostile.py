@@ -125,12 +125,12 @@ def test_codes_are_what_the_client_received_and_every_drop_is_counted(setup, fol
     server = launch(setup["cfg"].replace(max_queue_ms=0))
     query, pids = request_of(folder, 8)
     try:
-        _slow(server.running.engine.models["student"], 0.4)
+        _slow(server.running.engine.models["student"], 0.8)
         with RerankerClient(server.target, timeout=30) as client, ThreadPoolExecutor(1) as pool:
-            blocker = pool.submit(client.rerank, query, pids)  # holds the batch worker for 0.4 s
-            time.sleep(0.1)
+            blocker = pool.submit(client.rerank, query, pids)  # holds the batch worker for 0.8 s
+            time.sleep(0.2)
             with pytest.raises(grpc.RpcError) as info:
-                client.rerank(query, pids[:3], timeout=0.15)  # expires in the queue
+                client.rerank(query, pids[:3], timeout=0.3)  # expires in the queue
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert len(blocker.result().results) == 8
             time.sleep(0.2)

@@ -122,7 +122,7 @@ def test_a_cheap_request_never_waits_behind_passage_encoding(colbert) -> None:
         await engine.close()
         return took
 
-    assert asyncio.run(go()) < 0.3
+    assert asyncio.run(go()) < 0.5  # behind the encoding it would take about 0.85 s
 
 
 def test_requests_that_cannot_start_in_time_are_refused_at_admission(colbert) -> None:
