@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import start_http_server
 
 from reranker.engine import Engine
 from reranker.errors import ConfigError
 from reranker.server.auth import Auth, credentials, read_token
 from reranker.server.config import ServerConfig
-from reranker.server.interceptor import MetricsInterceptor
+from reranker.server.interceptor import Instrumented
 from reranker.server.metrics import Metrics
 from reranker.server.service import RerankerService, add_to_server
 from reranker.v1 import reranker_pb2 as pb
@@ -67,14 +67,16 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                ("grpc.max_send_message_length", cfg.max_message_bytes),
                ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options, interceptors=(MetricsInterceptor(metrics),))
+    server = grpc.aio.server(options=options)
+    counted = Instrumented(server, metrics)  # every service's calls counted: reranker, health, reflection
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, counted)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), counted)
     service = RerankerService(None, metrics, auth, cfg.max_message_bytes)
-    add_to_server(service, server)
+    add_to_server(service, counted)
     address = f"{cfg.host}:{cfg.port}"
     creds = credentials(cfg)
     port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)

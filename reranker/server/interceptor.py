@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -37,6 +37,15 @@ def cancelled_code(deadline: float | None) -> grpc.StatusCode:
     return grpc.StatusCode.CANCELLED
 
 
+class _Generic(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler, instrumented: Instrumented) -> None:
+        self.inner, self.instrumented = inner, instrumented
+
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        handler = self.inner.service(details)
+        return None if handler is None else self.instrumented.wrap(handler, details.method)
+
+
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None, deadline: float | None) -> str:
     if isinstance(error, asyncio.CancelledError):
         return cancelled_code(deadline).name
@@ -48,18 +57,25 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None, dea
     return "UNKNOWN"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every RPC of the server (all four kinds)."""
+class Instrumented:
+    """Stands in for a ``grpc.aio.Server`` while services register: every method handler it is given
+    is wrapped to count and time its calls, then registered on the real server. (Wrapping at
+    registration, not with a ``grpc.aio.ServerInterceptor``: an interceptor's asynchronous lookup
+    let calls that arrived just before a graceful stop be cancelled instead of finished.)"""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, server: grpc.aio.Server, metrics: Metrics) -> None:
+        self.server, self.metrics = server, metrics
 
-    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-                                details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        service, _, method = details.method.lstrip("/").rpartition("/")
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.server.add_generic_rpc_handlers(tuple(_Generic(h, self) for h in handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.server.add_registered_method_handlers(
+            service, {name: self.wrap(h, f"/{service}/{name}") for name, h in handlers.items()})
+
+    def wrap(self, handler: Any, path: str) -> Any:
+        """``handler`` with its behaviour counted and timed under the labels of ``path``."""
+        service, _, method = path.lstrip("/").rpartition("/")
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(handler.unary_unary, "unary", service, method))
         if handler.unary_stream:

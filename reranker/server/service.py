@@ -66,7 +66,7 @@ def _safe_parser(message_type: Any) -> Callable[[bytes], Any]:
     return parse
 
 
-def add_to_server(service: RerankerService, server: grpc.aio.Server) -> None:
+def add_to_server(service: RerankerService, server: Any) -> None:
     """Register the service; undecodable requests reach it as MalformedRequest (INVALID_ARGUMENT),
     not as a deserialisation failure that gRPC would report as UNKNOWN."""
     handlers = {
