@@ -5,9 +5,10 @@
 
 Starts its own server from the config (loopback only), runs C closed-loop clients for a fixed time
 with a mix of requests (ids from the store, texts, 10 to 100 candidates, some with short deadlines,
-some invalid), and reports: requests and errors by status code, p50/p99 latency per time window,
-the server's resident memory at the start and the end, how fast RESOURCE_EXHAUSTED answers come,
-and whether every admitted request got its answer.
+some invalid; a shed client backs off for --shed-backoff seconds), and reports: requests and errors
+by status code, p50/p99 latency overall and per time window, the server's resident memory at the
+start and the end, how fast RESOURCE_EXHAUSTED answers come, and whether every admitted request got
+its answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import random
 import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +37,25 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def server_shed_quantiles(metrics_target: str) -> dict[str, float | None]:
+    """Upper bounds (histogram bucket edges, ms) of the server-side p50 / p99 time of shed requests
+    (``reranker_shed_duration_seconds``): the server's share of the shed latency the clients see."""
+    with urllib.request.urlopen(f"http://{metrics_target}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("reranker_shed_duration_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            edge = float("inf") if le == "+Inf" else float(le)
+            buckets[edge] = buckets.get(edge, 0.0) + float(line.rsplit(" ", 1)[1])
+    total = buckets.get(float("inf"), 0.0)
+    out: dict[str, float | None] = {}
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        edge = next((e for e in sorted(buckets) if total and buckets[e] >= q * total), None)
+        out[name] = round(edge * 1000.0, 1) if edge is not None and edge != float("inf") else None
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path)
@@ -44,10 +65,13 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--max-requests", type=int, default=200_000, help="hard cap on requests sent")
     ap.add_argument("--window", type=float, default=15.0, help="seconds per latency window")
+    ap.add_argument("--shed-backoff", type=float, default=0.1,
+                    help="seconds (jittered +-50%%) a client waits after RESOURCE_EXHAUSTED before its next request, "
+                         "as a client honouring the shed would; 0 = retry at once (a retry storm)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    proc, target, _ = start_server(args.config)
+    proc, target, metrics_target = start_server(args.config)
     try:
         folder = DataFolder.open(DL19)
         run = folder.run("bm25")
@@ -57,7 +81,7 @@ def main() -> None:
             for _ in range(3):  # warm-up before the memory baseline
                 client.rerank(folder.queries[qids[0]], [p for p, _ in run[qids[0]][:10]])
         lock = threading.Lock()
-        records: list[tuple[float, float, str, str]] = []  # (t, ms, code, kind)
+        records: list[tuple[float, float, str, str, str]] = []  # (t, ms, code, kind, shape)
         sent = [0]
         started = stop_at = 0.0
 
@@ -87,7 +111,10 @@ def main() -> None:
                     except grpc.RpcError as exc:
                         code = exc.code().name
                     with lock:
-                        records.append((t0 - started, (time.monotonic() - t0) * 1000.0, code, kind))
+                        records.append((t0 - started, (time.monotonic() - t0) * 1000.0, code, kind,
+                                        f"{'ids' if by_id else 'texts'}-{n}"))
+                    if code == "RESOURCE_EXHAUSTED" and args.shed_backoff:
+                        time.sleep(args.shed_backoff * rng.uniform(0.5, 1.5))
 
         def traffic(seconds: float) -> None:
             nonlocal started, stop_at
@@ -116,15 +143,23 @@ def main() -> None:
         rss_end = rss_mb(proc.pid)
         with RerankerClient(target) as client:
             healthy = client.health()
-        codes = Counter(code for _, _, code, _ in records)
-        by_kind = {kind: dict(Counter(c for _, _, c, k in records if k == kind)) for kind in
+        shed_server = server_shed_quantiles(metrics_target)
+        codes = Counter(r[2] for r in records)
+        by_kind = {kind: dict(Counter(r[2] for r in records if r[3] == kind)) for kind in
                    ("normal", "short-deadline", "invalid")}
         unexpected = [r for r in records if r[3] == "normal" and r[2] not in ("OK", "RESOURCE_EXHAUSTED")]
-        shed_ms = [ms for _, ms, code, _ in records if code == "RESOURCE_EXHAUSTED"]
+        shed_ms = [r[1] for r in records if r[2] == "RESOURCE_EXHAUSTED"]
+        ok_ms = [r[1] for r in records if r[2] == "OK"]
+        by_shape: dict[str, dict[str, float]] = {}
+        for shape in sorted({r[4] for r in records}):
+            lat = [r[1] for r in records if r[4] == shape and r[2] == "OK"]
+            if lat:
+                by_shape[shape] = {"ok": len(lat), "p50_ms": round(percentile(lat, 0.5), 1),
+                                   "p99_ms": round(percentile(lat, 0.99), 1)}
         windows = []
         w = 0.0
         while w < elapsed:
-            lat = [ms for t, ms, code, _ in records if w <= t < w + args.window and code == "OK"]
+            lat = [r[1] for r in records if w <= r[0] < w + args.window and r[2] == "OK"]
             rss = [mb for t, mb in samples if w <= t < w + args.window]
             if lat:
                 windows.append({"from_s": round(w, 1), "ok": len(lat), "p50_ms": round(percentile(lat, 0.5), 1),
@@ -133,11 +168,15 @@ def main() -> None:
             w += args.window
         report = {
             "seconds": round(elapsed, 1), "warmup_seconds": args.warmup_seconds, "concurrency": args.concurrency,
+            "shed_backoff_s": args.shed_backoff,
             "requests": len(records),
             "codes": dict(codes), "codes_by_kind": by_kind,
             "admitted_normal_requests_without_answer": len(unexpected),
+            "ok_p50_ms": round(percentile(ok_ms, 0.5), 1) if ok_ms else None,
+            "ok_p99_ms": round(percentile(ok_ms, 0.99), 1) if ok_ms else None, "ok_by_shape": by_shape,
             "shed_p50_ms": round(percentile(shed_ms, 0.5), 2) if shed_ms else None,
             "shed_p99_ms": round(percentile(shed_ms, 0.99), 2) if shed_ms else None,
+            "shed_server_side_ms_at_most": shed_server,
             "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
             "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
             "health_after": healthy, "windows": windows,

@@ -48,6 +48,10 @@ class Tokenizer:
     def __init__(self, hf: HFTokenizer) -> None:
         hf.no_truncation()
         hf.no_padding()
+        # User text is text: "[MASK]", "[SEP]", "[PAD]" or "[CLS]" typed in a query or passage become
+        # the word pieces of "[", "mask", "]" (as "[mask]" would), never the control tokens the models
+        # are built around. The only special ids in an encoding are the ones placed below.
+        hf.encode_special_tokens = True
         self.hf = hf
         found = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")}
         ids = {name: value for name, value in found.items() if value is not None}

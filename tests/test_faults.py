@@ -29,12 +29,15 @@ CPU = RuntimeConfig(provider="cpu", intra_op_threads=1)
 
 def test_expired_and_cancelled_work_is_dropped_and_counted(tiny_exports) -> None:
     """A request whose deadline passes while its pairs wait in the queue is not computed, and the
-    drop is counted. Timing on a shared machine varies, so up to three rounds are tried."""
+    drop is counted. Timing on a shared machine varies, so up to three rounds are tried. The
+    queue-time bound is off here: with it, such a request is refused at admission instead
+    (tests/test_overload.py)."""
     folder = DataFolder.open(DL19_MINI)
     qid = sorted(folder.queries)[0]
     texts = [(p, folder.passages[p]) for p, _ in folder.run("bm25")[qid][:20]]
     cfg = ServerConfig(models=(ModelSpec("teacher", str(tiny_exports["bert_cat"][1])),), host="127.0.0.1", port=0,
-                       metrics_port=0, runtime=CPU, batching=BatcherConfig(max_batch_size=1, max_batches_per_run=1))
+                       metrics_port=0, runtime=CPU, batching=BatcherConfig(max_batch_size=1, max_batches_per_run=1),
+                       max_queue_ms=0)
     server = launch(cfg)
 
     def busy(_: int) -> str:

@@ -344,7 +344,15 @@ def test_requests_waiting_to_be_prepared_are_bounded(setup, folder) -> None:
     """Backpressure covers the pre stage (passages sent as text are encoded there), not only the queue."""
     server = launch(setup["cfg"].replace(pre_workers=1, max_pending_requests=1))
     query, pids = request_of(folder, 16)
-    texts = [(p, folder.passages[p] * 3) for p in pids]
+    texts = [(f"text-{p}", folder.passages[p] * 3) for p in pids]  # ids the store lacks: encoded
+    scorer = server.running.engine.models["student"].prepare.scorer
+    encode = scorer.encode_passages
+
+    def slow(*arrays):  # tiny models encode too fast for requests to overlap on a busy machine
+        time.sleep(0.3)
+        return encode(*arrays)
+
+    scorer.encode_passages = slow
 
     def call(_: int) -> grpc.StatusCode:
         with RerankerClient(server.target, timeout=60) as client:

@@ -12,7 +12,8 @@ Contract (tested with pure async fakes):
 * admission is all-or-nothing: a request whose items do not fit the bounded queue is refused at
   once with :class:`CapacityError`, before any work;
 * a caller's deadline travels with its items: items whose deadline passed, or whose caller
-  cancelled, are dropped from the queue without being computed.
+  cancelled, are dropped without being computed, from the queue and again before each batch
+  runs (a batch holding only abandoned items does not run), and every drop is counted.
 """
 
 from __future__ import annotations
@@ -146,20 +147,20 @@ class Batcher(Generic[T, R]):
 
     def _drop_expired(self) -> None:
         now = time.monotonic()
-        keep, dropped = [], 0
-        for item in self._pending:
-            if item.ticket.expired(now):
-                dropped += 1
-                if not item.future.done():
-                    item.future.set_exception(DeadlineError("the deadline passed (or the caller cancelled) "
-                                                            "before the work was scheduled"))
-            else:
-                keep.append(item)
-        if dropped:
-            self._pending = keep
-            self._queued -= dropped
-            if self._on_drop:
-                self._on_drop(dropped)
+        expired = [i for i in self._pending if i.ticket.expired(now)]
+        if expired:
+            self._pending = [i for i in self._pending if not i.ticket.expired(now)]
+            self._queued -= len(expired)
+            self._fail(expired)
+
+    def _fail(self, dropped: list[_Item[T, R]]) -> None:
+        """Drop abandoned items uncomputed: their callers get DeadlineError, the drop is counted."""
+        for item in dropped:
+            if not item.future.done():
+                item.future.set_exception(DeadlineError("the deadline passed (or the caller cancelled) before "
+                                                        "the work was computed"))
+        if self._on_drop:
+            self._on_drop(len(dropped))
 
     def _take_batch(self) -> list[_Item[T, R]]:
         """The oldest item plus the items closest to it in cost, within the batch limits."""
@@ -185,18 +186,26 @@ class Batcher(Generic[T, R]):
         self._queued -= len(batch)
         return batch
 
-    def _run_batches(self, batches: list[list[T]]) -> list[tuple[Sequence[R] | Exception, float]]:
-        """Run several batches in the worker thread; each batch's results or exception, and its time."""
-        out: list[tuple[Sequence[R] | Exception, float]] = []
-        for payloads in batches:
+    def _run_batches(self, batches: list[list[_Item[T, R]]]) -> list[tuple[list[_Item[T, R]], Sequence[R] | Exception,
+                                                                           float]]:
+        """Run several batches in the worker thread: each batch's live items (those of callers that
+        are still waiting: abandoned items are dropped here too, batch by batch), their results or
+        exception, and the batch's time."""
+        out: list[tuple[list[_Item[T, R]], Sequence[R] | Exception, float]] = []
+        for batch in batches:
+            now = time.monotonic()
+            live = [i for i in batch if not i.ticket.expired(now)]
+            if not live:
+                out.append((live, [], 0.0))
+                continue
             started = time.perf_counter()
             try:
-                results = self._run_batch(payloads)
-                if len(results) != len(payloads):
-                    raise RuntimeError(f"batch function returned {len(results)} results for {len(payloads)} items")
-                out.append((results, time.perf_counter() - started))
+                results = self._run_batch([i.payload for i in live])
+                if len(results) != len(live):
+                    raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
+                out.append((live, results, time.perf_counter() - started))
             except Exception as exc:
-                out.append((exc, time.perf_counter() - started))
+                out.append((live, exc, time.perf_counter() - started))
         return out
 
     def _wait_left(self) -> float:
@@ -233,15 +242,19 @@ class Batcher(Generic[T, R]):
             while (self._pending and len(batches) < self.cfg.max_batches_per_run
                    and (self._full() or self._wait_left() <= 0)):
                 batches.append(self._take_batch())
-            outcomes = await loop.run_in_executor(None, self._run_batches, [[i.payload for i in b] for b in batches])
-            for batch, (outcome, seconds) in zip(batches, outcomes, strict=True):
+            outcomes = await loop.run_in_executor(None, self._run_batches, batches)
+            for batch, (live, outcome, seconds) in zip(batches, outcomes, strict=True):
+                if len(live) < len(batch):
+                    self._fail([i for i in batch if i not in live])
+                if not live:
+                    continue
                 if self._on_batch:
-                    self._on_batch(BatchStats(len(batch), len(batch) * max(i.cost for i in batch), seconds))
+                    self._on_batch(BatchStats(len(live), len(live) * max(i.cost for i in live), seconds))
                 if isinstance(outcome, Exception):  # one failure reaches every caller of the batch
-                    for item in batch:
+                    for item in live:
                         if not item.future.done():
                             item.future.set_exception(outcome)
                     continue
-                for item, result in zip(batch, outcome, strict=True):
+                for item, result in zip(live, outcome, strict=True):
                     if not item.future.done():
                         item.future.set_result(result)

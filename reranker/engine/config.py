@@ -22,7 +22,8 @@ class Limits:
     max_query_chars: int = 2000
     """Characters in a query (word pieces are limited by the model)."""
     max_passage_chars: int = 20000
-    """Characters in one candidate text (longer texts are refused; the model cuts at its length)."""
+    """Characters of one candidate text read (longer texts are cut to it and flagged truncated, never
+    refused; the model cuts again at its passage length)."""
 
     def __post_init__(self) -> None:
         for name in ("max_candidates", "max_query_chars", "max_passage_chars"):
@@ -68,6 +69,11 @@ class EngineConfig:
     max_pending_encodes: int = 400
     """Passages sent as text (to split models, ids not in the store) that may wait to be encoded;
     a request that would exceed it gets RESOURCE_EXHAUSTED at once (one request alone is admitted)."""
+    max_queue_ms: float = 1000.0
+    """Server-side bound on queue time: a request is refused at admission (RESOURCE_EXHAUSTED, at once)
+    when the estimated work ahead of it exceeds this, or when that work and its own would not end
+    before its deadline. The estimate is the admitted work not yet ended, from running per-pair and
+    per-encode costs. 0 = no bound (requests wait, bounded only by the queue sizes)."""
     warmup: bool = True
     """Send one request per model through the request path before serving, so that the first
     client does not pay for initialisation."""
@@ -83,6 +89,8 @@ class EngineConfig:
         if min(self.pre_workers, self.max_pending_requests, self.max_pending_encodes) < 1:
             raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "
                               f"{self.pre_workers}, {self.max_pending_requests} and {self.max_pending_encodes}")
+        if not 0 <= self.max_queue_ms <= 3_600_000:
+            raise ConfigError(f"max_queue_ms must be in [0, 3600000] (0 = no bound), got {self.max_queue_ms}")
 
     @property
     def default(self) -> str:

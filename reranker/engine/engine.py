@@ -9,21 +9,25 @@ path: serving, warm-up and in-process callers (:class:`reranker.engine.LocalEngi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
+from reranker.engine.admission import Admission, Stake, Watch
 from reranker.engine.config import EngineConfig
 from reranker.engine.loader import open_model
 from reranker.engine.prepare import PassageItem, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
-from reranker.errors import CapacityError, ConfigError, DeadlineError, InvalidInputError, NotFoundError
+from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WARMUP = ("warm up query", "a short passage to warm up every graph")
 
@@ -49,6 +53,9 @@ class Scored:
     """Position of the candidate in the request."""
     score: float
     truncated: bool
+    """The text was cut (to the model's passage length or to max_passage_chars)."""
+    from_store: bool
+    """The state came from the passage store by id (a text sent with it was not used)."""
 
 
 @dataclass
@@ -70,32 +77,45 @@ class Engine:
     """Serves several models; one is the default."""
 
     def __init__(self, models: Sequence[ServedModel], default: str, sink: StatsSink | None = None, *,
-                 pre_workers: int = 2, max_pending_requests: int = 64, max_pending_encodes: int = 400) -> None:
-        if min(pre_workers, max_pending_requests, max_pending_encodes) < 1:
-            raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "
-                              f"{pre_workers}, {max_pending_requests} and {max_pending_encodes}")
-        # The pre stage (tokenising, encoding the query and any passages sent as text) runs on a
-        # bounded pool, and requests waiting for it count against a bound too: backpressure covers
-        # the whole request, not only the batcher's queue.
-        self._pre_pool = ThreadPoolExecutor(max_workers=pre_workers, thread_name_prefix="reranker-pre")
-        self._pending = 0
-        self._pending_encodes = 0
-        self.max_pending_requests = max_pending_requests
-        self.max_pending_encodes = max_pending_encodes
+                 pre_workers: int = 2, max_pending_requests: int = 64, max_pending_encodes: int = 400,
+                 max_queue_ms: float = 0.0) -> None:
+        if min(pre_workers, max_pending_requests, max_pending_encodes) < 1 or max_queue_ms < 0:
+            raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1 and "
+                              f"max_queue_ms >= 0, got {pre_workers}, {max_pending_requests}, {max_pending_encodes} "
+                              f"and {max_queue_ms}")
+        # The pre stage runs on two bounded pools: queries (tokenise, encode) and store lookups on
+        # one, passages sent as text on the other, so that a cheap request never waits behind another
+        # request's passage encoding. Waiting work counts against the admission bounds until it ends.
+        self._query_pool = ThreadPoolExecutor(max_workers=pre_workers, thread_name_prefix="reranker-query")
+        self._encode_pool = ThreadPoolExecutor(max_workers=pre_workers, thread_name_prefix="reranker-encode")
+        self.admission = Admission(max_pending_requests, max_pending_encodes, max_queue_ms / 1000.0)
         self.models = {m.name: m for m in models}
         if len(self.models) != len(models):
             raise ConfigError("model names must be unique")
         if default not in self.models:
             raise ConfigError(f"default model {default!r} is not among the served models {sorted(self.models)}")
         self.default = default
-        self.sink = sink or NullSink()
+        self.sink = sink if sink is not None else NullSink()
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
         """Open every model of ``cfg`` (artifact checksums verified, stores checked against them)."""
-        sink = sink or NullSink()
+        sink = sink if sink is not None else NullSink()
         return cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg.default, sink, pre_workers=cfg.pre_workers,
-                   max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes)
+                   max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes,
+                   max_queue_ms=cfg.max_queue_ms)
+
+    @property
+    def max_pending_requests(self) -> int:
+        return self.admission.max_pending_requests
+
+    @property
+    def max_pending_encodes(self) -> int:
+        return self.admission.max_pending_encodes
+
+    @property
+    def max_queue_ms(self) -> float:
+        return self.admission.max_queue_s * 1000.0
 
     def describe(self) -> list[ModelDescription]:
         """Every served model's description, in configuration order."""
@@ -109,6 +129,7 @@ class Engine:
         return model
 
     def validate(self, req: RerankInput, model: ServedModel) -> None:
+        """Refuse what no cutting can serve; over-long candidate texts are cut, never refused."""
         limits = model.limits
         if not req.query.strip():
             raise InvalidInputError("the query is empty; send the text to rank the candidates against")
@@ -123,44 +144,43 @@ class Engine:
                                     f"{limits.max_candidates} per request (split larger lists)")
         if req.top_k < 0:
             raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
-        long = [i for i, t in enumerate(req.texts) if len(t) > limits.max_passage_chars]
-        if long:
-            raise InvalidInputError(f"candidate(s) at index {long[:5]} have more than {limits.max_passage_chars} "
-                                    "characters of text; send at most that much")
 
     async def rerank(self, req: RerankInput, *, deadline: float | None = None) -> RerankOutput:
         """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none).
 
         Raises InvalidInputError, NotFoundError, CapacityError or DeadlineError (see reranker.errors).
+        Abandoned work (deadline passed, or the calling task cancelled) stops at its next unit.
         """
         started = time.monotonic()
         model = self.resolve(req.model)
         self.validate(req, model)
-        encodes = model.prepare.needs_encoding(req.ids, req.texts)  # passages the pre stage must encode
-        if self._pending >= self.max_pending_requests or (
-                encodes and self._pending_encodes and self._pending_encodes + encodes > self.max_pending_encodes):
-            raise CapacityError(f"server over capacity: {self._pending} requests with {self._pending_encodes} passages "
-                                f"to encode are waiting to be prepared (at most {self.max_pending_requests} requests "
-                                f"and {self.max_pending_encodes} passages); retry later")
-        loop = asyncio.get_running_loop()
-        pre_start = time.monotonic()
-        self._pending += 1
-        self._pending_encodes += encodes
+        cap = model.limits.max_passage_chars
+        cut = [len(t) > cap for t in req.texts]
+        texts = [t[:cap] for t in req.texts] if any(cut) else list(req.texts)
+        encodes = model.prepare.needs_encoding(req.ids, texts)  # passages the pre stage must encode
+        stake = self.admission.admit(model.costs.estimate(len(req.ids), encodes), encodes, deadline)
+        watch = Watch(deadline)
+        scored = answered = False
         try:
-            query, passages = await loop.run_in_executor(self._pre_pool, self._prepare, model, req, deadline)
-        except DeadlineError:
-            self.sink.dropped(model.name, len(req.ids))
+            pre_start = time.monotonic()
+            query, passages = await self._pre_stage(model, req, texts, watch, stake)
+            pre_seconds = time.monotonic() - pre_start
+            watch.check()
+            hits = sum(p.from_store for p in passages)
+            self.sink.store_lookups(model.name, hits, len(passages) - hits if model.has_store else 0)
+            now = time.monotonic()
+            pairs = [Pair(query, p, now) for p in passages]
+            self.sink.queue_depth(model.name, model.batcher.queue_depth + len(pairs))
+            scored = True  # from here on the batcher counts what it drops
+            results = await model.batcher.submit(pairs, deadline=deadline)
+            answered = True
+        except (DeadlineError, asyncio.CancelledError):
+            watch.cancelled = True
+            if not scored:
+                self.sink.dropped(model.name, len(req.ids), "pre")
             raise
         finally:
-            self._pending -= 1
-            self._pending_encodes -= encodes
-        pre_seconds = time.monotonic() - pre_start
-        hits = sum(p.from_store for p in passages)
-        self.sink.store_lookups(model.name, hits, len(passages) - hits if model.has_store else 0)
-        now = time.monotonic()
-        pairs = [Pair(query, p, now) for p in passages]
-        self.sink.queue_depth(model.name, model.batcher.queue_depth + len(pairs))
-        results = await model.batcher.submit(pairs, deadline=deadline)
+            self.admission.done(stake, answered)
         self.sink.queue_depth(model.name, model.batcher.queue_depth)
         scores = np.array([r.score for r in results], dtype=np.float32)
         queue_s = max((r.waited for r in results), default=0.0)
@@ -168,20 +188,63 @@ class Engine:
         order = np.argsort(-scores, kind="stable")
         if req.top_k:
             order = order[: req.top_k]
-        out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated) for i in order.tolist()]
+        out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated or cut[i], passages[i].from_store)
+               for i in order.tolist()]
         total = time.monotonic() - started
+        truncated = sum(p.truncated or c for p, c in zip(passages, cut, strict=True))
         return RerankOutput(model.name, out, queue_ms=queue_s * 1000.0,
                             inference_ms=(pre_seconds + sum(batches.values())) * 1000.0, total_ms=total * 1000.0,
-                            stats={"candidates": len(passages), "truncated": sum(p.truncated for p in passages)})
+                            stats={"candidates": len(passages), "truncated": truncated})
+
+    async def _pre_stage(self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch,
+                         stake: Stake) -> tuple[QueryItem, list[PassageItem]]:
+        """The query on the query pool, the passages (encoded on the encode pool when they need it) in
+        parallel; the request's stake in the pre-stage bounds is released when both have really ended."""
+        loop = asyncio.get_running_loop()
+        left = [2]
+
+        def ended(_: Future[Any]) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                self.admission.prepared(stake)
+
+        def encode() -> list[PassageItem]:
+            watch.check()
+            began = time.monotonic()
+            items = model.prepare.passages(req.ids, texts, watch.check)
+            if stake.encodes:
+                model.costs.observe_encodes(stake.encodes, time.monotonic() - began)
+            return items
+
+        def query() -> QueryItem:
+            watch.check()
+            return model.prepare.query(req.query)
+
+        q_future = self._on(self._query_pool, query, loop, ended)
+        p_future = self._on(self._encode_pool if stake.encodes else self._query_pool, encode, loop, ended)
+        try:
+            return await asyncio.gather(asyncio.wrap_future(q_future), asyncio.wrap_future(p_future))
+        except BaseException:
+            watch.cancelled = True  # the other half stops at its next unit
+            q_future.cancel()
+            p_future.cancel()
+            raise
 
     @staticmethod
-    def _prepare(model: ServedModel, req: RerankInput, deadline: float | None) -> tuple[QueryItem, list[PassageItem]]:
-        if deadline is not None and time.monotonic() >= deadline:
-            raise DeadlineError("the deadline passed before the request could be prepared")
-        return model.prepare.query(req.query), model.prepare.passages(req.ids, req.texts)
+    def _on(pool: ThreadPoolExecutor, fn: Callable[[], T], loop: asyncio.AbstractEventLoop,
+            ended: Callable[[Future[Any]], None]) -> Future[T]:
+        future = pool.submit(fn)
+
+        def report(f: Future[Any]) -> None:  # runs in the worker thread (or here when cancelled before it ran)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is waiting any more
+                loop.call_soon_threadsafe(ended, f)
+
+        future.add_done_callback(report)
+        return future
 
     async def warm_up(self) -> None:
-        """One request per model through :meth:`rerank` (every graph runs once), not counted in the stats."""
+        """One request per model through :meth:`rerank` (every graph runs once), not counted in the stats.
+        Raises what the request raises: a model that cannot answer is not ready."""
         sink, self.sink = self.sink, NullSink()
         try:
             for model in self.models.values():
@@ -196,4 +259,5 @@ class Engine:
     async def close(self) -> None:
         for model in self.models.values():
             await model.batcher.close()
-        self._pre_pool.shutdown(wait=False)
+        self._query_pool.shutdown(wait=False)
+        self._encode_pool.shutdown(wait=False)

@@ -8,7 +8,7 @@ so a stored state is exactly what serving would compute from the text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,9 +123,10 @@ class Prepare:
         vectors, mask = self.scorer.encode_query(enc.input_ids, enc.attention_mask)
         return QueryItem(vectors[0, : int(mask[0].sum())])
 
-    def texts(self, texts: Sequence[str]) -> list[PassageItem]:
+    def texts(self, texts: Sequence[str], check: Callable[[], None] | None = None) -> list[PassageItem]:
         """Passage items from text: ids for the cross-encoder, else the passage encoder's state,
-        encoded in length-sorted batches of the budget."""
+        encoded in length-sorted batches of the budget; ``check`` runs before each batch (it raises to
+        stop abandoned work)."""
         enc = self.prep.passages(texts)
         lengths = enc.attention_mask.sum(1)
         if not self.arch.split:
@@ -133,6 +134,8 @@ class Prepare:
                     for i in range(len(texts))]
         items: list[PassageItem | None] = [None] * len(texts)
         for batch in plan_batches(lengths.tolist(), self.budget.max_batch_size, self.budget.max_batch_cost):
+            if check is not None:
+                check()
             width = int(lengths[batch].max())
             vectors, mask = self.scorer.encode_passages(enc.input_ids[batch, :width], enc.attention_mask[batch, :width])
             for row, i in enumerate(batch.tolist()):
@@ -148,9 +151,11 @@ class Prepare:
     def _stored(self, pid: str) -> bool:
         return self.store is not None and bool(pid) and pid in self.store
 
-    def passages(self, ids: Sequence[str], texts: Sequence[str]) -> list[PassageItem]:
-        """Stored state for ids in the passage store; the text (encoded now) for the others.
-        :class:`NotFoundError` names the candidates with neither."""
+    def passages(self, ids: Sequence[str], texts: Sequence[str],
+                 check: Callable[[], None] | None = None) -> list[PassageItem]:
+        """Stored state for ids in the passage store (a text sent with a stored id is not used); the
+        text (encoded now, ``check`` before each batch) for the others. :class:`NotFoundError` names
+        the candidates with neither."""
         items: list[PassageItem | None] = [None] * len(ids)
         to_encode: list[int] = []
         missing: list[str] = []
@@ -167,7 +172,7 @@ class Prepare:
             shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {shown}")
         if to_encode:
-            for i, item in zip(to_encode, self.texts([texts[i] for i in to_encode]), strict=True):
+            for i, item in zip(to_encode, self.texts([texts[i] for i in to_encode], check), strict=True):
                 items[i] = item
         return items  # type: ignore[return-value]
 

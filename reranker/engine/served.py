@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from reranker.engine.admission import UnitCosts
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
 from reranker.engine.config import Limits
 from reranker.engine.prepare import PassageItem, Prepare, QueryItem
@@ -22,7 +23,8 @@ class StatsSink(Protocol):
         return None
     def queue_depth(self, model: str, depth: int) -> None:
         return None
-    def dropped(self, model: str, items: int) -> None:
+    def dropped(self, model: str, items: int, stage: str) -> None:
+        """``items`` pairs of abandoned requests not computed, at ``stage`` (admission, pre, batch)."""
         return None
 
 
@@ -54,6 +56,12 @@ class ModelDescription:
     """Word pieces of a passage the model reads (longer texts are cut and flagged)."""
     score_kind: str
     """What the score is."""
+    max_query_chars: int
+    """Characters a query may have (longer ones are refused)."""
+    max_passage_chars: int
+    """Candidate texts are cut to this many characters (and flagged truncated)."""
+    max_queued_pairs: int
+    """Pairs that may wait for a batch (beyond it a request is refused)."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +98,18 @@ class ServedModel:
             name=name, arch=prepare.arch.name, precision=precision, provider=prepare.scorer.provider,
             store_passages=len(store) if store is not None else 0, store_bytes=store.nbytes if store is not None else 0,
             max_candidates=limits.max_candidates, max_query_tokens=prepare.query_token_limit,
-            max_passage_tokens=prepare.passage_token_limit, score_kind=prepare.arch.score_kind)
+            max_passage_tokens=prepare.passage_token_limit, score_kind=prepare.arch.score_kind,
+            max_query_chars=limits.max_query_chars, max_passage_chars=limits.max_passage_chars,
+            max_queued_pairs=batching.max_queue)
+        self.costs = UnitCosts()
+        """Running seconds per pair and per encoded passage (the admission estimate reads them)."""
         self.batcher: Batcher[Pair, PairResult] = Batcher(
             self.run_batch, batching, cost=lambda pair: pair.passage.length + pair.query.length,
-            on_batch=lambda s: self.sink.batch(name, s), on_drop=lambda n: self.sink.dropped(name, n))
+            on_batch=self._on_batch, on_drop=lambda n: self.sink.dropped(name, n, "batch"))
+
+    def _on_batch(self, stats: BatchStats) -> None:
+        self.costs.observe_pairs(stats.size, stats.seconds)
+        self.sink.batch(self.name, stats)
 
     @property
     def has_store(self) -> bool:

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import start_http_server
 
 from reranker.engine import Engine
 from reranker.errors import ConfigError
 from reranker.server.auth import Auth, credentials, read_token
 from reranker.server.config import ServerConfig
+from reranker.server.interceptor import Instrumented
 from reranker.server.metrics import Metrics
 from reranker.server.service import RerankerService, add_to_server
 from reranker.v1 import reranker_pb2 as pb
@@ -56,7 +57,8 @@ class Running:
 
 
 async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: Engine | None = None) -> Running:
-    """Load models, then serve; health turns SERVING only once every model is loaded and warmed.
+    """Load models, then serve; health turns SERVING only once every model is loaded and has answered
+    a request through the request path (a Rerank would succeed).
 
     The models must exist: provisioning (export, index) happens before, see :mod:`reranker.provision`.
     """
@@ -66,13 +68,15 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
                ("grpc.max_send_message_length", cfg.max_message_bytes),
                ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options)
+    counted = Instrumented(server, metrics)  # every service's calls counted: reranker, health, reflection
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    service = RerankerService(None, metrics, auth)
-    add_to_server(service, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, counted)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), counted)
+    service = RerankerService(None, metrics, auth, cfg.max_message_bytes)
+    add_to_server(service, counted)
     address = f"{cfg.host}:{cfg.port}"
     creds = credentials(cfg)
     port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
@@ -85,16 +89,17 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     await server.start()
     log.info("gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models", cfg.host, port,
              "TLS" if creds else "plaintext", metrics_port)
-    if engine is None:
-        try:
+    try:
+        if engine is None:
             engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
-            if cfg.engine.warmup:
-                await engine.warm_up()  # one request per model through the serving path
-        except BaseException:
-            await server.stop(0)  # never serve garbage: a model that fails to load stops the server
-            if http is not None:
-                http.shutdown()
-            raise
+        # readiness on every start path (loaded here or given, warm-up configured or not): one request
+        # per model through the request path must succeed before health says SERVING
+        await engine.warm_up()
+    except BaseException:
+        await server.stop(0)  # never serve garbage: a model that fails to load or answer stops the server
+        if http is not None:
+            http.shutdown()
+        raise
     service.engine = engine
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

@@ -79,12 +79,17 @@ class ServerConfig:
     max_pending_encodes: int = 400
     """Passages sent as text (to split models, ids not in the store) that may wait to be encoded;
     a request that would exceed it gets RESOURCE_EXHAUSTED at once (one request alone is admitted)."""
+    max_queue_ms: float = 1000.0
+    """Bound on queue time: a request whose estimated wait (the admitted work ahead of it) exceeds it,
+    or that could not end before its deadline, is refused at once with RESOURCE_EXHAUSTED (0 = none)."""
     batching: BatcherConfig = field(default_factory=BatcherConfig)
     """The batching budget (per model)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     """ONNX Runtime settings."""
     warmup: bool = True
-    """Send one request per model through the request path before health turns SERVING."""
+    """Warm up the in-process engine (``EngineConfig.warmup``). The server always sends one request per
+    model through the request path before health turns SERVING, whatever this says: SERVING means a
+    Rerank would succeed."""
     engine: EngineConfig = field(init=False, repr=False, compare=False)
     """What the engine is built from (derived from the fields above, validated once)."""
 
@@ -92,7 +97,8 @@ class ServerConfig:
         engine = EngineConfig(models=self.models, default_model=self.default_model, batching=self.batching,
                               runtime=self.runtime, pre_workers=self.pre_workers,
                               max_pending_requests=self.max_pending_requests,
-                              max_pending_encodes=self.max_pending_encodes, warmup=self.warmup)
+                              max_pending_encodes=self.max_pending_encodes, max_queue_ms=self.max_queue_ms,
+                              warmup=self.warmup)
         object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port"):
             value = getattr(self, name)

@@ -21,6 +21,9 @@ class Metrics:
                                 ["model", "code"], registry=r)
         self.request_seconds = Histogram("reranker_request_duration_seconds", "Rerank request time in the server",
                                          ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.shed_seconds = Histogram("reranker_shed_duration_seconds",
+                                      "Server time of a Rerank refused for capacity (RESOURCE_EXHAUSTED)", ["model"],
+                                      buckets=LATENCY_BUCKETS, registry=r)
         self.queue_seconds = Histogram("reranker_queue_duration_seconds", "Time a request's pairs waited for a batch",
                                        ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.inference_seconds = Histogram("reranker_inference_duration_seconds", "Model time per executed batch",
@@ -35,14 +38,23 @@ class Metrics:
         self.lookups = Counter("reranker_store_lookups_total", "Passage-store lookups by result (hit, miss)",
                                ["model", "result"], registry=r)
         self.dropped_pairs = Counter("reranker_dropped_pairs_total",
-                                     "Queued pairs dropped uncomputed because their deadline passed or the caller "
-                                     "cancelled", ["model"], registry=r)
+                                     "Pairs of abandoned requests (deadline passed or caller cancelled) not computed, "
+                                     "by the stage that dropped them (pre: before or while preparing; batch: queued "
+                                     "or about to run)", ["model", "stage"], registry=r)
         self.model_info = Gauge("reranker_model_info", "Served models (value 1)",
                                 ["model", "arch", "precision", "provider"], registry=r)
-        self.handled = Counter("grpc_server_handled_total", "RPCs completed on the server, by method and code",
-                               ["grpc_method", "grpc_code"], registry=r)
-        self.handling_seconds = Histogram("grpc_server_handling_seconds", "RPC handling time on the server",
-                                          ["grpc_method"], buckets=LATENCY_BUCKETS, registry=r)
+        grpc_labels = ["grpc_type", "grpc_service", "grpc_method"]
+        self.grpc_started = Counter("grpc_server_started_total", "RPCs started on the server", grpc_labels,
+                                    registry=r)
+        self.grpc_handled = Counter("grpc_server_handled_total",
+                                    "RPCs completed on the server, by the status code the client received",
+                                    [*grpc_labels, "grpc_code"], registry=r)
+        self.grpc_received = Counter("grpc_server_msg_received_total", "Stream messages received by the server",
+                                     grpc_labels, registry=r)
+        self.grpc_sent = Counter("grpc_server_msg_sent_total", "Stream messages sent by the server", grpc_labels,
+                                 registry=r)
+        self.grpc_seconds = Histogram("grpc_server_handling_seconds", "RPC handling time on the server",
+                                      grpc_labels, buckets=LATENCY_BUCKETS, registry=r)
 
     # --- StatsSink ------------------------------------------------------------------------------
     def batch(self, model: str, stats: BatchStats) -> None:
@@ -52,6 +64,8 @@ class Metrics:
     def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int,
                 truncated: int) -> None:
         self.requests.labels(model, code).inc()
+        if code == "RESOURCE_EXHAUSTED":
+            self.shed_seconds.labels(model).observe(seconds)
         if code == "OK":
             self.request_seconds.labels(model).observe(seconds)
             self.queue_seconds.labels(model).observe(queue_seconds)
@@ -68,10 +82,10 @@ class Metrics:
     def queue_depth(self, model: str, depth: int) -> None:
         self.depth.labels(model).set(depth)
 
-    def dropped(self, model: str, items: int) -> None:
-        self.dropped_pairs.labels(model).inc(items)
+    def dropped(self, model: str, items: int, stage: str) -> None:
+        self.dropped_pairs.labels(model, stage).inc(items)
 
-    # --- gRPC -----------------------------------------------------------------------------------
-    def rpc(self, method: str, code: str, seconds: float) -> None:
-        self.handled.labels(method, code).inc()
-        self.handling_seconds.labels(method).observe(seconds)
+    # --- gRPC (reranker.server.interceptor) ----------------------------------------------------
+    def handled(self, labels: tuple[str, str, str], code: str, seconds: float) -> None:
+        self.grpc_handled.labels(*labels, code).inc()
+        self.grpc_seconds.labels(*labels).observe(seconds)

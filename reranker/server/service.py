@@ -23,6 +23,7 @@ from reranker.errors import (
     RerankerError,
 )
 from reranker.server.auth import Auth
+from reranker.server.interceptor import cancelled_code, deadline_of
 from reranker.server.metrics import Metrics
 from reranker.v1 import reranker_pb2 as pb
 from reranker.v1 import reranker_pb2_grpc as pb_grpc
@@ -65,7 +66,7 @@ def _safe_parser(message_type: Any) -> Callable[[bytes], Any]:
     return parse
 
 
-def add_to_server(service: RerankerService, server: grpc.aio.Server) -> None:
+def add_to_server(service: RerankerService, server: Any) -> None:
     """Register the service; undecodable requests reach it as MalformedRequest (INVALID_ARGUMENT),
     not as a deserialisation failure that gRPC would report as UNKNOWN."""
     handlers = {
@@ -79,23 +80,29 @@ def add_to_server(service: RerankerService, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
-def model_info(d: ModelDescription, is_default: bool) -> pb.ModelInfo:
+def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb.ModelInfo:
     """The engine's model description as the API's message."""
     return pb.ModelInfo(name=d.name, arch=d.arch, precision=d.precision, provider=d.provider,
                         store_passages=d.store_passages, store_bytes=d.store_bytes, max_candidates=d.max_candidates,
                         max_query_tokens=d.max_query_tokens, max_passage_tokens=d.max_passage_tokens,
-                        is_default=is_default, score_kind=d.score_kind)
+                        is_default=is_default, score_kind=d.score_kind, max_query_chars=d.max_query_chars,
+                        max_passage_chars=d.max_passage_chars, max_queued_pairs=d.max_queued_pairs,
+                        max_queue_ms=round(max_queue_ms))
+
+
+SOURCE = {True: pb.Result.SOURCE_STORE, False: pb.Result.SOURCE_TEXT}
 
 
 class RerankerService(pb_grpc.RerankerServicer):
-    def __init__(self, engine: Engine | None, metrics: Metrics, auth: Auth) -> None:
+    def __init__(self, engine: Engine | None, metrics: Metrics, auth: Auth, max_message_bytes: int = 0) -> None:
         self.engine, self.metrics, self.auth = engine, metrics, auth
         """None while the models load: calls get UNAVAILABLE (health is NOT_SERVING then)."""
+        self.max_message_bytes = max_message_bytes
 
     async def _guarded(self, method: str, context: grpc.aio.ServicerContext, request: Any,
                        body: Callable[[], Awaitable[Any]]) -> Any:
         model = getattr(request, "model", "")
-        started = time.monotonic()
+        started, deadline = time.monotonic(), deadline_of(context)
         code = grpc.StatusCode.OK
         try:
             if not self.auth.allowed(context):
@@ -113,8 +120,8 @@ class RerankerService(pb_grpc.RerankerServicer):
             await context.abort(code, str(exc))
         except grpc.aio.AbortError:
             raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED  # the client went away; its queued work is dropped
+        except asyncio.CancelledError:  # the deadline ran out or the client went away; its work is dropped
+            code = cancelled_code(deadline)
             raise
         except Exception:
             code = grpc.StatusCode.INTERNAL
@@ -122,7 +129,6 @@ class RerankerService(pb_grpc.RerankerServicer):
             await context.abort(code, "internal error; the server logged the details")
         finally:
             seconds = time.monotonic() - started
-            self.metrics.rpc(method, code.name, seconds)
             if method == "Rerank" and code != grpc.StatusCode.OK and self.engine is not None:
                 # client-chosen names never become label values: unknown ones share one label
                 label = model or self.engine.default
@@ -140,7 +146,8 @@ class RerankerService(pb_grpc.RerankerServicer):
                                  out.stats["candidates"], out.stats["truncated"])
             return pb.RerankResponse(
                 model=out.model,
-                results=[pb.Result(id=r.id, index=r.index, score=r.score, truncated=r.truncated) for r in out.results],
+                results=[pb.Result(id=r.id, index=r.index, score=r.score, truncated=r.truncated,
+                                   source=SOURCE[r.from_store]) for r in out.results],
                 timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms))
 
         return await self._guarded("Rerank", context, request, body)
@@ -148,8 +155,12 @@ class RerankerService(pb_grpc.RerankerServicer):
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         async def body() -> pb.ListModelsResponse:
             assert self.engine is not None  # checked by _guarded
-            infos = [model_info(d, d.name == self.engine.default) for d in self.engine.describe()]
-            return pb.ListModelsResponse(models=infos, default_model=self.engine.default)
+            engine = self.engine
+            infos = [model_info(d, d.name == engine.default, engine.max_queue_ms) for d in engine.describe()]
+            return pb.ListModelsResponse(models=infos, default_model=engine.default,
+                                         max_message_bytes=self.max_message_bytes,
+                                         max_pending_requests=engine.max_pending_requests,
+                                         max_pending_encodes=engine.max_pending_encodes)
 
         return await self._guarded("ListModels", context, request, body)
 

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -27,16 +28,26 @@ class RerankRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("id", "index", "score", "truncated")
+    __slots__ = ("id", "index", "score", "truncated", "source")
+    class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SOURCE_UNSPECIFIED: _ClassVar[Result.Source]
+        SOURCE_STORE: _ClassVar[Result.Source]
+        SOURCE_TEXT: _ClassVar[Result.Source]
+    SOURCE_UNSPECIFIED: Result.Source
+    SOURCE_STORE: Result.Source
+    SOURCE_TEXT: Result.Source
     ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     score: float
     truncated: bool
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    source: Result.Source
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_ms", "inference_ms", "total_ms")
@@ -63,7 +74,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind")
+    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +86,10 @@ class ModelInfo(_message.Message):
     MAX_PASSAGE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     SCORE_KIND_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUERY_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PASSAGE_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     arch: str
     precision: str
@@ -86,12 +101,22 @@ class ModelInfo(_message.Message):
     max_passage_tokens: int
     is_default: bool
     score_kind: str
-    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ...) -> None: ...
+    max_query_chars: int
+    max_passage_chars: int
+    max_queued_pairs: int
+    max_queue_ms: int
+    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models", "default_model")
+    __slots__ = ("models", "default_model", "max_message_bytes", "max_pending_requests", "max_pending_encodes")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PENDING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PENDING_ENCODES_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     default_model: str
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_model: _Optional[str] = ...) -> None: ...
+    max_message_bytes: int
+    max_pending_requests: int
+    max_pending_encodes: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_model: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_pending_requests: _Optional[int] = ..., max_pending_encodes: _Optional[int] = ...) -> None: ...
