@@ -37,8 +37,8 @@ def cmd_bm25(args: argparse.Namespace) -> int:
     pool = Collection.open(args.pool).passages
     held: set[str] = set()
     for folder in [*args.pool, *(args.exclude or [])]:
-        held |= {normalise_query(t) for t in DataFolder.open(folder).queries.values()}
-        held |= set(DataFolder.open(folder).queries)
+        other = DataFolder.open(folder).queries  # read once: ids and normalised texts
+        held |= set(other) | {normalise_query(t) for t in other.values()}
     kept = {q: t for q, t in queries.items() if q not in held and normalise_query(t) not in held}
     if args.max_queries:
         kept = dict(sorted(kept.items())[: args.max_queries])
