@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-torch = pytest.importorskip("torch")
-
 from reranker.artifact import Artifact
 from reranker.config import DEFAULT_MODEL_DIR
 from reranker.errors import ArtifactError
 from reranker.kit import KIT_DIR, KIT_FILE, WEIGHTS_BIN, assemble, kit_of
+
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_changed_files_are_refused(shipped, tmp_path) -> None:
     kit = json.loads((copy / KIT_DIR / KIT_FILE).read_text())
     kit["weights_sha256"] = "0" * 64
     (copy / KIT_DIR / KIT_FILE).write_text(json.dumps(kit))
-    with pytest.raises(ArtifactError, match="a file of .* was changed"):
+    with pytest.raises(ArtifactError, match=r"a file of .* was changed"):
         assemble(copy, tmp_path / "a")
     (copy / "manifest.json").write_text((copy / "manifest.json").read_text().replace('"steps": 0', '"steps": 1'))
     with pytest.raises(ArtifactError, match="made from another checkpoint"):
@@ -135,3 +135,21 @@ def test_shipped_default_matches_torch_on_dl19(tmp_path) -> None:
         assert list(np.argsort(-e)[:3]) == list(np.argsort(-g)[:3])  # the same top 3
     e, g = np.concatenate(expected), np.concatenate(got)
     assert np.max(np.abs(e - g)) <= 0.03 * (1 + np.max(np.abs(e)))
+
+
+def test_serve_provisions_from_the_kit_without_exporting(shipped, tmp_path, monkeypatch) -> None:
+    from reranker import provision
+    from reranker.store import PassageStore
+
+    from .conftest import DL19_MINI
+
+    def no_export(args: list[str]) -> None:
+        raise AssertionError(f"provisioning ran a torch subprocess: {args}")
+
+    monkeypatch.setenv("RERANKER_HOME", str(tmp_path))
+    monkeypatch.setattr(provision, "_run", no_export)
+    monkeypatch.setattr(provision, "DEFAULT_MODEL_DIR", shipped)
+    artifact_dir, store_dir = provision.ensure_default(DL19_MINI)
+    artifact = Artifact.open(artifact_dir)
+    assert WEIGHTS_BIN in artifact.manifest["files"] and PassageStore.open(store_dir, artifact)
+    assert provision.ensure_default(DL19_MINI) == (artifact_dir, store_dir)  # cached: nothing rebuilt
