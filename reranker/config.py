@@ -116,6 +116,12 @@ class ModelConfig:
     """TK: RBF kernel width."""
     freeze_word_embeddings: bool = False
     """Keep the base model's word-embedding matrix fixed while training."""
+    cat_pooler: bool = False
+    """BERT-cat: score ``Linear(tanh(Dense(CLS)))`` through BERT's pooler, as Hugging Face's
+    ``BertForSequenceClassification`` does (imported cross-encoders); False: ``Linear(CLS)``."""
+    cat_activation: Literal["none", "sigmoid"] = "none"
+    """BERT-cat: the score is the logit (none) or its sigmoid (a sentence-transformers CrossEncoder
+    saved with a Sigmoid activation)."""
 
     def __post_init__(self) -> None:
         arch = spec(self.arch)  # ConfigError naming the allowed architectures
@@ -125,6 +131,8 @@ class ModelConfig:
         _check(3 <= self.passage_max_len <= self.encoder.max_position,
                f"passage_max_len must be in 3..{self.encoder.max_position}, got {self.passage_max_len}")
         _check(self.dot_pooling in ("cls", "mean"), f"dot_pooling must be 'cls' or 'mean', got {self.dot_pooling!r}")
+        _check(self.cat_activation in ("none", "sigmoid"),
+               f"cat_activation must be 'none' or 'sigmoid', got {self.cat_activation!r}")
         _check(self.colbert_dim >= 0, f"colbert_dim must be >= 0 (0 = no projection), got {self.colbert_dim}")
         if arch.layer_split:
             _check(1 <= self.prett_split_layer < self.encoder.num_layers,

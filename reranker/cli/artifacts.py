@@ -31,6 +31,15 @@ def cmd_ship_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from reranker.models.hf_import import import_model
+
+    done = import_model(args.source, args.out, query_max_len=args.query_max_len, passage_max_len=args.passage_max_len)
+    print(f"imported {args.source} ({done['format']}) as {done['arch']} ({done['parameters']:,} parameters) into "
+          f"{args.out}; export it with 'reranker export --model {args.out} --out ARTIFACT'")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from reranker.artifact import Artifact
     from reranker.data import Collection
@@ -51,7 +60,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the export, ship-onnx, index commands."""
+    """Add the export, import, ship-onnx, index commands."""
     p = sub.add_parser("export", help="export a checkpoint to ONNX graphs (verified against PyTorch)",
                        description="Writes the graphs the architecture needs, config, tokenizer and manifest.json "
                                    "(sha256 of every file, parity figures). fp16 is for GPUs, int8 for CPUs.")
@@ -63,6 +72,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="int8: keep the MatMul nodes whose name matches in fp32 (e.g. 'output/dense' for "
                         "the feed-forward outputs)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="convert a transformers / sentence-transformers model into a checkpoint",
+                       description="Cross-encoders (BertForSequenceClassification, sentence-transformers CrossEncoder) "
+                                   "become bert_cat, sentence-transformers bi-encoders (Transformer, Pooling cls/mean, "
+                                   "Normalize) bert_dot; anything else is refused with the reason "
+                                   "(see reranker/models/hf_import.py).")
+    p.add_argument("--from", dest="source", required=True, type=Path, help="the saved model directory")
+    p.add_argument("--out", required=True, type=Path, help="reranker checkpoint directory to write")
+    p.add_argument("--query-max-len", type=int, default=32, help="query word pieces incl. [CLS]/[SEP]")
+    p.add_argument("--passage-max-len", type=int, default=202, help="passage word pieces incl. [CLS]/[SEP]")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("ship-onnx", help="add torch-free serving graphs to a checkpoint (MODEL/onnx)",
                        description="Exports fp32 graphs whose weights are external data rebuilt at first start "
