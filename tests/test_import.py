@@ -89,7 +89,7 @@ def test_sentence_transformers_cross_encoder_scores_its_activated_score(saved, t
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["cat_activation"] == "sigmoid"
 
 
-@pytest.mark.parametrize("name", ["st-mean-norm", "st-cls"])
+@pytest.mark.parametrize("name", ["st-mean-norm", "st-cls", "st-dense"])
 def test_sentence_transformers_bi_encoder_scores_its_similarity(saved, tmp_path, name) -> None:
     model = st.SentenceTransformer(str(saved[name]))
     qv = model.encode([a for a, _ in PAIRS], convert_to_numpy=True)
@@ -100,17 +100,33 @@ def test_sentence_transformers_bi_encoder_scores_its_similarity(saved, tmp_path,
 
 def test_imported_models_export_and_serve(saved, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    for name in ("st-cross", "st-mean-norm"):
+    for name in ("st-cross", "st-dense"):
         assert main(["import", "--from", str(saved[name]), "--out", str(tmp_path / name), "--query-max-len", "16",
                      "--passage-max-len", "32"]) == 0
         assert main(["export", "--model", str(tmp_path / name), "--out", str(tmp_path / f"{name}-onnx")]) == 0
+    from reranker.artifact import Artifact
+    from reranker.engine import LocalEngine, RuntimeConfig, passage_encoder
+    from reranker.store.build import build_store
+
+    cpu = RuntimeConfig(provider="cpu", intra_op_threads=1)
+    art = Artifact.open(tmp_path / "st-dense-onnx")  # 16-d vectors after the Dense layer, in a passage store
+    passages = {f"p{i}": b for i, (_, b) in enumerate(PAIRS)}
+    build_store(art, passages, tmp_path / "store", encode=passage_encoder(art, cpu), progress=False)
+    with LocalEngine.of(str(art.directory), str(tmp_path / "store"), runtime=cpu) as engine:
+        scores, _ = engine.scores(PAIRS[0][0], list(passages))
+    expected = st.SentenceTransformer(str(saved["st-dense"])).encode([PAIRS[0][0], *passages.values()])
+    np.testing.assert_allclose(scores, expected[1:] @ expected[0], atol=2e-3)  # fp16 store
 
 
 def test_unsupported_formats_are_refused_with_the_reason(saved, tmp_path, capsys) -> None:
     from reranker.models.hf_import import detect, import_model
 
-    with pytest.raises(ConfigError, match=r"\['Dense'\] after pooling; supported: Normalize only"):
-        import_model(saved["st-dense"], tmp_path / "a", passage_max_len=32)
+    two_dense = tmp_path / "two-dense"
+    shutil.copytree(saved["st-dense"], two_dense)
+    modules = json.loads((two_dense / "modules.json").read_text())
+    (two_dense / "modules.json").write_text(json.dumps([*modules, {**modules[2], "idx": 3, "name": "3"}]))
+    with pytest.raises(ConfigError, match=r"\['Dense', 'Dense'\] after pooling; supported: at most one Dense"):
+        import_model(two_dense, tmp_path / "a", passage_max_len=32)
     two = tmp_path / "two-labels"
     transformers.BertForSequenceClassification(_bert_config(num_labels=2)).save_pretrained(two)
     shutil.copy(saved["hf-cross"] / "tokenizer.json", two)

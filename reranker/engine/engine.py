@@ -211,7 +211,7 @@ class Engine:
         self.sink.queue_depth(model.name, model.batcher.queue_depth)
         own = np.array([r.score for r in results], dtype=np.float32)
         rule = self.fusion_for(req, model)
-        scores = np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage]), dtype=np.float64) \
+        scores = np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64) \
             if rule.active else own
         queue_s = max((r.waited for r in results), default=0.0)
         batches = {r.batch_started: r.batch_seconds for r in results}

@@ -6,10 +6,11 @@ Supported (BERT-family encoders, safetensors weights, a ``tokenizer.json`` or ``
   sentence-transformers' ``CrossEncoder`` -> ``bert_cat`` with BERT's pooler
   (score = the logit, or its sigmoid when the CrossEncoder's config names a Sigmoid activation);
 * a sentence-transformers bi-encoder (``modules.json``: Transformer, Pooling with CLS or mean
-  tokens, optionally Normalize) -> ``bert_dot`` (score = dot product, the cosine when normalised).
+  tokens, optionally one Dense (bias; Tanh or Identity), optionally Normalize) -> ``bert_dot``
+  (score = dot product, the cosine when normalised).
 
 Refused, with a message saying why: other encoder types, classifiers with several labels, other
-activations, max / weighted / last-token pooling, Dense layers after pooling, prompts, and ColBERT
+activations, max / weighted / last-token pooling, several Dense layers, prompts, and ColBERT
 checkpoints (Stanford ColBERT, PyLate): their marker tokens, [MASK] query padding without
 attention and punctuation skiplist are not part of the ``colbert`` architecture yet.
 """
@@ -26,6 +27,7 @@ from reranker.config import EncoderConfig, ModelConfig
 from reranker.errors import ConfigError
 from reranker.models import build_model
 from reranker.models.bert import read_hf_config, read_hf_tensors
+from reranker.models.bert_cat import BertCat
 from reranker.models.checkpoint import Loaded, save_checkpoint
 from reranker.tokenization import Tokenizer
 
@@ -37,6 +39,7 @@ def _module(type_name: str) -> str:
     return type_name.rsplit(".", 1)[-1]
 SIGMOID = ("torch.nn.modules.activation.Sigmoid", "torch.nn.Sigmoid", "Sigmoid")
 IDENTITY = ("torch.nn.modules.linear.Identity", "torch.nn.Identity", "Identity", None)
+TANH = ("torch.nn.modules.activation.Tanh", "torch.nn.Tanh", "Tanh")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -117,6 +120,7 @@ def import_cross_encoder(src: Path, **lengths: int) -> Loaded:
     missing = sorted(set(shapes) - set(tensors))
     if missing:
         raise ConfigError(f"{src}/model.safetensors lacks {missing}: not a BertForSequenceClassification checkpoint")
+    assert isinstance(model, BertCat) and model.pooler is not None  # cat_pooler=True
     with torch.no_grad():
         model.pooler.weight.copy_(tensors["pooler.dense.weight"])
         model.pooler.bias.copy_(tensors["pooler.dense.bias"])
@@ -131,10 +135,9 @@ def import_bi_encoder(src: Path, **lengths: int) -> Loaded:
     types = [_module(m.get("type", "")) for m in modules]
     if types[:2] != ["Transformer", "Pooling"]:
         raise ConfigError(f"{src}/modules.json has modules {types}; supported: Transformer, Pooling[, Normalize]")
-    unsupported = [t for t in types[2:] if t != "Normalize"]
-    if unsupported:
-        raise ConfigError(f"{src}/modules.json has {unsupported} after pooling; supported: Normalize only "
-                          "(Dense layers are not supported yet)")
+    if types[2:] not in ([], ["Normalize"], ["Dense"], ["Dense", "Normalize"]):
+        raise ConfigError(f"{src}/modules.json has {types[2:]} after pooling; supported: at most one Dense, then "
+                          "optionally Normalize")
     st_cfg = _read_json(src / ST_CONFIG) if (src / ST_CONFIG).is_file() else {}
     if any(st_cfg.get("prompts", {}).values()):
         raise ConfigError(f"{src} uses prompts {st_cfg['prompts']}; models that prefix queries or passages are not "
@@ -147,12 +150,45 @@ def import_bi_encoder(src: Path, **lengths: int) -> Loaded:
         modes = [k.removeprefix("pooling_mode_") for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
     if modes not in (["cls_token"], ["mean_tokens"]):
         raise ConfigError(f"{src}: pooling {modes} is not supported; allowed: cls_token or mean_tokens alone")
-    config = ModelConfig(arch="bert_dot", encoder=EncoderConfig.from_hf(read_hf_config(transformer)),
-                         dot_pooling="cls" if modes == ["cls_token"] else "mean",
-                         dot_normalize="Normalize" in types, **lengths)  # type: ignore[arg-type]
+    dense: dict[str, Any] = {}
+    if "Dense" in types:
+        dense = _read_json(src / modules[2]["path"] / "config.json")
+        activation = dense.get("activation_function")
+        if not dense.get("bias", True) or activation not in (*TANH, *IDENTITY):
+            raise ConfigError(f"{src}: Dense with bias={dense.get('bias')} and activation {activation!r} is not "
+                              "supported; allowed: a bias and Tanh or Identity")
+    encoder = EncoderConfig.from_hf(read_hf_config(transformer))
+    if dense and int(dense["in_features"]) != encoder.hidden_size:
+        raise ConfigError(f"{src}: Dense reads {dense['in_features']} features, the encoder gives {encoder.hidden_size}")
+    config = ModelConfig(arch="bert_dot", encoder=encoder, dot_pooling="cls" if modes == ["cls_token"] else "mean",
+                         dot_normalize="Normalize" in types, dot_dense_dim=int(dense.get("out_features", 0)),
+                         dot_dense_activation="tanh" if dense.get("activation_function") in TANH else "identity",
+                         **lengths)  # type: ignore[arg-type]
     model = build_model(config)
     model.load_base_weights(str(transformer))
+    if dense:
+        _load_dense(model, src / modules[2]["path"])
     return Loaded(model.eval(), _tokenizer(transformer, config), config)
+
+
+def _load_dense(model: torch.nn.Module, directory: Path) -> None:
+    """The Linear layer of a sentence-transformers Dense module (``linear.weight``, ``linear.bias``)."""
+    from safetensors.torch import load_file
+
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"{directory} has no model.safetensors (pickled Dense weights are not loaded)")
+    tensors = load_file(str(path))
+    layer = getattr(model, "dense", None)
+    assert isinstance(layer, torch.nn.Linear)
+    for name in ("weight", "bias"):
+        own = getattr(layer, name)
+        got = tensors.get(f"linear.{name}")
+        if got is None or got.shape != own.shape:
+            raise ConfigError(f"{path}: linear.{name} is {None if got is None else tuple(got.shape)}, expected "
+                              f"{tuple(own.shape)}")
+        with torch.no_grad():
+            own.copy_(got)
 
 
 def import_model(src: str | Path, out: str | Path, *, query_max_len: int = 32, passage_max_len: int = 202) -> dict[str, Any]:
