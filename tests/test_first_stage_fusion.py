@@ -167,3 +167,15 @@ def test_evaluate_and_pick_fusion_use_the_same_rule(tmp_path, capsys) -> None:
                  "--scores-from", str(tmp_path / "model.run")]) == 2
     assert "lacks" in capsys.readouterr().err
 
+
+
+def test_rerank_command_sends_first_stage_scores(fused_server, capsys) -> None:
+    query, cands = _request(3)
+    texts = [a for c in cands for a in ("--text", c[1])]
+    first = ",".join(str(c[2]) for c in cands)
+    assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused",
+                 "--first-stage", first]) == 0
+    assert "(model " in capsys.readouterr().out  # fused scores differ from the model's own
+    assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused"]) == 1
+    assert "send first_stage_score on every candidate" in capsys.readouterr().err
+    assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--first-stage", "1"]) == 2
