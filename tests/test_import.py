@@ -119,7 +119,7 @@ def test_imported_models_export_and_serve(saved, tmp_path) -> None:
 
 
 def test_unsupported_formats_are_refused_with_the_reason(saved, tmp_path, capsys) -> None:
-    from reranker.models.hf_import import detect, import_model
+    from reranker.models.hf_import import import_model
 
     two_dense = tmp_path / "two-dense"
     shutil.copytree(saved["st-dense"], two_dense)

@@ -228,12 +228,12 @@ def test_imported_colbert_exports_and_serves_from_a_store(saved, tmp_path, name)
     passages = {f"p{i}": d for i, d in enumerate(DOCS)}
     build_store(art, passages, tmp_path / "store", encode=passage_encoder(art, cpu), progress=False)
     reference = stanford_reference if name == "stanford" else pylate_reference
-    expected = np.array([reference_row for reference_row in reference(saved[name])])
+    expected = reference(saved[name])
     with LocalEngine.of(str(art.directory), str(tmp_path / "store"), runtime=cpu) as engine:
         got = [engine.scores(q, [f"p{i}"])[0][0] for i, q in enumerate(QUERIES)]  # stored (fp16) states
         texts = [engine.scores(q, [""], [DOCS[i]])[0][0] for i, q in enumerate(QUERIES)]  # encoded from text
-    np.testing.assert_allclose(got, expected, atol=5e-3)
-    np.testing.assert_allclose(texts, expected, atol=1e-4)
+    np.testing.assert_allclose(got, expected, atol=2e-3)  # fp16 store
+    np.testing.assert_allclose(texts, expected, atol=1e-5)
 
 
 def test_unsupported_colbert_variants_are_refused_with_the_reason(saved, tmp_path) -> None:

@@ -53,6 +53,8 @@ class ColBERT(Ranker):
 
     arch = "colbert"
     fresh_parameters = ("projection.",)
+    skiplist: Tensor
+    """(n,) int64 token ids of ``colbert_skiplist`` (a buffer, not saved)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

@@ -33,6 +33,7 @@ from reranker.errors import ConfigError
 from reranker.models import build_model
 from reranker.models.bert import read_hf_config, read_hf_tensors
 from reranker.models.checkpoint import Loaded
+from reranker.models.colbert import ColBERT
 from reranker.tokenization import Tokenizer
 
 METADATA = "artifact.metadata"
@@ -65,7 +66,7 @@ def _build(src: Path, transformer: Path, tokenizer: Tokenizer, projection: torch
     config = ModelConfig(arch="colbert", encoder=encoder, colbert_dim=int(projection.shape[0]), **fields)
     model = build_model(config)
     model.load_base_weights(str(transformer))
-    assert model.projection is not None  # colbert_dim > 0
+    assert isinstance(model, ColBERT) and model.projection is not None  # colbert_dim > 0
     with torch.no_grad():
         model.projection.weight.copy_(projection)
     return Loaded(model.eval(), tokenizer, config)
@@ -132,8 +133,8 @@ def import_pylate(src: Path, **lengths: int | None) -> Loaded:
     prefixes = [st.get("query_prefix", "[Q] "), st.get("document_prefix", "[D] ")]
     if "" in prefixes or None in prefixes:
         raise ConfigError(f"{src}: empty query/document prefixes {prefixes} are not supported; allowed: a marker token")
-    skiplist = sorted({tokenizer.hf.token_to_id(w) if tokenizer.hf.token_to_id(w) is not None else tokenizer.unk_id
-                       for w in st.get("skiplist_words", list(string.punctuation))})
+    found = (tokenizer.hf.token_to_id(w) for w in st.get("skiplist_words", list(string.punctuation)))
+    skiplist = sorted({tokenizer.unk_id if t is None else int(t) for t in found})  # as convert_tokens_to_ids
     expand = bool(st.get("do_query_expansion", True))
     attend = expand and bool(st.get("attend_to_expansion_tokens", False))
     return _build(src, transformer, tokenizer, linear, **_lengths(src, lengths, int(st.get("query_length", 32)),

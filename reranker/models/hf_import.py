@@ -51,7 +51,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def detect(src: Path) -> str:
-    """'cross-encoder', 'bi-encoder', 'stanford-colbert', 'pylate', or ConfigError naming what the directory holds and what is allowed."""
+    """'cross-encoder', 'bi-encoder', 'stanford-colbert', 'pylate', or ConfigError naming what the directory
+    holds and what is allowed."""
     src = Path(src)
     if (src / "artifact.metadata").is_file():
         return "stanford-colbert"
