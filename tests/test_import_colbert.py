@@ -27,7 +27,7 @@ st_models = pytest.importorskip("sentence_transformers.models")
 from safetensors.torch import load_file  # noqa: E402
 
 from reranker.cli import main  # noqa: E402
-from reranker.errors import ConfigError  # noqa: E402
+from reranker.errors import ConfigError, InvalidInputError  # noqa: E402
 
 WORDS = ("the a of is what how who define flea fleas live year lifespan long cost concrete floor robert gray "  # noqa: SIM905
          "visceral means feelings deep an insect american captain").split()
@@ -232,6 +232,8 @@ def test_imported_colbert_exports_and_serves_from_a_store(saved, tmp_path, name)
     with LocalEngine.of(str(art.directory), str(tmp_path / "store"), runtime=cpu) as engine:
         got = [engine.scores(q, [f"p{i}"])[0][0] for i, q in enumerate(QUERIES)]  # stored (fp16) states
         texts = [engine.scores(q, [""], [DOCS[i]])[0][0] for i, q in enumerate(QUERIES)]  # encoded from text
+        with pytest.raises(InvalidInputError, match="allows at most 9"):  # 12 less [CLS], marker, [SEP]
+            engine.scores("what " * 10, ["p0"])
     np.testing.assert_allclose(got, expected, atol=2e-3)  # fp16 store
     np.testing.assert_allclose(texts, expected, atol=1e-5)
 
