@@ -21,7 +21,8 @@
 # or cosine units for the cosine BERT-dot). The BERT-cat teacher: Margin-MSE on the ensemble's margins,
 # then RankNet on labels, in bf16.
 #
-# Budget of the committed results: about 2.5 hours on 2 CPU cores (AMD EPYC Zen 4, bf16 autocast).
+# Budget of the committed results: two sessions of a loaded 2-core CPU (AMD EPYC Zen 4, bf16 autocast); the
+# time of each phase is in the README ("Budget of these figures"); the mpnet and e5 passes did not fit.
 # Every step skips work whose output exists, and training resumes from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
