@@ -31,8 +31,10 @@ if __name__ == "__main__" and not __package__:  # `python benchmarks/latency.py`
     os.execve(_exe, [_exe, "-m", "benchmarks.latency", *sys.argv[1:]], _env)
 
 import argparse
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -136,11 +138,12 @@ def interleaved(target: str, token: str | None, served: list[dict], requests: di
                     q, cands = requests[m["name"]][r % len(requests[m["name"]])]
                     ids = [c if isinstance(c, str) else c[0] for c in cands]
                     texts = ["" if isinstance(c, str) else c[1] for c in cands]
-                    legs = [("grpc", lambda: client.rerank(q, cands, model=m["name"])),
-                            ("in_process", lambda: engines[m["name"]].rerank(q, ids, texts))]
-                    for leg, call in legs if r % 2 else legs[::-1]:
+                    for leg in ("grpc", "in_process") if r % 2 else ("in_process", "grpc"):
                         t = time.perf_counter()
-                        call()
+                        if leg == "grpc":
+                            client.rerank(q, cands, model=m["name"])
+                        else:
+                            engines[m["name"]].rerank(q, ids, texts)
                         if r:  # round 0 warms up
                             times[m["name"]][leg].append((time.perf_counter() - t) * 1000.0)
     finally:
@@ -150,16 +153,19 @@ def interleaved(target: str, token: str | None, served: list[dict], requests: di
 
 
 def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
-    """Build (in a subprocess, cached) and configure the benchmark's own models."""
+    """Build (in a subprocess, cached per base and model options) and configure the benchmark's own models."""
+    key = hashlib.sha256(f"{args.base}\n{args.lengths}".encode()).hexdigest()[:8]
+    args.work = args.work / f"{Path(args.base).name}-{key}"
     _, pids = lb.passage_ids(args.data, args.queries)
-    served = lb.models(args.archs.split(","), args.work, lb.store_key(pids))
+    served = lb.models(args.archs.split(","), args.work, lb.store_key(pids), tuple(args.precisions.split(",")))
     if lb.missing(served):
         print(f"benchmarks.latency: building {len(lb.missing(served))} artifact(s)/store(s) under {args.work} "
               "(once; cached)", flush=True)
         subprocess.run([sys.executable, "-m", "benchmarks.latency_build", "--work", str(args.work), "--data",
                         str(args.data), "--queries", str(args.queries), "--archs", args.archs, "--base", args.base,
-                        "--lengths", args.lengths, "--provider", args.provider], check=True, cwd=ROOT)
-    return served, lb.write_config(args.work, served, args.provider, 1000)
+                        "--lengths", args.lengths, "--provider", args.provider, "--precisions", args.precisions],
+                       check=True, cwd=ROOT)
+    return served, lb.write_config(args.work, served, args.provider, 1000, args.batch_size)
 
 
 def main() -> None:
@@ -180,16 +186,19 @@ def main() -> None:
     ap.add_argument("--token", default=os.environ.get("RERANKER_TOKEN"))
     ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-latency", help="cache of the built models")
     ap.add_argument("--data", type=Path, default=DL19)
-    ap.add_argument("--queries", type=int, default=43, help="queries sent (and held by the stores)")
+    ap.add_argument("--queries", type=int, default=10, help="queries sent (their BM25 top-100 are in the stores)")
     ap.add_argument("--archs", default="bert_cat,colbert,bert_dot,tk", help="architectures built and served")
     ap.add_argument("--base", default="minilm", help="initial weights: 'minilm' (real shapes) or a BERT directory")
-    ap.add_argument("--lengths", default="{}", help="JSON model length overrides (tests)")
+    ap.add_argument("--lengths", default=lb.MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
+    ap.add_argument("--precisions", default="fp32,int8", help="of the teacher (fp32, fp16, int8)")
     ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "auto"))
+    ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--interleave-candidates", type=int, default=100, help="N of the interleaved phase")
     if ap.parse_known_args()[0].quick:
         ap.set_defaults(**QUICK)  # options given explicitly still win
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop our server
     served: list[dict] = []
     proc = None
     if args.server is None:

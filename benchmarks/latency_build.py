@@ -17,7 +17,8 @@ from pathlib import Path
 
 from benchmarks._common import DL19, ROOT
 
-TEACHER = "bert_cat"
+MODEL_OPTIONS = '{"colbert_query_augmentation": false}'
+"""As the shipped default student: ColBERT queries are not padded with [MASK] to the query length."""
 
 
 def passage_ids(data: Path, queries: int, depth: int = 100) -> tuple[list[str], list[str]]:
@@ -59,11 +60,12 @@ def store_key(pids: list[str]) -> str:
     return f"{len(pids)}p-" + hashlib.sha256("\n".join(pids).encode()).hexdigest()[:8]
 
 
-def write_config(work: Path, served: list[dict], provider: str, max_candidates: int) -> Path:
+def write_config(work: Path, served: list[dict], provider: str, max_candidates: int, batch_size: int = 16) -> Path:
     """A ``reranker serve --config`` file for ``served``: closed-loop benchmarking, so no queue-time
     bound (sheds, if any, are counted by the benchmark, not avoided)."""
     lines = ["# written by benchmarks.latency_build", f'default_model = "{served[0]["name"]}"', "",
-             "[server]", "grace_seconds = 5", "max_queue_ms = 0", "", "[runtime]", f'provider = "{provider}"', ""]
+             "[server]", "grace_seconds = 5", "max_queue_ms = 0", "", "[batching]",
+             f"max_batch_size = {batch_size}", f"max_batch_cost = {256 * batch_size}", "", "[runtime]", f'provider = "{provider}"', ""]
     for m in served:
         lines += ["[[models]]", f'name = "{m["name"]}"', f'artifact = "{m["artifact"]}"']
         if m.get("store"):
@@ -119,12 +121,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=43, help="queries whose BM25 top-100 the stores hold")
     ap.add_argument("--archs", default="bert_cat,colbert,bert_dot,tk")
     ap.add_argument("--base", default="minilm", help="'minilm' (the real shapes) or a Hugging Face BERT directory")
-    ap.add_argument("--lengths", default="{}", help='JSON overrides, e.g. {"query_max_len": 12, "passage_max_len": 40}')
+    ap.add_argument("--lengths", default=MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
     ap.add_argument("--provider", default="cpu")
+    ap.add_argument("--precisions", default="fp32,int8", help="of the cross-encoder teacher")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     _, pids = passage_ids(args.data, args.queries)
-    served = models(args.archs.split(","), args.work, store_key(pids))
+    served = models(args.archs.split(","), args.work, store_key(pids), tuple(args.precisions.split(",")))
     build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
     print(write_config(args.work, served, args.provider, 1000))
 

@@ -38,7 +38,7 @@ def test_zero_setup_run_writes_every_cell(bench_run: tuple[Path, dict]) -> None:
     models = {"teacher", "teacher-int8", "colbert", "colbert-text", "bert-dot", "tk"}
     assert cells == {(m, n, c) for m in models for n in (5, 30) for c in (1, 2)}
     for r in records:
-        assert FIELDS <= set(r), r
+        assert set(r) >= FIELDS, r
         assert r["ok"] == 4 and r["shed_rate"] == 0.0 and r["p50_ms"] > 0 and r["pairs_per_s"] > 0
     assert {r["arch"] for r in records} == {"bert_cat", "colbert", "bert_dot", "tk"}
     assert report["command"].startswith("python -m benchmarks.latency")
@@ -50,21 +50,21 @@ def test_zero_setup_run_writes_every_cell(bench_run: tuple[Path, dict]) -> None:
 
 def test_second_run_reuses_the_cache(bench_run: tuple[Path, dict], tiny_base: Path) -> None:
     work, _ = bench_run
-    stamp = {p: p.stat().st_mtime for p in work.glob("onnx-*/manifest.json")}
+    stamp = {p: p.stat().st_mtime for p in work.glob("*/onnx-*/manifest.json")}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.latency", "--base", str(tiny_base), "--lengths", LENGTHS,
                            "--data", str(DL19_MINI), "--queries", "3", "--work", str(work), "--models", "colbert",
                            "--candidates", "5", "--concurrency", "1", "--requests", "2", "--cell-seconds", "0",
                            "--rounds", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "building" not in proc.stdout
-    assert stamp and stamp == {p: p.stat().st_mtime for p in work.glob("onnx-*/manifest.json")}
+    assert stamp and stamp == {p: p.stat().st_mtime for p in work.glob("*/onnx-*/manifest.json")}
 
 
 def test_sheds_are_a_rate_not_a_failure(bench_run: tuple[Path, dict]) -> None:
     """A deployed server (--config) whose pre-stage bound refuses concurrent text requests: the run
     finishes and the cell reports the refusals as its shed rate."""
     work, _ = bench_run
-    text = (work / "server-cpu.toml").read_text().replace("max_queue_ms = 0", "max_queue_ms = 0\nmax_pending_encodes = 30")
+    text = next(work.glob("*/server-cpu.toml")).read_text().replace("max_queue_ms = 0", "max_queue_ms = 0\nmax_pending_encodes = 30")
     config = work / "shedding.toml"
     config.write_text(text)
     out = work / "shed.json"
@@ -80,15 +80,15 @@ def test_sheds_are_a_rate_not_a_failure(bench_run: tuple[Path, dict]) -> None:
 
 
 def test_requests_beyond_a_query_list_take_other_queries_candidates() -> None:
-    code = """
+    code = f"""
 from benchmarks.latency import make_requests
 from reranker.data import DataFolder
-folder = DataFolder.open(%r)
+folder = DataFolder.open({str(DL19_MINI)!r})
 qids = sorted(folder.run("bm25"))
 for (_, ids), q in zip(make_requests(folder, qids, 30, by_id=True), qids, strict=True):
     own = [p for p, _ in folder.run("bm25")[q]]
     assert len(ids) == len(set(ids)) == 30 and ids[: len(own)] == own, (q, ids)
 print("ok")
-""" % str(DL19_MINI)
+"""
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
