@@ -63,9 +63,11 @@ def store_key(pids: list[str]) -> str:
 def write_config(work: Path, served: list[dict], provider: str, max_candidates: int, batch_size: int = 16) -> Path:
     """A ``reranker serve --config`` file for ``served``: closed-loop benchmarking, so no queue-time
     bound (sheds, if any, are counted by the benchmark, not avoided)."""
-    lines = ["# written by benchmarks.latency_build", f'default_model = "{served[0]["name"]}"', "",
+    lines = ["# written by benchmarks.latency_build",
+             f'default_model = "{served[0]["name"]}"', "",
              "[server]", "grace_seconds = 5", "max_queue_ms = 0", "", "[batching]",
-             f"max_batch_size = {batch_size}", f"max_batch_cost = {256 * batch_size}", "", "[runtime]", f'provider = "{provider}"', ""]
+             f"max_batch_size = {batch_size}", f"max_batch_cost = {256 * batch_size}", "",
+             "[runtime]", f'provider = "{provider}"', ""]
     for m in served:
         lines += ["[[models]]", f'name = "{m["name"]}"', f'artifact = "{m["artifact"]}"']
         if m.get("store"):

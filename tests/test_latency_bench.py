@@ -64,7 +64,8 @@ def test_sheds_are_a_rate_not_a_failure(bench_run: tuple[Path, dict]) -> None:
     """A deployed server (--config) whose pre-stage bound refuses concurrent text requests: the run
     finishes and the cell reports the refusals as its shed rate."""
     work, _ = bench_run
-    text = next(work.glob("*/server-cpu.toml")).read_text().replace("max_queue_ms = 0", "max_queue_ms = 0\nmax_pending_encodes = 30")
+    text = next(work.glob("*/server-cpu.toml")).read_text()
+    text = text.replace("max_queue_ms = 0", "max_queue_ms = 0\nmax_pending_encodes = 30")
     config = work / "shedding.toml"
     config.write_text(text)
     out = work / "shed.json"

@@ -8,14 +8,14 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from reranker.arch import spec  # noqa: E402
-from reranker.artifact import Artifact  # noqa: E402
-from reranker.config import ARCHES  # noqa: E402
-from reranker.engine.loader import open_scorer  # noqa: E402
-from reranker.engine.prepare import pad_rows  # noqa: E402
-from reranker.runtime import RuntimeConfig  # noqa: E402
-from reranker.runtime.scorer import CAST_FP16_TO_FP32  # noqa: E402
-from reranker.runtime.sessions import Graph  # noqa: E402
+from reranker.arch import spec
+from reranker.artifact import Artifact
+from reranker.config import ARCHES
+from reranker.engine.loader import open_scorer
+from reranker.engine.prepare import pad_rows
+from reranker.runtime import RuntimeConfig
+from reranker.runtime.scorer import CAST_FP16_TO_FP32
+from reranker.runtime.sessions import Graph
 
 SPLIT = [a for a in ARCHES if spec(a).split]
 
