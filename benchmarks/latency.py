@@ -51,7 +51,7 @@ from benchmarks.latency_report import delta, machine, print_table, scrape, summa
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
 
-QUICK = {"candidates": "100", "concurrency": "1,4", "requests": 8, "cell_seconds": 4.0, "rounds": 5, "queries": 5,
+QUICK = {"candidates": "100", "concurrency": "1,4", "requests": 8, "cell_seconds": 4.0, "rounds": 5, "queries": 10,
          "warmup": 1}
 
 
@@ -182,7 +182,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15, help="rounds of the interleaved gRPC / in-process phase")
     ap.add_argument("--shed-backoff-ms", type=float, default=50.0)
-    ap.add_argument("--quick", action="store_true", help="small cells, 5 queries: under 3 minutes on 2 cores")
+    ap.add_argument("--quick", action="store_true", help="small cells: under 3 minutes on 2 cores (once built)")
     ap.add_argument("--token", default=os.environ.get("RERANKER_TOKEN"))
     ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-latency", help="cache of the built models")
     ap.add_argument("--data", type=Path, default=DL19)

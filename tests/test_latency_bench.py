@@ -4,6 +4,7 @@ server, writes one record per model x candidates x concurrency, and reports shed
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,19 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_gpu_script_falls_back_to_the_cpu(bench_run: tuple[Path, dict], tiny_base: Path, tmp_path: Path) -> None:
+    """benchmarks/gpu/run.sh with PROVIDER=cpu: no install, the same JSON as the CPU benchmark."""
+    work, _ = bench_run
+    env = {**os.environ, "PROVIDER": "cpu", "SKIP_INSTALL": "1", "WORK": str(work), "OUT": str(tmp_path),
+           "PY": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu/run.sh"), "--base", str(tiny_base), "--lengths", LENGTHS,
+                           "--data", str(DL19_MINI), "--queries", "3", "--candidates", "30", "--concurrency", "1",
+                           "--requests", "2", "--cell-seconds", "0", "--rounds", "1", "--interleave-candidates", "30"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "latency-cpu.json").read_text())
+    assert {r["model"] for r in report["records"]} == {"teacher", "colbert", "colbert-text", "bert-dot", "tk"}
+    assert all(set(r) >= FIELDS and r["provider"] == "CPUExecutionProvider" for r in report["records"])
+    assert set(report["interleaved"]) == {"teacher", "colbert", "bert-dot", "tk"}
