@@ -177,6 +177,7 @@ def main() -> None:
     ap.add_argument("--candidates", default="10,100,1000", help="candidates per request")
     ap.add_argument("--text-max-candidates", type=int, default=100, help="largest N for models without a store")
     ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--text-max-concurrency", type=int, default=16, help="largest C for models without a store")
     ap.add_argument("--requests", type=int, default=60, help="most requests per cell")
     ap.add_argument("--cell-seconds", type=float, default=15.0, help="most seconds per cell (0 = --requests only)")
     ap.add_argument("--warmup", type=int, default=2)
@@ -224,6 +225,8 @@ def main() -> None:
                 if n == args.interleave_candidates:
                     reqs100[m.name] = requests
                 for c in (int(x) for x in args.concurrency.split(",")):
+                    if not by_id and c > args.text_max_concurrency:
+                        continue
                     before = scrape(args.metrics)
                     cell = run_cell(args.server, args.token, m.name, requests, c, args.requests, args.cell_seconds,
                                     args.warmup if c == 1 else 0, args.shed_backoff_ms / 1000)

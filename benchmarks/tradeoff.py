@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--reference", action="append", default=[],
                     help="NAME=FILE: an evaluate result without a latency of its own, drawn as a dotted line")
     ap.add_argument("--teacher", default="teacher", help="name of the BERT-cat teacher among the models")
+    ap.add_argument("--alias", action="append", default=[],
+                    help="NAME=MODEL: NAME's latency is the record of served model MODEL (same shapes)")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True, help="output path without suffix")
@@ -32,6 +34,9 @@ def main() -> None:
     latency = json.loads(args.latency.read_text())
     lat = {r["model"]: r for r in latency["records"]
            if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency}
+    for name, model in (a.split("=", 1) for a in args.alias):
+        if model in lat:
+            lat[name] = lat[model]
     evals = {}
     for spec in args.eval:  # NAME=FILE, or NAME=FILE#ENGINE for a benchmarks/precision.py result
         name, path = spec.split("=", 1)
@@ -39,7 +44,7 @@ def main() -> None:
         data = json.loads(Path(path).read_text())
         evals[name] = data["results"][engine] if engine else data
     stores = {name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
-              for name, d in (e.split("=", 1) for e in args.store)}
+              for name, d in (e.split("=", 1) for e in args.store) if (Path(d) / "manifest.json").is_file()}
     rows = []
     for name, ev in evals.items():
         r = lat.get(name)
