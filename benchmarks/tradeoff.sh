@@ -12,7 +12,7 @@ BIN=${BIN:-.venv/bin}
 RUNS=${RUNS:-runs}
 LATENCY=${LATENCY:-benchmarks/results/latency-cpu.json}
 BENCH=${BENCH:-$(ls -d runs/bench-latency/minilm-* 2>/dev/null | head -1)}
-dl19() { for f in "$1/trec-dl-2019-bm25.json" "$1/dl19-bm25.json"; do [[ -f $f ]] && { echo "$f"; return; }; done; }
+dl19() { for f in "$1/trec-dl-2019-bm25.json" "$1/dl19-bm25.json"; do [[ -f $f ]] && { echo "$f"; return 0; }; done; return 0; }
 args=(--alias bert_cat-L6=teacher --alias bert_cat-L6-int8=teacher-int8 --alias colbert-L6=colbert
       --alias bert_dot-L6=bert-dot --alias tk-L6=tk)
 f=$(dl19 "$RUNS/bert_cat"); [[ -n $f ]] && args+=(--eval "bert_cat-L6=$f")
