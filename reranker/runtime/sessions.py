@@ -38,20 +38,20 @@ class Graph:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         wanted = requested_providers(cfg)
+        self.path = path if isinstance(path, Path) else Path("<in-memory graph>")
         try:
             model = path if isinstance(path, bytes) else str(path)
             self.session = ort.InferenceSession(model, sess_options=options, providers=wanted)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            raise ArtifactError(f"ONNX Runtime cannot load {path!r:.200}: {exc}") from exc
+            raise ArtifactError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
         self.provider = self.session.get_providers()[0]
         if wanted[0] == CUDA and self.provider != CUDA:
             if cfg.provider == "cuda":
-                raise ConfigError(f"provider 'cuda' was requested but ONNX Runtime gave {self.provider} for {path}")
-            log.warning("CUDA provider is installed but unusable for %s: running on %s", path.name, self.provider)
+                raise ConfigError(f"provider 'cuda' was requested but ONNX Runtime gave {self.provider} for {self.path}")
+            log.warning("CUDA provider is installed but unusable for %s: running on %s", self.path.name, self.provider)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.input_types = {i.name: i.type for i in self.session.get_inputs()}
         """Input name -> ONNX type, e.g. ``tensor(float)``."""
-        self.path = path if isinstance(path, Path) else Path("<in-memory graph>")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
