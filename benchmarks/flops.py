@@ -1,6 +1,7 @@
 """Physical sense check: the teacher's achieved FLOP/s as a fraction of this machine's matmul peak.
 
-    .venv/bin/python -m benchmarks.flops --artifact runs/latency/onnx-teacher-fp32 --json benchmarks/results/flops-cpu.json
+    .venv/bin/python -m benchmarks.flops --artifact runs/bench-latency/*/onnx-bert_cat-fp32 \\
+        --json benchmarks/results/flops-cpu.json
 
 * Peak: ONNX Runtime running one large fp32 MatMul (the same kernels the models use).
 * Teacher work: exact FLOPs of every (query, passage) pair of the DL19 BM25 top-100 at its real

@@ -1,93 +1,112 @@
-"""Closed-loop latency and throughput of a running reranker server, over gRPC.
+"""Closed-loop latency and throughput of the reranker over gRPC, with nothing to prepare.
 
-For every served model (or --models), requests are real DL19 queries with their BM25 top-N
-candidates: by id for models with a passage store, by text otherwise. For each N and concurrency
-level, C client threads send requests back to back after a warm-up; the server's /metrics give
-the mean batch size and the queue vs inference time of the same window.
+With no arguments it builds what it needs once (cached under --work: models of every architecture
+at the real MiniLM shapes, their ONNX graphs, passage stores of the requests' passages; see
+benchmarks/latency_build.py), starts its own server on free ports, measures, prints a table and
+stops the server. Requests are real DL19 queries with their BM25 candidates: by id for models with
+a passage store, as text otherwise (N > 100: the query's top 100, then other queries' candidates).
 
-    .venv/bin/reranker serve --config server.toml &          # or: --config given here starts one
-    .venv/bin/python -m benchmarks.latency --server localhost:50051 --metrics localhost:9090 \\
-        --json benchmarks/results/latency.json
-    .venv/bin/python -m benchmarks.latency --config server.toml --quick     # < 2 minutes on 2 cores
+    .venv/bin/python benchmarks/latency.py --quick                 # < 3 minutes on 2 cores once built
+    .venv/bin/python -m benchmarks.latency --json benchmarks/results/latency-cpu.json
+    .venv/bin/python -m benchmarks.latency --server HOST:PORT [--metrics HOST:PORT]   # a deployed server
+    .venv/bin/python -m benchmarks.latency --config server.toml                       # start that server
+
+Refusals (RESOURCE_EXHAUSTED) are a figure, not a failure: each cell reports its shed rate and a
+shed client backs off (--shed-backoff-ms) before its next request. A second phase alternates, request
+by request, the teacher and every model with a store, each over gRPC and in process (the engine's
+own request path, no gRPC): p50 ratios to the teacher and the gRPC overhead from one run.
 """
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # `python benchmarks/latency.py`: run as the package module
+    import os
+    import sys
+    from pathlib import Path
+
+    _root = Path(__file__).resolve().parents[1]
+    _python = _root / ".venv/bin/python"
+    _env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_root), os.environ.get("PYTHONPATH")]))}
+    _exe = str(_python) if _python.is_file() else sys.executable
+    os.execve(_exe, [_exe, "-m", "benchmarks.latency", *sys.argv[1:]], _env)
+
 import argparse
-import contextlib
+import hashlib
 import json
 import os
-import platform
-import re
+import signal
 import subprocess
+import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import DL19, ROOT, cpu_model, local_engine, percentile, start_server
+import grpc
+
+from benchmarks import latency_build as lb
+from benchmarks._common import DL19, ROOT, percentile, start_server
+from benchmarks.latency_report import delta, machine, print_table, scrape, summary
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
-from reranker.engine import RuntimeConfig
+
+QUICK = {"candidates": "100", "concurrency": "1,4", "requests": 8, "cell_seconds": 4.0, "rounds": 5, "queries": 10,
+         "warmup": 1}
 
 
-def machine(models: list[Any]) -> dict[str, Any]:
-    import onnxruntime
-
-    cpu = cpu_model()
-    gpu = None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=5, check=False).stdout.strip() or None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "providers": sorted({m.provider for m in models})}
-
-
-def scrape(metrics: str | None) -> dict[tuple[str, str], float]:
-    """(metric name, model label) -> value for the sums and counts this report uses."""
-    if not metrics:
-        return {}
-    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out: dict[tuple[str, str], float] = {}
-    pattern = re.compile(r'^(reranker_(?:batch_size|queue_duration_seconds|inference_duration_seconds)_(?:sum|count))'
-                         r'\{model="([^"]+)"\} (\S+)$')
-    for line in text.splitlines():
-        m = pattern.match(line)
-        if m:
-            out[(m.group(1), m.group(2))] = float(m.group(3))
+def make_requests(folder: DataFolder, qids: list[str], n: int, by_id: bool) -> list[tuple[str, list]]:
+    """One request per query: its BM25 top-n, then (n > its list) other queries' candidates."""
+    run = folder.run("bm25")
+    pool = [p for q in qids for p, _ in run[q]]
+    out, start = [], 0
+    for q in qids:
+        own = [p for p, _ in run[q][:n]]
+        seen = set(own)
+        start += len(run[q])
+        for p in pool[start:] + pool[:start]:
+            if len(own) >= n:
+                break
+            if p not in seen:
+                own.append(p)
+                seen.add(p)
+        out.append((folder.queries[q], [p if by_id else (p, folder.passages[p]) for p in own]))
     return out
 
 
-def delta(after: dict, before: dict, name: str, model: str) -> float:
-    return after.get((name, model), 0.0) - before.get((name, model), 0.0)
-
-
 def run_cell(target: str, token: str | None, model: str, requests: list[tuple[str, list]], concurrency: int,
-             count: int, duration: float, warmup: int) -> dict[str, float]:
-    clients = [RerankerClient(target, token=token, timeout=120) for _ in range(concurrency)]
+             count: int, seconds: float, warmup: int, backoff_s: float) -> dict[str, Any]:
+    """``concurrency`` closed-loop clients until ``count`` requests were issued or ``seconds`` passed."""
+    clients = [RerankerClient(target, token=token, timeout=600) for _ in range(concurrency)]
     for i in range(warmup):
         q, cands = requests[i % len(requests)]
         clients[0].rerank(q, cands, model=model)
     latencies: list[float] = []
+    codes: dict[str, int] = {}
     lock = threading.Lock()
     issued = [0]
-    stop_at = time.monotonic() + duration if duration else None
+    stop_at = time.monotonic() + seconds if seconds else None
 
     def worker(k: int) -> None:
         while True:
             with lock:
-                if (count and issued[0] >= count) or (stop_at and time.monotonic() >= stop_at):
+                if (count and issued[0] >= count) or (stop_at and time.monotonic() >= stop_at and issued[0] >= concurrency):
                     return
                 i = issued[0]
                 issued[0] += 1
             q, cands = requests[i % len(requests)]
             start = time.perf_counter()
-            clients[k].rerank(q, cands, model=model)
+            try:
+                clients[k].rerank(q, cands, model=model)
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
             with lock:
-                latencies.append((time.perf_counter() - start) * 1000.0)
+                codes[code] = codes.get(code, 0) + 1
+                if code == "OK":
+                    latencies.append((time.perf_counter() - start) * 1000.0)
+            if code == "RESOURCE_EXHAUSTED":
+                time.sleep(backoff_s)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -95,146 +114,143 @@ def run_cell(target: str, token: str | None, model: str, requests: list[tuple[st
     elapsed = time.perf_counter() - started
     for c in clients:
         c.close()
-    n = len(latencies)
-    return {"requests": n, "seconds": round(elapsed, 3), "p50_ms": round(percentile(latencies, 0.5), 2),
-            "p95_ms": round(percentile(latencies, 0.95), 2), "p99_ms": round(percentile(latencies, 0.99), 2),
-            "qps": round(n / elapsed, 2)}
+    n, total = len(latencies), sum(codes.values())
+    stat = {f"p{q}_ms": round(percentile(latencies, q / 100), 2) if n else None for q in (50, 95, 99)}
+    return {"requests": total, "ok": n, "shed": codes.get("RESOURCE_EXHAUSTED", 0),
+            "shed_rate": round(codes.get("RESOURCE_EXHAUSTED", 0) / max(total, 1), 3),
+            "errors": {c: k for c, k in codes.items() if c not in ("OK", "RESOURCE_EXHAUSTED")},
+            "seconds": round(elapsed, 3), **stat, "qps": round(n / elapsed, 2)}
 
 
-def peer_cross_encoder(checkpoint: Path, requests: list[tuple[str, list]], count: int, batch_size: int,
-                       work: Path) -> dict[str, float]:
-    """sentence-transformers' CrossEncoder on the same BERT-cat weights, in process, one query at a time."""
-    import torch
-    from sentence_transformers import CrossEncoder
+def interleaved(target: str, token: str | None, served: list[dict], requests: dict[str, list], rounds: int,
+                provider: str) -> dict[str, Any]:
+    """Round-robin over ``served``: each round sends every model one request over gRPC and the same one
+    in process (alternating which goes first), so every figure saw the same machine load."""
+    from reranker.engine import LocalEngine, RuntimeConfig
 
-    from reranker.models.hf_export import to_hf_cross_encoder
+    engines = {m["name"]: LocalEngine.of(m["artifact"], m.get("store", ""), runtime=RuntimeConfig(provider=provider))
+               for m in served}
+    times: dict[str, dict[str, list[float]]] = {m["name"]: {"grpc": [], "in_process": []} for m in served}
+    try:
+        with RerankerClient(target, token=token, timeout=600) as client:
+            for r in range(rounds + 1):
+                for m in served:
+                    q, cands = requests[m["name"]][r % len(requests[m["name"]])]
+                    ids = [c if isinstance(c, str) else c[0] for c in cands]
+                    texts = ["" if isinstance(c, str) else c[1] for c in cands]
+                    for leg in ("grpc", "in_process") if r % 2 else ("in_process", "grpc"):
+                        t = time.perf_counter()
+                        if leg == "grpc":
+                            client.rerank(q, cands, model=m["name"])
+                        else:
+                            engines[m["name"]].rerank(q, ids, texts)
+                        if r:  # round 0 warms up
+                            times[m["name"]][leg].append((time.perf_counter() - t) * 1000.0)
+    finally:
+        for e in engines.values():
+            e.close()
+    return summary(times, served)
 
-    hf_dir = to_hf_cross_encoder(checkpoint, work / "hf-cross-encoder")
-    model = CrossEncoder(str(hf_dir), max_length=232, device="cpu")
-    identity = torch.nn.Identity()
 
-    def one(i: int) -> None:
-        query, cands = requests[i % len(requests)]
-        model.predict([(query, text) for _, text in cands], batch_size=batch_size, activation_fn=identity,
-                      show_progress_bar=False)
-
-    one(0)
-    latencies = []
-    started = time.perf_counter()
-    for i in range(count):
-        t = time.perf_counter()
-        one(i + 1)
-        latencies.append((time.perf_counter() - t) * 1000.0)
-    elapsed = time.perf_counter() - started
-    return {"requests": count, "p50_ms": round(percentile(latencies, 0.5), 2), "p95_ms": round(percentile(latencies, 0.95), 2),
-            "p99_ms": round(percentile(latencies, 0.99), 2), "qps": round(count / elapsed, 2)}
-
-
-def in_process(artifact: Path, store: Path | None, requests: list[tuple[str, list]], count: int) -> dict[str, float]:
-    """The same model in process: the engine's request path (pre stage, batcher, core), no gRPC."""
-    latencies = []
-    with local_engine(artifact, store, runtime=RuntimeConfig()) as engine:
-        for i in range(count + 1):
-            query, cands = requests[i % len(requests)]
-            ids = [c if isinstance(c, str) else c[0] for c in cands]
-            texts = ["" if isinstance(c, str) else c[1] for c in cands]
-            t = time.perf_counter()
-            engine.rerank(query, ids, texts)
-            if i:
-                latencies.append((time.perf_counter() - t) * 1000.0)
-    return {"requests": count, "p50_ms": round(percentile(latencies, 0.5), 2), "p95_ms": round(percentile(latencies, 0.95), 2)}
+def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
+    """Build (in a subprocess, cached per base and model options) and configure the benchmark's own models."""
+    key = hashlib.sha256(f"{args.base}\n{args.lengths}".encode()).hexdigest()[:8]
+    args.work = args.work / f"{Path(args.base).name}-{key}"
+    _, pids = lb.passage_ids(args.data, args.queries)
+    served = lb.models(args.archs.split(","), args.work, lb.store_key(pids), tuple(args.precisions.split(",")))
+    if lb.missing(served):
+        print(f"benchmarks.latency: building {len(lb.missing(served))} artifact(s)/store(s) under {args.work} "
+              "(once; cached)", flush=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.latency_build", "--work", str(args.work), "--data",
+                        str(args.data), "--queries", str(args.queries), "--archs", args.archs, "--base", args.base,
+                        "--lengths", args.lengths, "--provider", args.provider, "--precisions", args.precisions],
+                       check=True, cwd=ROOT)
+    return served, lb.write_config(args.work, served, args.provider, 1000, args.batch_size)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--server", default=None, help="HOST:PORT of a running server")
+    ap.add_argument("--server", default=None, help="HOST:PORT of a running server (else one is started)")
     ap.add_argument("--metrics", default=None, help="HOST:PORT of its /metrics (for batch size and queue time)")
-    ap.add_argument("--config", type=Path, default=None, help="start a server from this config instead")
+    ap.add_argument("--config", type=Path, default=None, help="start a server from this config")
     ap.add_argument("--models", default="", help="comma-separated model names (default: all served)")
-    ap.add_argument("--candidates", default="10,100", help="candidates per request (DL19 BM25 has the top-100)")
+    ap.add_argument("--candidates", default="10,100,1000", help="candidates per request")
+    ap.add_argument("--text-max-candidates", type=int, default=100, help="largest N for models without a store")
     ap.add_argument("--concurrency", default="1,4,16")
-    ap.add_argument("--requests", type=int, default=60, help="requests per cell (0 = use --duration)")
-    ap.add_argument("--duration", type=float, default=0.0, help="seconds per cell instead of a request count")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="small cells: finishes in under two minutes on 2 cores")
+    ap.add_argument("--text-max-concurrency", type=int, default=16, help="largest C for models without a store")
+    ap.add_argument("--requests", type=int, default=60, help="most requests per cell")
+    ap.add_argument("--cell-seconds", type=float, default=15.0, help="most seconds per cell (0 = --requests only)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15, help="rounds of the interleaved gRPC / in-process phase")
+    ap.add_argument("--shed-backoff-ms", type=float, default=50.0)
+    ap.add_argument("--quick", action="store_true", help="small cells: under 3 minutes on 2 cores (once built)")
     ap.add_argument("--token", default=os.environ.get("RERANKER_TOKEN"))
-    ap.add_argument("--peer-cross-encoder", type=Path, default=None,
-                    help="BERT-cat checkpoint: also time sentence-transformers' CrossEncoder on its weights")
-    ap.add_argument("--peer-batch-size", type=int, default=32, help="CrossEncoder.predict batch size (its default)")
-    ap.add_argument("--in-process", default=None,
-                    help="MODEL=ARTIFACT[:STORE]: also time that served model scored in process (gRPC overhead)")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-latency")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-latency", help="cache of the built models")
+    ap.add_argument("--data", type=Path, default=DL19)
+    ap.add_argument("--queries", type=int, default=10, help="queries sent (their BM25 top-100 are in the stores)")
+    ap.add_argument("--archs", default="bert_cat,colbert,bert_dot,tk", help="architectures built and served")
+    ap.add_argument("--base", default="minilm", help="initial weights: 'minilm' (real shapes) or a BERT directory")
+    ap.add_argument("--lengths", default=lb.MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
+    ap.add_argument("--precisions", default="fp32,int8", help="of the teacher (fp32, fp16, int8)")
+    ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "auto"))
+    ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--interleave-candidates", type=int, default=100, help="N of the interleaved phase")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)  # options given explicitly still win
     args = ap.parse_args()
-    if args.quick:
-        args.candidates, args.concurrency, args.requests, args.warmup = "10,100", "1,4", 12, 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop our server
+    served: list[dict] = []
     proc = None
-    if args.config:
+    if args.server is None:
+        if args.config is None:
+            served, args.config = own_server(args)
         proc, args.server, args.metrics = start_server(args.config)
-    if not args.server:
-        raise SystemExit("give --server HOST:PORT (and --metrics HOST:PORT) or --config FILE")
+    started = time.perf_counter()
     try:
-        folder = DataFolder.open(DL19)
-        run = folder.run("bm25")
-        qids = sorted(run)
+        folder = DataFolder.open(args.data)
+        qids = sorted(folder.run("bm25"))[: args.queries]
         with RerankerClient(args.server, token=args.token) as client:
-            models = list(client.list_models())
+            listed = list(client.list_models())
         wanted = set(filter(None, args.models.split(",")))
-        records = []
-        for m in models:
+        records, reqs100 = [], {}
+        for m in listed:
             if wanted and m.name not in wanted:
                 continue
+            by_id = m.store_passages > 0
             for n in (int(x) for x in args.candidates.split(",")):
-                if n > m.max_candidates:
+                if n > m.max_candidates or (not by_id and n > args.text_max_candidates) or n > 100 * len(qids):
                     continue
-                by_id = m.store_passages > 0
-                requests = [(folder.queries[q], [p if by_id else (p, folder.passages[p]) for p, _ in run[q][:n]])
-                            for q in qids]
+                requests = make_requests(folder, qids, n, by_id)
+                if n == args.interleave_candidates:
+                    reqs100[m.name] = requests
                 for c in (int(x) for x in args.concurrency.split(",")):
+                    if not by_id and c > args.text_max_concurrency:
+                        continue
                     before = scrape(args.metrics)
-                    cell = run_cell(args.server, args.token, m.name, requests, c, args.requests, args.duration,
-                                    args.warmup if c == 1 else 0)
+                    cell = run_cell(args.server, args.token, m.name, requests, c, args.requests, args.cell_seconds,
+                                    args.warmup if c == 1 else 0, args.shed_backoff_ms / 1000)
                     after = scrape(args.metrics)
-                    batches = delta(after, before, "reranker_batch_size_count", m.name)
                     record = {"model": m.name, "arch": m.arch, "precision": m.precision, "provider": m.provider,
                               "input": "ids" if by_id else "text", "candidates": n, "concurrency": c, **cell,
-                              "pairs_per_s": round(cell["qps"] * n, 1)}
-                    if batches:
-                        requests_seen = delta(after, before, "reranker_queue_duration_seconds_count", m.name) or 1
-                        record["mean_batch_size"] = round(delta(after, before, "reranker_batch_size_sum", m.name) / batches, 1)
-                        record["mean_queue_ms"] = round(
-                            1000 * delta(after, before, "reranker_queue_duration_seconds_sum", m.name) / requests_seen, 2)
-                        record["mean_inference_ms_per_batch"] = round(
-                            1000 * delta(after, before, "reranker_inference_duration_seconds_sum", m.name) / batches, 2)
+                              "pairs_per_s": round(cell["qps"] * n, 1), **delta(after, before, m.name)}
                     records.append(record)
-                    print(f"{m.name:14s} {record['input']:4s} N={n:<4d} C={c:<3d} p50 {cell['p50_ms']:8.1f} ms  "
-                          f"p95 {cell['p95_ms']:8.1f}  p99 {cell['p99_ms']:8.1f}  {cell['qps']:7.2f} q/s  "
-                          f"{record['pairs_per_s']:8.1f} pairs/s  batch {record.get('mean_batch_size', '-')}", flush=True)
-        peers: dict[str, Any] = {}
-        requests100 = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]]) for q in qids]
-        if args.peer_cross_encoder:
-            cell = peer_cross_encoder(args.peer_cross_encoder, requests100, max(args.requests // 2, 5),
-                                      args.peer_batch_size, args.work)
-            peers["sentence-transformers CrossEncoder (teacher weights, PyTorch)"] = {
-                **cell, "candidates": 100, "concurrency": 1, "pairs_per_s": round(cell["qps"] * 100, 1)}
-        if args.in_process:
-            name, _, paths = args.in_process.partition("=")
-            artifact, _, store = paths.partition(":")
-            reqs = requests100 if not store else [(q, [p for p, _ in c]) for q, c in requests100]
-            peers[f"{name} in process (no gRPC)"] = {**in_process(Path(artifact), Path(store) if store else None, reqs,
-                                                                  max(args.requests // 2, 5)), "candidates": 100}
-        for name, cell in peers.items():
-            print(f"{name}: p50 {cell['p50_ms']} ms" + (f", {cell['pairs_per_s']} pairs/s" if "pairs_per_s" in cell else ""))
-        print("\n| model | arch | input | N | C | p50 ms | p95 ms | p99 ms | q/s | pairs/s | mean batch | queue ms | "
-              "inference ms/batch |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in records:
-            print(f"| {r['model']} | {r['arch']} | {r['input']} | {r['candidates']} | {r['concurrency']} | {r['p50_ms']} | "
-                  f"{r['p95_ms']} | {r['p99_ms']} | {r['qps']} | {r['pairs_per_s']} | {r.get('mean_batch_size', '-')} | "
-                  f"{r.get('mean_queue_ms', '-')} | {r.get('mean_inference_ms_per_batch', '-')} |")
+                    print(f"{m.name:14s} {record['input']:4s} N={n:<4d} C={c:<3d} p50 {cell['p50_ms']} ms  p99 "
+                          f"{cell['p99_ms']}  {cell['qps']} q/s  {record['pairs_per_s']} pairs/s  shed "
+                          f"{cell['shed_rate']:.1%}", flush=True)
+        phase = {}
+        timed = [m for m in served if (m.get("store") or m["name"] == "teacher") and m["name"] in reqs100]
+        if timed and args.rounds:
+            phase = interleaved(args.server, args.token, timed, reqs100, args.rounds, args.provider)
+            for row in phase.values():
+                row["candidates"] = args.interleave_candidates
+        print_table(records, phase)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"machine": machine(models), "records": records, "peers": peers},
-                                            indent=2) + "\n")
+            command = "python -m benchmarks.latency " + " ".join(sys.argv[1:])
+            args.json.write_text(json.dumps({"command": command, "machine": machine(listed),
+                                             "seconds": round(time.perf_counter() - started, 1), "records": records,
+                                             "interleaved": phase}, indent=2) + "\n")
     finally:
         if proc is not None:
             proc.terminate()

@@ -28,6 +28,10 @@ def main() -> None:
     ap.add_argument("--reference", action="append", default=[],
                     help="NAME=FILE: an evaluate result without a latency of its own, drawn as a dotted line")
     ap.add_argument("--teacher", default="teacher", help="name of the BERT-cat teacher among the models")
+    ap.add_argument("--phase", choices=("interleaved", "cells"), default="interleaved",
+                    help="p50 from the interleaved phase (where a model has one) or from the closed-loop cells")
+    ap.add_argument("--alias", action="append", default=[],
+                    help="NAME=MODEL: NAME's latency is the record of served model MODEL (same shapes)")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True, help="output path without suffix")
@@ -35,6 +39,13 @@ def main() -> None:
     latency = json.loads(args.latency.read_text())
     lat = {r["model"]: r for r in latency["records"]
            if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency}
+    if args.phase == "interleaved":  # the rounds that saw every model under the same load
+        for model, row in latency.get("interleaved", {}).items():
+            if model in lat and row.get("candidates", 100) == args.candidates:
+                lat[model] = {**lat[model], "p50_ms": row["grpc_p50_ms"]}
+    for name, model in (a.split("=", 1) for a in args.alias):
+        if model in lat:
+            lat[name] = lat[model]
     evals = {}
     for spec in args.eval:  # NAME=FILE, or NAME=FILE#ENGINE for a benchmarks/precision.py result
         name, path = spec.split("=", 1)
@@ -44,7 +55,7 @@ def main() -> None:
     heldout = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.heldout)
                if Path(path).is_file()}
     stores = {name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
-              for name, d in (e.split("=", 1) for e in args.store)}
+              for name, d in (e.split("=", 1) for e in args.store) if (Path(d) / "manifest.json").is_file()}
     rows = []
     for name, ev in evals.items():
         r = lat.get(name)

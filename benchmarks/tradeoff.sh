@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The efficiency-effectiveness table and plot of the README: latency of every served model
-# (benchmarks/prepare_tradeoff.sh + benchmarks/latency.py) joined with the DL19 figures of
-# benchmarks/reproduce.sh. Models without results yet are left out.
+# The efficiency-effectiveness table and plot of the README: the latency of one run of
+# benchmarks/latency.py (MiniLM-shaped models; latency does not depend on the weights) joined with the
+# DL19 figures of benchmarks/reproduce.sh's runs. Models without results yet are left out; models the
+# latency run does not serve (3-layer students, PreTT) get no latency.
 #
-#   benchmarks/tradeoff.sh      # writes benchmarks/results/tradeoff.{md,json,png}
+#   .venv/bin/python -m benchmarks.latency --json benchmarks/results/latency-cpu.json
+#   RUNS=runs benchmarks/tradeoff.sh      # writes benchmarks/results/tradeoff.{md,json,png}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 RUNS=${RUNS:-runs}
-LATENCY=${LATENCY:-benchmarks/results/latency-tradeoff-cpu.json}
-args=()
+LATENCY=${LATENCY:-benchmarks/results/latency-cpu.json}
+BENCH=${BENCH:-$(ls -d runs/bench-latency/minilm-* 2>/dev/null | head -1)}
+args=(--alias bert_cat-L6=teacher --alias bert_cat-L6-int8=teacher-int8 --alias colbert-L6=colbert
+      --alias bert_dot-L6=bert-dot --alias tk-L6=tk)
 [[ -f $RUNS/bert_cat/trec-dl-2019-bm25.json ]] && args+=(--eval "bert_cat-L6=$RUNS/bert_cat/trec-dl-2019-bm25.json" \
   --heldout "bert_cat-L6=$RUNS/bert_cat/trec-dl-2021-bm25.json")
 # the int8 teacher: .venv/bin/python -m benchmarks.precision --model runs/bert_cat --precisions fp32,int8 \
@@ -18,8 +22,10 @@ args=()
   args+=(--eval "bert_cat-L6-int8=benchmarks/results/precision-bert_cat.json#ort int8")
 for name in colbert-L6 colbert-L3 bert_dot-L6 bert_dot-L3 tk-L6 prett-L6; do
   f=$RUNS/$name-kd/trec-dl-2019-bm25.json
-  [[ -f $f ]] && args+=(--eval "$name=$f" --heldout "$name=$RUNS/$name-kd/trec-dl-2021-bm25.json" \
-    --store "$name=runs/tradeoff/store-$name")
+  [[ -f $f ]] || continue
+  args+=(--eval "$name=$f" --heldout "$name=$RUNS/$name-kd/trec-dl-2021-bm25.json")
+  store=$(ls -d "$BENCH"/store-"${name%-L*}"-* 2>/dev/null | head -1)
+  if [[ -n $store && $name == *-L6 ]]; then args+=(--store "$name=$store"); fi
 done
 $BIN/python -m benchmarks.tradeoff --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/trec-dl-2019-bm25.json" \
   --reference "ensemble teacher=$RUNS/ensemble/trec-dl-2019-bm25.json" --teacher bert_cat-L6 --out benchmarks/results/tradeoff

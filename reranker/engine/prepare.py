@@ -75,18 +75,28 @@ def pad_rows(rows: Sequence[np.ndarray], fill: float = 0,
              dtype: np.dtype | type | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-aligned padding of (length, ...) arrays into (batch, longest, ...) plus an int64 mask.
 
+    One gather and one (converting) copy for the whole batch, not one per row; a row repeated for
+    every pair (the query of a request) is broadcast.
+
     >>> out, mask = pad_rows([np.array([1, 2]), np.array([3])], fill=0)
     >>> out.tolist(), mask.tolist()
     ([[1, 2], [3, 0]], [[1, 1], [1, 0]])
+    >>> q = np.array([5, 6])
+    >>> pad_rows([q, q], fill=0)[0].tolist()
+    [[5, 6], [5, 6]]
     """
-    width = max(r.shape[0] for r in rows)
-    dtype = dtype or rows[0].dtype
-    out = np.full((len(rows), width, *rows[0].shape[1:]), fill, dtype=dtype)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : r.shape[0]] = r
-        mask[i, : r.shape[0]] = 1
-    return out, mask
+    first = rows[0]
+    dtype = dtype or np.result_type(*{r.dtype for r in rows})
+    if all(r is first for r in rows):
+        out = np.empty((len(rows), *first.shape), dtype=dtype)
+        out[:] = first
+        return out, np.ones((len(rows), first.shape[0]), dtype=np.int64)
+    lengths = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max())
+    real = np.arange(width) < lengths[:, None]
+    out = np.full((len(rows), width, *first.shape[1:]), fill, dtype=dtype)
+    out[real] = np.concatenate(rows)
+    return out, real.astype(np.int64)
 
 
 class Prepare:
@@ -178,9 +188,10 @@ class Prepare:
 
     def pad_pairs(self, queries: Sequence[QueryItem],
                   passages: Sequence[PassageItem]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The scorer's four input arrays for a batch of pairs (ids padded with [PAD], states with 0)."""
+        """The scorer's four input arrays for a batch of pairs (ids padded with [PAD], states with 0;
+        stored fp16 states stay fp16 if every passage of the batch is stored, else become fp32)."""
         if not self.arch.split:
             pad = self.prep.tokenizer.pad_id
             return (*pad_rows([q.data for q in queries], pad), *pad_rows([p.data for p in passages], pad))
-        return (*pad_rows([q.data for q in queries], 0.0, np.float32),
-                *pad_rows([p.data for p in passages], 0.0, np.float32))
+        # states stay in their dtype (fp16 from the store): the runtime casts them, faster than numpy
+        return (*pad_rows([q.data for q in queries], 0.0), *pad_rows([p.data for p in passages], 0.0))

@@ -19,6 +19,11 @@ class RuntimeConfig:
     """Threads inside one operator; 0 lets ONNX Runtime use every core."""
     inter_op_threads: int = 1
     """Threads across independent operators."""
+    allow_spinning: bool = False
+    """Let ONNX Runtime's intra-op threads spin-wait for more work after each operator. Every graph
+    session has its own pool, so on a few shared cores the spinning threads of the graph that just
+    ran take the CPU from the next one (query encoder, then scorer) and from other processes; off by
+    default (a ColBERT request from the store on 2 loaded cores: see README, Latency over gRPC)."""
 
     def __post_init__(self) -> None:
         if self.provider not in ("auto", "cpu", "cuda"):

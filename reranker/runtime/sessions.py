@@ -28,25 +28,30 @@ def requested_providers(cfg: RuntimeConfig) -> list[str]:
 
 
 class Graph:
-    """One ONNX graph in one session; feeds only the inputs the graph declares."""
+    """One ONNX graph (a file, or the bytes of a model) in one session; feeds only the inputs the graph
+    declares."""
 
-    def __init__(self, path: Path, cfg: RuntimeConfig) -> None:
+    def __init__(self, path: Path | bytes, cfg: RuntimeConfig) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = cfg.intra_op_threads
         options.inter_op_num_threads = cfg.inter_op_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         wanted = requested_providers(cfg)
+        self.path = path if isinstance(path, Path) else Path("<in-memory graph>")
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+            model = path if isinstance(path, bytes) else str(path)
+            self.session = ort.InferenceSession(model, sess_options=options, providers=wanted)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            raise ArtifactError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+            raise ArtifactError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
         self.provider = self.session.get_providers()[0]
         if wanted[0] == CUDA and self.provider != CUDA:
             if cfg.provider == "cuda":
-                raise ConfigError(f"provider 'cuda' was requested but ONNX Runtime gave {self.provider} for {path}")
-            log.warning("CUDA provider is installed but unusable for %s: running on %s", path.name, self.provider)
+                raise ConfigError(f"provider 'cuda' was requested but ONNX Runtime gave {self.provider} for {self.path}")
+            log.warning("CUDA provider is installed but unusable for %s: running on %s", self.path.name, self.provider)
         self.inputs = {i.name for i in self.session.get_inputs()}
-        self.path = path
+        self.input_types = {i.name: i.type for i in self.session.get_inputs()}
+        """Input name -> ONNX type, e.g. ``tensor(float)``."""
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})

@@ -1,0 +1,138 @@
+"""What the latency benchmark serves, built once and cached: models of every architecture at the real
+shapes (initialised from all-MiniLM-L6-v2, or from ``--base DIR``: latency does not depend on
+training), their ONNX graphs, passage stores of the requests' passages, and a server config.
+
+Run by ``benchmarks.latency`` in a subprocess when something is missing (so the benchmark process
+never loads torch); by hand:
+
+    .venv/bin/python -m benchmarks.latency_build --work runs/bench-latency --queries 43
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from benchmarks._common import DL19, ROOT
+
+MODEL_OPTIONS = '{"colbert_query_augmentation": false}'
+"""As the shipped default student: ColBERT queries are not padded with [MASK] to the query length."""
+
+
+def passage_ids(data: Path, queries: int, depth: int = 100) -> tuple[list[str], list[str]]:
+    """(query ids, passage ids): the first ``queries`` queries of ``data``'s BM25 run (sorted ids) and
+    the union of their top-``depth`` candidates, in first-seen order."""
+    from reranker.data import DataFolder
+
+    run = DataFolder.open(data).run("bm25")
+    qids = sorted(run)[:queries]
+    seen: dict[str, None] = {}
+    for q in qids:
+        for pid, _ in run[q][:depth]:
+            seen.setdefault(pid, None)
+    return qids, list(seen)
+
+
+def models(archs: list[str], work: Path, store_key: str, precisions: tuple[str, ...] = ("fp32", "int8"),
+           text_archs: tuple[str, ...] = ("colbert",)) -> list[dict]:
+    """The served models: the cross-encoder teacher per precision (no store), each split model from its
+    store, and those of ``text_archs`` also without a store (passages sent as text)."""
+    from reranker.arch import spec
+
+    out = []
+    for arch in archs:
+        if not spec(arch).split:
+            for p in precisions:
+                out.append({"name": "teacher" + ("" if p == "fp32" else f"-{p}"), "arch": arch,
+                            "artifact": str(work / f"onnx-{arch}-{p}")})
+            continue
+        out.append({"name": arch.replace("_", "-"), "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32"),
+                    "store": str(work / f"store-{arch}-{store_key}")})
+        if arch in text_archs:
+            out.append({"name": f"{arch}-text", "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32")})
+    return out
+
+
+def store_key(pids: list[str]) -> str:
+    """A short name for a set of passages (stores are cached per set)."""
+    return f"{len(pids)}p-" + hashlib.sha256("\n".join(pids).encode()).hexdigest()[:8]
+
+
+def write_config(work: Path, served: list[dict], provider: str, max_candidates: int, batch_size: int = 16) -> Path:
+    """A ``reranker serve --config`` file for ``served``: closed-loop benchmarking, so no queue-time
+    bound (sheds, if any, are counted by the benchmark, not avoided)."""
+    lines = ["# written by benchmarks.latency_build",
+             f'default_model = "{served[0]["name"]}"', "",
+             "[server]", "grace_seconds = 5", "max_queue_ms = 0", "", "[batching]",
+             f"max_batch_size = {batch_size}", f"max_batch_cost = {256 * batch_size}", "",
+             "[runtime]", f'provider = "{provider}"', ""]
+    for m in served:
+        lines += ["[[models]]", f'name = "{m["name"]}"', f'artifact = "{m["artifact"]}"']
+        if m.get("store"):
+            lines.append(f'store = "{m["store"]}"')
+        lines += [f"max_candidates = {max_candidates}", ""]
+    path = work / f"server-{provider}.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def missing(served: list[dict]) -> list[str]:
+    """Paths of ``served`` not built yet."""
+    paths = {m["artifact"] for m in served} | {m["store"] for m in served if m.get("store")}
+    return sorted(p for p in paths if not (Path(p) / "manifest.json").is_file())
+
+
+def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path, lengths: dict[str, int]) -> None:
+    """Checkpoints, exports and stores of ``served`` that are missing (each step cached)."""
+    import torch
+
+    from benchmarks._common import ensure_store
+    from reranker.artifact import Artifact
+    from reranker.data import DataFolder
+    from reranker.models.checkpoint import init_from_base, save_checkpoint
+    from reranker_export.onnx_export import export_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    texts: dict[str, str] | None = None
+    for m in served:
+        art = Path(m["artifact"])
+        ckpt = work / f"ckpt-{m['arch']}"
+        if not (art / "manifest.json").is_file():
+            if not (ckpt / "manifest.json").is_file():
+                torch.manual_seed(0)
+                print(f"benchmarks.latency: initialising a {m['arch']} model from {base}", flush=True)
+                save_checkpoint(ckpt, init_from_base(m["arch"], base, **lengths),
+                                {"steps": 0, "note": "untrained: latency does not depend on the weights"})
+            precision = art.name.rsplit("-", 1)[1]
+            print(f"benchmarks.latency: exporting {art.name}", flush=True)
+            export_model(ckpt, art, precision=precision)
+        if m.get("store") and not (Path(m["store"]) / "manifest.json").is_file():
+            if texts is None:
+                passages = DataFolder.open(data).passages
+                texts = {p: passages[p] for p in pids}
+            print(f"benchmarks.latency: storing {len(texts)} passages for {m['name']}", flush=True)
+            ensure_store(Artifact.open(art), texts, Path(m["store"]), progress=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-latency")
+    ap.add_argument("--data", type=Path, default=DL19)
+    ap.add_argument("--queries", type=int, default=43, help="queries whose BM25 top-100 the stores hold")
+    ap.add_argument("--archs", default="bert_cat,colbert,bert_dot,tk")
+    ap.add_argument("--base", default="minilm", help="'minilm' (the real shapes) or a Hugging Face BERT directory")
+    ap.add_argument("--lengths", default=MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
+    ap.add_argument("--provider", default="cpu")
+    ap.add_argument("--precisions", default="fp32,int8", help="of the cross-encoder teacher")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    _, pids = passage_ids(args.data, args.queries)
+    served = models(args.archs.split(","), args.work, store_key(pids), tuple(args.precisions.split(",")))
+    build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
+    print(write_config(args.work, served, args.provider, 1000))
+
+
+if __name__ == "__main__":
+    main()
