@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reranker.cli._common import data_arg
+from reranker.cli.dataclass_args import add_dataclass_args, dataclass_kwargs
+
+if TYPE_CHECKING:
+    from reranker.store.compress import CodecConfig
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -32,10 +37,39 @@ def cmd_index(args: argparse.Namespace) -> int:
         wanted = {pid for cands in collection.candidates(args.run, args.depth).values() for pid, _ in cands}
         passages = {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
     encode = passage_encoder(artifact, RuntimeConfig(provider=args.provider, intra_op_threads=args.ort_threads))
-    m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, chunk=args.chunk)
-    print(f"indexed {m['passages']} passages ({m['tokens']} vectors of {m['dim']} x {m['dtype']}) into {args.out}: "
-          f"{m['bytes_per_passage']:.0f} bytes per passage, {m['bytes_per_token']} per vector")
+    m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, codec=_codec(args), chunk=args.chunk)
+    _report("indexed", m, args.out)
     return 0
+
+
+def _codec(args: argparse.Namespace) -> CodecConfig | None:
+    from reranker.store.compress import CodecConfig
+
+    kwargs = dataclass_kwargs(CodecConfig, args, prefix="codec-")
+    return CodecConfig(**{**kwargs, "name": args.codec}) if args.codec else None
+
+
+def _report(verb: str, m: dict, out: Path) -> None:
+    print(f"{verb} {m['passages']} passages ({m['tokens']} vectors of {m['dim']} dims, codec {m['codec']['name']}) "
+          f"into {out}: {m['bytes_per_passage']:.0f} bytes per passage, {m['bytes_per_token']} per vector")
+
+
+def cmd_recode(args: argparse.Namespace) -> int:
+    from reranker.artifact import Artifact
+    from reranker.store.build import recode_store
+
+    m = recode_store(Artifact.open(args.artifact), args.store, args.out, codec=_codec(args))
+    _report("recoded", m, args.out)
+    return 0
+
+
+def _codec_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    from reranker.store.compress import CodecConfig
+
+    p.add_argument("--codec", choices=("float16", "float32", "residual"), default=default,
+                   help="how token vectors are stored: as they are, or nearest k-means centroid + residual bits "
+                        "(ColBERTv2); default: --dtype" if default is None else "the codec of the new store")
+    add_dataclass_args(p, CodecConfig, prefix="codec-", skip=("name",))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,4 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--ort-threads", type=int, default=0,
                    help="ONNX Runtime intra-op threads (0 = all cores); PyTorch commands take --torch-threads")
+    _codec_args(p, None)
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("recode", help="write a passage store again with another codec (no text is encoded)",
+                       description="Reads every state of a built store and writes a new store with the codec, "
+                                   "fitting it (residual: k-means) on a sample of the states first.")
+    p.add_argument("--artifact", required=True, type=Path, help="the ONNX artifact the store was built for")
+    p.add_argument("--store", required=True, type=Path, help="the store to read")
+    p.add_argument("--out", required=True, type=Path, help="store directory to write")
+    _codec_args(p, "residual")
+    p.set_defaults(func=cmd_recode)

@@ -2,7 +2,10 @@
 
 Layout of a store directory:
 
-* ``vectors.bin``: one contiguous array (total tokens x dim) of fp16 (or fp32), raw;
+* the token vectors, one row per token in passage order, in the files of the store's codec
+  (:mod:`reranker.store.codec`): ``vectors.bin`` (total tokens x dim, fp16 or fp32, raw) as they
+  are, or ``centroid_ids.bin`` + ``residual_codes.bin`` and the codec's ``codec-*.npy`` parameters
+  for the ``residual`` codec;
 * ``offsets.npy``: (passages + 1) int64 row offsets into it (one row per passage for BERT-dot);
 * ``truncated.npy``: (passages,) bool, the text was cut to the model's passage length;
 * ``ids.txt``: the passage ids, one per line, in row order;
@@ -21,6 +24,7 @@ import numpy as np
 
 from reranker.errors import ArtifactError
 from reranker.manifest import verify_manifest
+from reranker.store.codec import PARAM_FILES, bytes_per_token, load_codec
 
 STORE_KIND = "reranker-passage-store"
 STORE_DTYPES = ("float16", "float32")
@@ -46,12 +50,17 @@ class PassageStore:
         self.truncated = np.load(directory / "truncated.npy")
         self.dim = int(manifest["dim"])
         self.dtype = np.dtype(manifest["dtype"])
+        """dtype of the decoded vectors :meth:`get` returns."""
+        self.codec = load_codec(directory, manifest)
         tokens = int(self.offsets[-1]) if len(self.offsets) else 0
         consistent = (len(self.ids) == int(manifest["passages"]) == len(self.offsets) - 1
                       and tokens == int(manifest["tokens"]))
         if not consistent:
             raise ArtifactError(f"store {directory} is inconsistent: ids, offsets and manifest disagree")
-        self.vectors = np.memmap(directory / "vectors.bin", dtype=self.dtype, mode="r", shape=(tokens, self.dim))
+        self.columns = {c.file: np.memmap(directory / c.file, dtype=c.dtype, mode="r", shape=(tokens, c.width))
+                        for c in self.codec.columns}
+        self.vectors = self.columns.get("vectors.bin")
+        """The raw (tokens, dim) memory map of a plain (float16 / float32) store, else None."""
         self.row = {pid: i for i, pid in enumerate(self.ids)}
         if len(self.row) != len(self.ids):
             raise ArtifactError(f"store {directory} has duplicate passage ids")
@@ -67,8 +76,8 @@ class PassageStore:
         directory = Path(directory)
         if not directory.is_dir():
             raise ArtifactError(f"passage store {directory} does not exist; build it with 'reranker index'")
-        checked = SMALL_FILES + (("vectors.bin",) if verify_vectors else ())
-        manifest = verify_manifest(directory, STORE_KIND, checksums=checked)
+        manifest = verify_manifest(directory, STORE_KIND, checksums=True if verify_vectors else
+                                   SMALL_FILES + PARAM_FILES)
         if artifact is not None and manifest["artifact_sha256"] != artifact.checksum:
             raise ArtifactError(
                 f"passage store {directory} was built for another artifact ({manifest['arch']} from "
@@ -83,17 +92,30 @@ class PassageStore:
         return pid in self.row
 
     def get(self, pid: str) -> np.ndarray:
-        """(tokens, dim) state of one passage (tokens = 1 for BERT-dot): a view into the memory map."""
+        """(tokens, dim) state of one passage (tokens = 1 for BERT-dot): a view into the memory map
+        for a plain store, decoded (float32) for a compressed one. KeyError for an unknown id."""
         i = self.row[pid]
-        return self.vectors[self.offsets[i]:self.offsets[i + 1]]
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.codec.decode({name: col[a:b] for name, col in self.columns.items()})
+
+    def get_many(self, pids: list[str]) -> list[np.ndarray]:
+        """:meth:`get` of each id, decoded in one pass over all their rows (what a request needs)."""
+        if self.vectors is not None:
+            return [self.get(p) for p in pids]
+        starts = np.array([self.offsets[self.row[p]] for p in pids], dtype=np.int64)
+        ends = np.array([self.offsets[self.row[p] + 1] for p in pids], dtype=np.int64)
+        lengths = ends - starts
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        decoded = self.codec.decode({name: col[rows] for name, col in self.columns.items()})
+        return np.split(decoded, np.cumsum(lengths)[:-1])
 
     def is_truncated(self, pid: str) -> bool:
         return bool(self.truncated[self.row[pid]])
 
     @property
     def nbytes(self) -> int:
-        """Bytes of passage state (the memory-mapped vectors)."""
-        return int(self.vectors.nbytes)
+        """Bytes of passage state (the memory-mapped per-token files of its codec)."""
+        return int(self.offsets[-1]) * bytes_per_token(self.codec) if len(self.offsets) else 0
 
     @property
     def bytes_per_passage(self) -> float:

@@ -1,0 +1,122 @@
+"""Choosing and fitting a store codec offline (see :mod:`reranker.store.codec` for the formats).
+
+``residual`` fits k-means centroids (scikit-learn, from the ``train`` extra) on a sample of the
+collection's token vectors, then per-dimension residual buckets (quantiles) and their values
+(bucket means) on the same sample. Serving never imports this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from reranker.errors import ConfigError
+from reranker.store.codec import CODECS, PLAIN, Codec, PlainCodec, ResidualCodec
+
+FIT_BITS = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """How a store build encodes token vectors."""
+
+    name: str = "float16"
+    """One of ``float16``, ``float32`` (as they are) or ``residual`` (centroid + residual bits)."""
+    nbits: int = 1
+    """residual: bits per dimension of the residual (1, 2 or 4)."""
+    centroids: int = 0
+    """residual: k-means centroids; 0 picks a power of two near 4 x sqrt(sample tokens)."""
+    sample_passages: int = 2048
+    """residual: passages (evenly spaced over the collection) whose vectors fit the codec."""
+    kmeans_iters: int = 10
+    """residual: Lloyd iterations of k-means."""
+    seed: int = 0
+    """residual: k-means initialisation seed (fitting is deterministic for a seed)."""
+
+    def __post_init__(self) -> None:
+        if self.name not in CODECS:
+            raise ConfigError(f"store codec must be one of {', '.join(CODECS)}, got {self.name!r}")
+        if self.nbits not in FIT_BITS:
+            raise ConfigError(f"residual bits per dimension must be one of {FIT_BITS}, got {self.nbits}")
+        if self.centroids < 0 or self.centroids > 1 << 20:
+            raise ConfigError(f"centroids must be 0 (automatic) to {1 << 20}, got {self.centroids}")
+        if self.sample_passages < 1 or self.kmeans_iters < 1:
+            raise ConfigError(f"sample_passages and kmeans_iters must be >= 1, got {self.sample_passages} and "
+                              f"{self.kmeans_iters}")
+
+    @property
+    def fitted(self) -> bool:
+        """The codec has parameters fitted on the collection (needs a sample before building)."""
+        return self.name not in PLAIN
+
+    def key(self) -> dict[str, object]:
+        """What identifies the codec's fitting (a resumed build must match it)."""
+        return {"name": self.name} if not self.fitted else dict(self.__dict__)
+
+
+def auto_centroids(tokens: int) -> int:
+    """A power of two near 4 x sqrt(tokens), at least 32 sample vectors per centroid, at most 65,536.
+
+    >>> auto_centroids(190_000), auto_centroids(1_000), auto_centroids(10**9)
+    (2048, 16, 65536)
+    """
+    target = 4 * math.sqrt(max(tokens, 1))
+    k = 1 << max(0, round(math.log2(target)))
+    while k > 1 and k * 32 > tokens:
+        k //= 2
+    return max(1, min(k, 1 << 16))
+
+
+def sample_positions(count: int, wanted: int) -> list[int]:
+    """``wanted`` evenly spaced indices of ``range(count)`` (all of them when fewer).
+
+    >>> sample_positions(10, 3), sample_positions(2, 5)
+    ([0, 3, 6], [0, 1])
+    """
+    if wanted >= count:
+        return list(range(count))
+    return [i * count // wanted for i in range(wanted)]
+
+
+def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
+    """The codec of ``cfg`` for token vectors like ``sample`` ((n, dim) float).
+
+    Raises :class:`ConfigError` for an empty sample or when scikit-learn is not installed.
+    """
+    if sample.ndim != 2 or not len(sample):
+        raise ConfigError(f"fitting a store codec needs a non-empty (n, dim) sample of vectors, got {sample.shape}")
+    if not cfg.fitted:
+        return PlainCodec(int(sample.shape[1]), cfg.name)
+    return fit_residual(sample, centroids=cfg.centroids or auto_centroids(len(sample)), nbits=cfg.nbits,
+                        iters=cfg.kmeans_iters, seed=cfg.seed)
+
+
+def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0) -> ResidualCodec:
+    """k-means centroids (scikit-learn ``KMeans``, Lloyd) on ``sample``, then per dimension the
+    residual's ``2**nbits`` quantile buckets and their means. Decoded vectors are renormalised when
+    the sample's vectors all have unit length (ColBERT, TK)."""
+    try:
+        from sklearn.cluster import KMeans
+    except ImportError as exc:
+        raise ConfigError("fitting the residual store codec needs scikit-learn (pip install 'reranker[train]')") from exc
+    x = np.ascontiguousarray(sample, dtype=np.float32)
+    k = min(centroids, len(x))
+    km = KMeans(n_clusters=k, n_init=1, max_iter=iters, random_state=seed, algorithm="lloyd").fit(x)
+    centres = km.cluster_centers_.astype(np.float32)
+    residual = x - centres[km.labels_]
+    levels = 1 << nbits
+    cutoffs = np.quantile(residual, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)  # (dim, levels-1)
+    buckets = np.zeros(residual.shape, dtype=np.uint8)
+    for j in range(levels - 1):
+        buckets += residual > cutoffs[None, :, j]
+    weights = np.empty((x.shape[1], levels), dtype=np.float32)
+    for b in range(levels):
+        hit = buckets == b
+        count = hit.sum(0)
+        mean = np.where(hit, residual, 0).sum(0) / np.maximum(count, 1)
+        weights[:, b] = np.where(count > 0, mean, 0.0)
+    norms = np.linalg.norm(x, axis=1)
+    normalize = bool(np.all(np.abs(norms - 1) < 1e-2))
+    return ResidualCodec(centres, cutoffs, weights, nbits, normalize)
