@@ -72,7 +72,7 @@ def test_codec_files_round_trip_and_bad_parameters(tmp_path: Path) -> None:
     loaded = load_codec(tmp_path, manifest)
     enc = codec.encode(x)
     np.testing.assert_array_equal(loaded.decode(enc), codec.decode(enc))
-    with pytest.raises(ArtifactError, match=r"has 32 dims, the store 64"):
+    with pytest.raises(ArtifactError, match=r"centroids have 32 dims, the store 64"):
         load_codec(tmp_path, {**manifest, "dim": 64})
     with pytest.raises(ArtifactError, match="uses codec 'pq'; this reader knows float16, float32, residual"):
         load_codec(tmp_path, {"dim": 32, "codec": {"name": "pq"}})
