@@ -23,6 +23,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks._common import cpu_model, local_engine, percentile
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
@@ -65,7 +67,7 @@ def main() -> None:
                 recode_store(artifact, base, out, codec=cfg)
                 print(f"{name}: recoded {base} as {text} in {time.perf_counter() - t0:.0f} s")
             stores[text] = out
-        results = {}
+        results, raw = {}, {}
         for label, store in stores.items():
             manifest = json.loads((store / "manifest.json").read_text())
             run = {}
@@ -73,17 +75,21 @@ def main() -> None:
                 for qid, ids in cands.items():
                     scores, _ = engine.scores(folder.queries[qid], ids, [""] * len(ids))
                     run[qid] = sorted(zip(ids, scores, strict=True), key=lambda x: -x[1])
+                    raw.setdefault(label, {})[qid] = np.array(scores)
             metrics = evaluate_with_ir_measures(folder.qrels, run, 2)
             results[label] = {**metrics, "codec": manifest.get("codec", {"name": manifest["dtype"]}),
                               "bytes_per_token": manifest["bytes_per_token"],
                               "bytes_per_passage": manifest["bytes_per_passage"], "passages": manifest["passages"]}
-        for m in results.values():
-            m["ndcg@10_change"] = round(m["ndcg@10"] - results["base"]["ndcg@10"], 4)
-        report["sets"][name] = results
-        print(f"\n{name} (BM25 top-{args.depth}, {len(cands)} queries)\n| store | bytes/token | nDCG@10 | change | MRR@10 |"
-              "\n|---|---|---|---|---|")
         for label, m in results.items():
-            print(f"| {label} | {m['bytes_per_token']} | {m['ndcg@10']:.4f} | {m['ndcg@10_change']:+.4f} | {m['mrr@10']:.4f} |")
+            m["ndcg@10_change"] = round(m["ndcg@10"] - results["base"]["ndcg@10"], 4)
+            m["score_pearson_per_query"] = round(float(np.mean([np.corrcoef(raw["base"][q], raw[label][q])[0, 1]
+                                                                for q in cands])), 5)
+        report["sets"][name] = results
+        print(f"\n{name} (BM25 top-{args.depth}, {len(cands)} queries)")
+        print("| store | bytes/token | nDCG@10 | change | MRR@10 | score r |\n|---|---|---|---|---|---|")
+        for label, m in results.items():
+            print(f"| {label} | {m['bytes_per_token']} | {m['ndcg@10']:.4f} | {m['ndcg@10_change']:+.4f} "
+                  f"| {m['mrr@10']:.4f} | {m['score_pearson_per_query']:.4f} |")
         first = first or (folder, stores)
     if args.latency_requests and first:
         folder, stores = first
@@ -103,7 +109,8 @@ def main() -> None:
         report["latency"] = {label: {"p50_ms": round(percentile(t, 0.5), 2), "p90_ms": round(percentile(t, 0.9), 2),
                                      "p50_ratio": round(percentile(t, 0.5) / base_p50, 3), "requests": len(t)}
                              for label, t in times.items()}
-        print(f"\nlatency, {args.depth} candidates, in process, interleaved\n| store | p50 ms | p90 ms | p50 vs base |\n|---|---|---|---|")
+        print(f"\nlatency, {args.depth} candidates, in process, interleaved")
+        print("| store | p50 ms | p90 ms | p50 vs base |\n|---|---|---|---|")
         for label, m in report["latency"].items():
             print(f"| {label} | {m['p50_ms']} | {m['p90_ms']} | {m['p50_ratio']:.3f}x |")
     if args.json:

@@ -29,6 +29,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from reranker.data import Collection
     from reranker.engine import RuntimeConfig, passage_encoder
     from reranker.store.build import build_store
+    from reranker.store.compress import CodecConfig
 
     artifact = Artifact.open(args.artifact)
     collection = Collection.open(args.data)
@@ -36,6 +37,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.run is not None:  # only the passages a first stage puts in its top-depth (e.g. for benchmarks)
         wanted = {pid for cands in collection.candidates(args.run, args.depth).values() for pid, _ in cands}
         passages = {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
+    if args.shards:
+        from reranker.store.distributed import build_store_ray
+
+        m = build_store_ray(args.artifact, passages, args.out, shards=args.shards, codec=_codec(args) or
+                            CodecConfig(args.dtype), actors=args.actors, ort_threads=args.ort_threads or 1,
+                            chunk=args.chunk, address=args.ray_address)
+        _report(f"indexed on Ray ({m['build']['shards_built_now']} of {args.shards} shards built now)", m, args.out)
+        return 0
     encode = passage_encoder(artifact, RuntimeConfig(provider=args.provider, intra_op_threads=args.ort_threads))
     m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, codec=_codec(args), chunk=args.chunk)
     _report("indexed", m, args.out)
@@ -100,6 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ort-threads", type=int, default=0,
                    help="ONNX Runtime intra-op threads (0 = all cores); PyTorch commands take --torch-threads")
     _codec_args(p, None)
+    ray = p.add_argument_group("Ray build (the cluster extra)")
+    ray.add_argument("--shards", type=int, default=0,
+                     help="build on Ray in this many shards, read as one store by the server (0 = one process)")
+    ray.add_argument("--actors", type=int, default=1, help="encoder actors (each holds ONNX Runtime sessions)")
+    ray.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start a local one)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("recode", help="write a passage store again with another codec (no text is encoded)",

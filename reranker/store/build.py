@@ -24,7 +24,7 @@ from tqdm import tqdm
 from reranker.artifact import Artifact
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import write_manifest
-from reranker.store.codec import Codec, PlainCodec, bytes_per_token, load_codec
+from reranker.store.codec import PLAIN, Codec, PlainCodec, bytes_per_token, load_codec
 from reranker.store.compress import CodecConfig, fit_codec, sample_positions
 from reranker.store.reader import SMALL_FILES, STORE_DTYPES, STORE_KIND, PassageStore
 
@@ -38,18 +38,27 @@ def _ids_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
+def sample_codec(cfg: CodecConfig, ids: Sequence[str], passages: Mapping[str, str], encode: Encode,
+                 dim: int) -> Codec:
+    """The codec of ``cfg`` fitted on the states of ``cfg.sample_passages`` evenly spaced passages of
+    ``ids`` (encoded here); a plain codec needs no sample."""
+    if not cfg.fitted:
+        return PlainCodec(dim, cfg.name)
+    picked = [ids[i] for i in sample_positions(len(ids), cfg.sample_passages)]
+    sample = np.concatenate([np.asarray(v, dtype=np.float32) for v, _ in encode([passages[p] for p in picked])])
+    log.info("fitting the %s store codec on %d vectors of %d passages", cfg.name, len(sample), len(picked))
+    return fit_codec(cfg, sample)
+
+
 def _fit(cfg: CodecConfig, ids: list[str], passages: Mapping[str, str], encode: Encode, dim: int,
          partial: Path) -> Codec:
     """The fitted codec of a build: loaded from ``partial`` when an interrupted build saved it, else
-    fitted on the states of evenly spaced sample passages (encoded here) and saved there."""
+    fitted (:func:`sample_codec`) and saved there."""
     if not cfg.fitted:
         return PlainCodec(dim, cfg.name)
     if (partial / "codec.json").is_file():
         return load_codec(partial, {"dim": dim, "codec": json.loads((partial / "codec.json").read_text())})
-    picked = [ids[i] for i in sample_positions(len(ids), cfg.sample_passages)]
-    sample = np.concatenate([np.asarray(v, dtype=np.float32) for v, _ in encode([passages[p] for p in picked])])
-    log.info("fitting the %s store codec on %d vectors of %d passages", cfg.name, len(sample), len(picked))
-    codec = fit_codec(cfg, sample)
+    codec = sample_codec(cfg, ids, passages, encode, dim)
     codec.save(partial)
     tmp = partial / "codec.json.tmp"
     tmp.write_text(json.dumps(codec.describe()))
@@ -57,16 +66,27 @@ def _fit(cfg: CodecConfig, ids: list[str], passages: Mapping[str, str], encode: 
     return codec
 
 
+def codec_digest(codec: Codec) -> str:
+    """sha256 of a codec's description and parameters (what a shard's build is keyed on)."""
+    digest = hashlib.sha256(json.dumps(codec.describe(), sort_keys=True).encode())
+    for name in ("centroids", "cutoffs", "weights"):
+        if hasattr(codec, name):
+            digest.update(np.ascontiguousarray(getattr(codec, name)).tobytes())
+    return digest.hexdigest()
+
+
 def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path, *, encode: Encode,
-                dtype: str = "float16", codec: CodecConfig | None = None, chunk: int = 512,
-                progress: bool = True) -> dict[str, Any]:
+                dtype: str = "float16", codec: CodecConfig | None = None, shared_codec: Codec | None = None,
+                chunk: int = 512, progress: bool = True) -> dict[str, Any]:
     """Encode every passage once with ``encode`` (the artifact's passage encoder) and write a store
     to ``out`` with the codec ``codec`` (default: the vectors as they are, in ``dtype``); returns
     the store's manifest.
 
     A fitted codec (``residual``) is fitted first on ``codec.sample_passages`` evenly spaced
     passages. Work goes to ``OUT.partial`` and is committed chunk by chunk; rerunning after an
-    interruption continues from the last committed chunk (with the codec fitted then). ``out``
+    interruption continues from the last committed chunk (with the codec fitted then).
+    ``shared_codec``: a codec fitted elsewhere, used as it is and not written into this store (the
+    shards of one store share their parent's; open them with it). ``out``
     appears only when the build is complete. Raises :class:`ConfigError` for a model without
     passage state, an unknown codec or no passages, and :class:`ArtifactError` when writing fails.
     """
@@ -80,7 +100,8 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     ids = list(passages)
-    key = {"ids_sha256": _ids_digest(ids), "artifact_sha256": artifact.checksum, "codec": cfg.key()}
+    key = {"ids_sha256": _ids_digest(ids), "artifact_sha256": artifact.checksum,
+           "codec": cfg.key() if shared_codec is None else codec_digest(shared_codec)}
     state_path = partial / "progress.json"
     state = {"done": 0, "tokens": 0}
     if state_path.is_file():
@@ -95,7 +116,8 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
     partial.mkdir(parents=True, exist_ok=True)
     dim = int(artifact.manifest["state_dim"])
     try:
-        fitted = _fit(cfg, ids, passages, encode, dim, partial)
+        fitted = shared_codec or _fit(cfg, ids, passages, encode, dim, partial)
+        params = () if shared_codec is not None else tuple(fitted.describe().get("param_files", ()))
         columns = {c.file: c for c in fitted.columns}
         files = {name: partial / name for name in (*columns, "lengths.bin", "truncated.bin")}
         sizes = {name: state["tokens"] * np.dtype(c.dtype).itemsize * c.width for name, c in columns.items()}
@@ -138,19 +160,20 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
         tokens = int(offsets[-1])
         per_token = bytes_per_token(fitted)
         info = {
-            "arch": artifact.arch, "dim": dim, "dtype": cfg.name if not cfg.fitted else "float32",
+            "arch": artifact.arch, "dim": dim, "dtype": fitted.name if fitted.name in PLAIN else "float32",
             "codec": fitted.describe(), "passages": len(ids), "tokens": tokens,
             "artifact_sha256": artifact.checksum, "artifact_path": str(artifact.directory.resolve()),
             "artifact_precision": artifact.precision, "passage_max_len": artifact.config.passage_max_len,
             "truncated_passages": int(truncated.sum()),
             "bytes_per_passage": round(tokens * per_token / len(ids), 1),
             "bytes_per_token": per_token, "tokens_per_passage": round(tokens / len(ids), 2),
-            "codec_param_bytes": sum((partial / f).stat().st_size for f in fitted.describe().get("param_files", ())),
+            "codec_param_bytes": sum((partial / f).stat().st_size for f in params),
+            "codec_shared": shared_codec is not None,
             "ids_sha256": key["ids_sha256"],
         }
         for name in ("lengths.bin", "truncated.bin", "progress.json", "codec.json"):
             (partial / name).unlink(missing_ok=True)
-        write_manifest(partial, STORE_KIND, info, (*columns, *SMALL_FILES, *fitted.describe().get("param_files", ())))
+        write_manifest(partial, STORE_KIND, info, (*columns, *SMALL_FILES, *params))
     except OSError as exc:
         raise ArtifactError(f"writing the passage store failed ({exc}); the unfinished build stays in {partial} "
                             "(not a valid store) and continues from its last chunk when rerun") from exc

@@ -24,7 +24,7 @@ import numpy as np
 
 from reranker.errors import ArtifactError
 from reranker.manifest import verify_manifest
-from reranker.store.codec import PARAM_FILES, bytes_per_token, load_codec
+from reranker.store.codec import PARAM_FILES, Codec, bytes_per_token, load_codec
 
 STORE_KIND = "reranker-passage-store"
 STORE_DTYPES = ("float16", "float32")
@@ -43,7 +43,7 @@ class ArtifactIdentity(Protocol):
 class PassageStore:
     """Read-only access to a built store."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, manifest: dict[str, Any], codec: Codec | None = None) -> None:
         self.directory, self.manifest = directory, manifest
         self.ids = (directory / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
         self.offsets = np.load(directory / "offsets.npy")
@@ -51,7 +51,7 @@ class PassageStore:
         self.dim = int(manifest["dim"])
         self.dtype = np.dtype(manifest["dtype"])
         """dtype of the decoded vectors :meth:`get` returns."""
-        self.codec = load_codec(directory, manifest)
+        self.codec = codec or load_codec(directory, manifest)
         tokens = int(self.offsets[-1]) if len(self.offsets) else 0
         consistent = (len(self.ids) == int(manifest["passages"]) == len(self.offsets) - 1
                       and tokens == int(manifest["tokens"]))
@@ -68,8 +68,9 @@ class PassageStore:
     @classmethod
     def open(cls, directory: str | Path, artifact: ArtifactIdentity | None = None, *,
              verify_vectors: bool = False) -> PassageStore:
-        """Open and check a store: sizes of every file, sha256 of the small files (and of the
-        vectors with ``verify_vectors``), and that it was built by ``artifact``.
+        """Open and check a store (or a sharded store, as one): sizes of every file, sha256 of the
+        small files and codec parameters (and of the vectors with ``verify_vectors``), and that it
+        was built by ``artifact``.
 
         Raises :class:`ArtifactError` for a missing, truncated, corrupted or mismatched store.
         """
@@ -83,6 +84,16 @@ class PassageStore:
                 f"passage store {directory} was built for another artifact ({manifest['arch']} from "
                 f"{manifest.get('artifact_path')}, passage encoder sha256 {manifest['artifact_sha256'][:12]}...), not for "
                 f"{artifact.directory} (sha256 {artifact.checksum[:12]}...); rebuild it with 'reranker index'")
+        if "shards" in manifest:
+            codec = load_codec(directory, manifest)
+            shards = []
+            for name in manifest["shards"]:
+                part = verify_manifest(directory / name, STORE_KIND,
+                                       checksums=True if verify_vectors else SMALL_FILES)
+                if part["artifact_sha256"] != manifest["artifact_sha256"]:
+                    raise ArtifactError(f"shard {directory / name} was built for another artifact than {directory}")
+                shards.append(cls(directory / name, part, codec))
+            return ShardedPassageStore(directory, manifest, shards)  # type: ignore[return-value]
         return cls(directory, manifest)
 
     def __len__(self) -> int:
@@ -116,6 +127,52 @@ class PassageStore:
     def nbytes(self) -> int:
         """Bytes of passage state (the memory-mapped per-token files of its codec)."""
         return int(self.offsets[-1]) * bytes_per_token(self.codec) if len(self.offsets) else 0
+
+    @property
+    def bytes_per_passage(self) -> float:
+        return float(self.manifest["bytes_per_passage"])
+
+
+class ShardedPassageStore:
+    """Shards built apart (``reranker index --shards``), read as one store: the same methods as
+    :class:`PassageStore`, each id answered by the shard that holds it (memory-mapped)."""
+
+    vectors = None
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], shards: list[PassageStore]) -> None:
+        self.directory, self.manifest, self.shards = directory, manifest, shards
+        self.dim, self.dtype, self.codec = shards[0].dim, shards[0].dtype, shards[0].codec
+        self.ids = [pid for shard in shards for pid in shard.ids]
+        self.shard_of = {pid: k for k, shard in enumerate(shards) for pid in shard.ids}
+        if len(self.shard_of) != len(self.ids) or len(self.ids) != int(manifest["passages"]):
+            raise ArtifactError(f"store {directory}: its shards hold duplicate ids or disagree with its manifest")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.shard_of
+
+    def get(self, pid: str) -> np.ndarray:
+        return self.shards[self.shard_of[pid]].get(pid)
+
+    def get_many(self, pids: list[str]) -> list[np.ndarray]:
+        """:meth:`PassageStore.get_many` per shard, in the order of ``pids``."""
+        out: list[np.ndarray | None] = [None] * len(pids)
+        by_shard: dict[int, list[int]] = {}
+        for i, pid in enumerate(pids):
+            by_shard.setdefault(self.shard_of[pid], []).append(i)
+        for k, where in by_shard.items():
+            for i, state in zip(where, self.shards[k].get_many([pids[i] for i in where]), strict=True):
+                out[i] = state
+        return out  # type: ignore[return-value]
+
+    def is_truncated(self, pid: str) -> bool:
+        return self.shards[self.shard_of[pid]].is_truncated(pid)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(shard.nbytes for shard in self.shards)
 
     @property
     def bytes_per_passage(self) -> float:
