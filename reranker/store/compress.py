@@ -27,11 +27,13 @@ class CodecConfig:
     nbits: int = 1
     """residual: bits per dimension of the residual (1, 2 or 4)."""
     centroids: int = 0
-    """residual: k-means centroids; 0 picks a power of two near 4 x sqrt(sample tokens)."""
+    """residual: k-means centroids; 0 picks a power of two near 4 x sqrt(k-means points)."""
     sample_passages: int = 2048
     """residual: passages (evenly spaced over the collection) whose vectors fit the codec."""
     kmeans_iters: int = 10
     """residual: Lloyd iterations of k-means."""
+    kmeans_points: int = 32768
+    """residual: sample vectors k-means runs on (evenly spaced; the buckets use the whole sample)."""
     seed: int = 0
     """residual: k-means initialisation seed (fitting is deterministic for a seed)."""
 
@@ -42,9 +44,9 @@ class CodecConfig:
             raise ConfigError(f"residual bits per dimension must be one of {FIT_BITS}, got {self.nbits}")
         if self.centroids < 0 or self.centroids > 1 << 20:
             raise ConfigError(f"centroids must be 0 (automatic) to {1 << 20}, got {self.centroids}")
-        if self.sample_passages < 1 or self.kmeans_iters < 1:
-            raise ConfigError(f"sample_passages and kmeans_iters must be >= 1, got {self.sample_passages} and "
-                              f"{self.kmeans_iters}")
+        if min(self.sample_passages, self.kmeans_iters, self.kmeans_points) < 1:
+            raise ConfigError(f"sample_passages, kmeans_iters and kmeans_points must be >= 1, got "
+                              f"{self.sample_passages}, {self.kmeans_iters} and {self.kmeans_points}")
 
     @property
     def fitted(self) -> bool:
@@ -89,23 +91,29 @@ def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
         raise ConfigError(f"fitting a store codec needs a non-empty (n, dim) sample of vectors, got {sample.shape}")
     if not cfg.fitted:
         return PlainCodec(int(sample.shape[1]), cfg.name)
-    return fit_residual(sample, centroids=cfg.centroids or auto_centroids(len(sample)), nbits=cfg.nbits,
-                        iters=cfg.kmeans_iters, seed=cfg.seed)
+    points = min(len(sample), cfg.kmeans_points)
+    return fit_residual(sample, centroids=cfg.centroids or auto_centroids(points), nbits=cfg.nbits,
+                        iters=cfg.kmeans_iters, seed=cfg.seed, points=points)
 
 
-def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0) -> ResidualCodec:
-    """k-means centroids (scikit-learn ``KMeans``, Lloyd) on ``sample``, then per dimension the
-    residual's ``2**nbits`` quantile buckets and their means. Decoded vectors are renormalised when
+def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0,
+                 points: int = 0) -> ResidualCodec:
+    """k-means centroids (scikit-learn ``KMeans``, Lloyd) on ``points`` evenly spaced vectors of
+    ``sample`` (0: all), then per dimension the residual of the whole sample: ``2**nbits`` quantile
+    buckets and their means. Decoded vectors are renormalised when
     the sample's vectors all have unit length (ColBERT, TK)."""
     try:
         from sklearn.cluster import KMeans
     except ImportError as exc:
         raise ConfigError("fitting the residual store codec needs scikit-learn (pip install 'reranker[train]')") from exc
     x = np.ascontiguousarray(sample, dtype=np.float32)
-    k = min(centroids, len(x))
-    km = KMeans(n_clusters=k, n_init=1, max_iter=iters, random_state=seed, algorithm="lloyd").fit(x)
+    fit_on = x[sample_positions(len(x), points or len(x))]
+    k = min(centroids, len(fit_on))
+    km = KMeans(n_clusters=k, n_init=1, max_iter=iters, random_state=seed, algorithm="lloyd").fit(fit_on)
     centres = km.cluster_centers_.astype(np.float32)
-    residual = x - centres[km.labels_]
+    assign = ResidualCodec(centres, np.zeros((x.shape[1], (1 << nbits) - 1), np.float32),
+                           np.zeros((x.shape[1], 1 << nbits), np.float32), nbits, False)
+    residual = x - centres[assign.nearest(x)]
     levels = 1 << nbits
     cutoffs = np.quantile(residual, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)  # (dim, levels-1)
     buckets = np.zeros(residual.shape, dtype=np.uint8)
