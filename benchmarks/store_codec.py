@@ -36,7 +36,7 @@ from reranker.store.compress import CodecConfig
 def parse_codec(text: str) -> CodecConfig:
     """'residual:1' or 'residual:2:4096' -> its config."""
     name, *rest = text.split(":")
-    return CodecConfig(name, nbits=int(rest[0]) if rest else 1, centroids=int(rest[1]) if len(rest) > 1 else 0)
+    return CodecConfig(name, nbits=int(rest[0]) if rest else 1, centroids=int(rest[1]) if len(rest) > 1 else 1024)
 
 
 def main() -> None:

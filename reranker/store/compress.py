@@ -26,8 +26,9 @@ class CodecConfig:
     """One of ``float16``, ``float32`` (as they are) or ``residual`` (centroid + residual bits)."""
     nbits: int = 1
     """residual: bits per dimension of the residual (1, 2 or 4)."""
-    centroids: int = 0
-    """residual: k-means centroids; 0 picks a power of two near 4 x sqrt(k-means points)."""
+    centroids: int = 1024
+    """residual: k-means centroids (the README's figures: 1,024); 0 picks a power of two near
+    4 x sqrt(k-means points)."""
     sample_passages: int = 2048
     """residual: passages (evenly spaced over the collection) whose vectors fit the codec."""
     kmeans_iters: int = 10
@@ -98,7 +99,8 @@ def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
 
 def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0,
                  points: int = 0) -> ResidualCodec:
-    """k-means centroids (scikit-learn ``KMeans``, Lloyd) on ``points`` evenly spaced vectors of
+    """k-means centroids (scikit-learn ``KMeans``, Lloyd from random points: k-means++ seeding costs
+    more than the iterations) on ``points`` evenly spaced vectors of
     ``sample`` (0: all), then per dimension the residual of the whole sample: ``2**nbits`` quantile
     buckets and their means. Decoded vectors are renormalised when
     the sample's vectors all have unit length (ColBERT, TK)."""
@@ -109,7 +111,7 @@ def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int =
     x = np.ascontiguousarray(sample, dtype=np.float32)
     fit_on = x[sample_positions(len(x), points or len(x))]
     k = min(centroids, len(fit_on))
-    km = KMeans(n_clusters=k, n_init=1, max_iter=iters, random_state=seed, algorithm="lloyd").fit(fit_on)
+    km = KMeans(n_clusters=k, init="random", n_init=1, max_iter=iters, random_state=seed, algorithm="lloyd").fit(fit_on)
     centres = km.cluster_centers_.astype(np.float32)
     assign = ResidualCodec(centres, np.zeros((x.shape[1], (1 << nbits) - 1), np.float32),
                            np.zeros((x.shape[1], 1 << nbits), np.float32), nbits, False)
