@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks._common import DL19, cpu_model
 from reranker.artifact import Artifact
+from reranker.cli.artifacts import cpu_encoder
 from reranker.data import DataFolder
 from reranker.engine import RuntimeConfig, passage_encoder
 from reranker.store.build import build_store
@@ -50,8 +51,8 @@ def main() -> None:
             build_store(artifact, passages, Path(tmp) / "single", encode=encode, chunk=64, progress=False)
             times["single"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            build_store_ray(args.artifact, passages, Path(tmp) / "ray", shards=args.cpus * 2, actors=args.cpus,
-                            ort_threads=1, chunk=64)
+            build_store_ray(args.artifact, passages, Path(tmp) / "ray", shards=args.cpus * 2, encoder=cpu_encoder,
+                            actors=args.cpus, ort_threads=1, chunk=64)
             times["ray"].append(time.perf_counter() - t0)
             for name in ("single", "ray"):
                 shutil.rmtree(Path(tmp) / name)

@@ -12,6 +12,7 @@ ray = pytest.importorskip("ray", reason="the cluster extra (pip install 'reranke
 pytest.importorskip("onnxruntime")
 
 from reranker.artifact import Artifact  # noqa: E402
+from reranker.cli.artifacts import cpu_encoder  # noqa: E402
 from reranker.data import DataFolder  # noqa: E402
 from reranker.engine import passage_encoder  # noqa: E402
 from reranker.store import PassageStore  # noqa: E402
@@ -39,7 +40,8 @@ def test_ray_build_equals_single_process_build_and_resumes(local_ray, tiny_expor
     passages = {p: folder.passages[p] for p in sorted(folder.passages)[:36]}
     single = build_store(art, passages, tmp_path / "single", encode=passage_encoder(art), codec=CODEC, chunk=6,
                          progress=False)
-    m = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, codec=CODEC, actors=2, chunk=6)
+    m = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, encoder=cpu_encoder, codec=CODEC,
+                        actors=2, chunk=6)
     assert m["shards"] == ["shards/00000", "shards/00001", "shards/00002"] and m["build"]["shards_built_now"] == 3
     assert (m["passages"], m["tokens"], m["bytes_per_token"]) == (single["passages"], single["tokens"],
                                                                   single["bytes_per_token"])
@@ -61,7 +63,8 @@ def test_ray_build_equals_single_process_build_and_resumes(local_ray, tiny_expor
     key = {"ids_sha256": m["ids_sha256"], "artifact_sha256": art.checksum, "codec": CODEC.key(), "shards": 3}
     (tmp_path / "ray.partial" / "build.json").write_text(json.dumps(key))
     (tmp_path / "ray.partial" / "codec.json").write_text(json.dumps(m["codec"]))
-    again = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, codec=CODEC, actors=1, chunk=6)
+    again = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, encoder=cpu_encoder, codec=CODEC,
+                            actors=1, chunk=6)
     assert again["build"]["shards_built_now"] == 1
     resumed = PassageStore.open(tmp_path / "ray", art, verify_vectors=True)
     for pid in one.ids:

@@ -10,6 +10,8 @@ from reranker.cli._common import data_arg
 from reranker.cli.dataclass_args import add_dataclass_args, dataclass_kwargs
 
 if TYPE_CHECKING:
+    from reranker.artifact import Artifact
+    from reranker.engine.loader import PassageEncoder
     from reranker.store.compress import CodecConfig
 
 
@@ -40,7 +42,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.shards:
         from reranker.store.distributed import build_store_ray
 
-        m = build_store_ray(args.artifact, passages, args.out, shards=args.shards, codec=_codec(args) or
+        m = build_store_ray(args.artifact, passages, args.out, shards=args.shards, encoder=cpu_encoder,
+                            codec=_codec(args) or
                             CodecConfig(args.dtype), actors=args.actors, ort_threads=args.ort_threads or 1,
                             chunk=args.chunk, address=args.ray_address)
         _report(f"indexed on Ray ({m['build']['shards_built_now']} of {args.shards} shards built now)", m, args.out)
@@ -49,6 +52,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, codec=_codec(args), chunk=args.chunk)
     _report("indexed", m, args.out)
     return 0
+
+
+def cpu_encoder(artifact: Artifact, threads: int) -> PassageEncoder:
+    """The passage encoder of ``artifact`` on the CPU with ``threads`` ONNX Runtime threads (Ray actors)."""
+    from reranker.engine import RuntimeConfig, passage_encoder
+
+    return passage_encoder(artifact, RuntimeConfig(provider="cpu", intra_op_threads=threads))
 
 
 def _codec(args: argparse.Namespace) -> CodecConfig | None:

@@ -18,29 +18,31 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reranker.artifact import Artifact
 from reranker.errors import ArtifactError, ConfigError
 from reranker.manifest import sha256_file, write_manifest
-from reranker.store.build import _ids_digest, build_store, sample_codec
+from reranker.store.build import Encode, _ids_digest, build_store, sample_codec
 from reranker.store.codec import PLAIN, Codec, load_codec
 from reranker.store.compress import CodecConfig
 from reranker.store.reader import STORE_KIND
 
 log = logging.getLogger(__name__)
 
+EncoderFactory = Callable[[Artifact, int], Encode]
+"""(artifact, ONNX Runtime threads) -> its passage encoder, e.g. one from
+:func:`reranker.engine.passage_encoder` (the store layer does not import the engine)."""
+
 
 class _ShardBuilder:
     """A Ray actor: the artifact's passage encoder (ONNX Runtime sessions), kept across shards."""
 
-    def __init__(self, artifact_dir: str, codec_dir: str, ort_threads: int) -> None:
-        from reranker.artifact import Artifact
-        from reranker.engine import RuntimeConfig, passage_encoder
-
+    def __init__(self, artifact_dir: str, codec_dir: str, encoder: EncoderFactory, ort_threads: int) -> None:
         self.artifact = Artifact.open(artifact_dir)
-        self.encode = passage_encoder(self.artifact, RuntimeConfig(provider="cpu", intra_op_threads=ort_threads))
+        self.encode = encoder(self.artifact, ort_threads)
         info = json.loads((Path(codec_dir) / "codec.json").read_text())
         self.codec = load_codec(Path(codec_dir), {"dim": self.artifact.manifest["state_dim"], "codec": info})
 
@@ -57,12 +59,13 @@ class _ShardBuilder:
 
 
 def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: str | Path, *, shards: int,
-                    codec: CodecConfig | None = None, actors: int = 1, cpus_per_actor: float = 1.0,
-                    ort_threads: int = 1, chunk: int = 512, address: str | None = None) -> dict[str, Any]:
+                    encoder: EncoderFactory, codec: CodecConfig | None = None, actors: int = 1,
+                    cpus_per_actor: float = 1.0, ort_threads: int = 1, chunk: int = 512,
+                    address: str | None = None) -> dict[str, Any]:
     """Build the store of ``passages`` for the artifact in ``artifact_dir`` as ``shards`` shards on
     Ray (``address``: a running cluster, None = start or join a local one) with ``actors`` encoder
-    actors; returns the top manifest. The states equal a single-process build's (same encoder,
-    same codec fitted on the same sample).
+    actors, each making its encoder with ``encoder``; returns the top manifest. The states equal a
+    single-process build's (same encoder, same codec fitted on the same sample).
 
     Raises :class:`ConfigError` when Ray is missing or the arguments are out of range.
     """
@@ -70,8 +73,6 @@ def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: 
         import ray
     except ImportError as exc:
         raise ConfigError("the Ray build needs the cluster extra (pip install 'reranker[cluster]')") from exc
-    from reranker.artifact import Artifact
-    from reranker.engine import RuntimeConfig, passage_encoder
 
     if shards < 1 or actors < 1 or not passages:
         raise ConfigError(f"a Ray build needs passages, shards >= 1 and actors >= 1, got {len(passages)} passages, "
@@ -89,9 +90,7 @@ def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: 
     key_path.write_text(json.dumps(key))
     dim = int(artifact.manifest["state_dim"])
     if not (partial / "codec.json").is_file():
-        fitted: Codec = sample_codec(cfg, ids, passages,
-                                     passage_encoder(artifact, RuntimeConfig(provider="cpu", intra_op_threads=ort_threads)),
-                                     dim)
+        fitted: Codec = sample_codec(cfg, ids, passages, encoder(artifact, ort_threads), dim)
         fitted.save(partial)
         (partial / "codec.json").write_text(json.dumps(fitted.describe()))
     fitted = load_codec(partial, {"dim": dim, "codec": json.loads((partial / "codec.json").read_text())})
@@ -107,7 +106,7 @@ def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: 
                  "texts": [passages[p] for p in ids[bounds[i]:bounds[i + 1]]], "chunk": chunk} for i in todo]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         done = ds.map_batches(_ShardBuilder, batch_size=1, concurrency=actors, num_cpus=cpus_per_actor,
-                              fn_constructor_args=(str(artifact.directory.resolve()), str(partial), ort_threads))
+                              fn_constructor_args=(str(artifact.directory.resolve()), str(partial), encoder, ort_threads))
         for row in done.iter_rows():
             log.info("shard %s: %d passages in %.1f s", row["out"], row["passages"], row["seconds"])
     seconds = time.perf_counter() - t0
