@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--codec", action="append", default=[], metavar="residual:NBITS[:CENTROIDS]")
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--latency-requests", type=int, default=40, help="requests per store in the latency comparison")
+    ap.add_argument("--skip-eval", action="store_true", help="only the latency comparison (stores already made)")
     ap.add_argument("--work", type=Path, default=None, help="where recoded stores go (default: beside each store)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -68,7 +69,7 @@ def main() -> None:
                 print(f"{name}: recoded {base} as {text} in {time.perf_counter() - t0:.0f} s")
             stores[text] = out
         results, raw = {}, {}
-        for label, store in stores.items():
+        for label, store in ({} if args.skip_eval else stores).items():
             manifest = json.loads((store / "manifest.json").read_text())
             run = {}
             with local_engine(args.artifact, store) as engine:
@@ -80,6 +81,9 @@ def main() -> None:
             results[label] = {**metrics, "codec": manifest.get("codec", {"name": manifest["dtype"]}),
                               "bytes_per_token": manifest["bytes_per_token"],
                               "bytes_per_passage": manifest["bytes_per_passage"], "passages": manifest["passages"]}
+        first = first or (folder, stores)
+        if args.skip_eval:
+            continue
         for label, m in results.items():
             m["ndcg@10_change"] = round(m["ndcg@10"] - results["base"]["ndcg@10"], 4)
             m["score_pearson_per_query"] = round(float(np.mean([np.corrcoef(raw["base"][q], raw[label][q])[0, 1]
@@ -90,7 +94,6 @@ def main() -> None:
         for label, m in results.items():
             print(f"| {label} | {m['bytes_per_token']} | {m['ndcg@10']:.4f} | {m['ndcg@10_change']:+.4f} "
                   f"| {m['mrr@10']:.4f} | {m['score_pearson_per_query']:.4f} |")
-        first = first or (folder, stores)
     if args.latency_requests and first:
         folder, stores = first
         cands = {q: [p for p, _ in c[: args.depth]] for q, c in folder.run("bm25").items() if q in folder.qrels}
