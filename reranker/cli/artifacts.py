@@ -31,7 +31,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from reranker.data import Collection
     from reranker.engine import RuntimeConfig, passage_encoder
     from reranker.store.build import build_store
-    from reranker.store.compress import CodecConfig
+    from reranker.store.compress import CodecConfig, default_codec
 
     artifact = Artifact.open(args.artifact)
     collection = Collection.open(args.data)
@@ -39,17 +39,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.run is not None:  # only the passages a first stage puts in its top-depth (e.g. for benchmarks)
         wanted = {pid for cands in collection.candidates(args.run, args.depth).values() for pid, _ in cands}
         passages = {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
+    codec = _codec(args) or (CodecConfig(args.dtype) if args.dtype else default_codec(artifact.spec))
     if args.shards:
         from reranker.store.distributed import build_store_ray
 
         m = build_store_ray(args.artifact, passages, args.out, shards=args.shards, encoder=cpu_encoder,
-                            codec=_codec(args) or
-                            CodecConfig(args.dtype), actors=args.actors, ort_threads=args.ort_threads or 1,
+                            codec=codec, actors=args.actors, ort_threads=args.ort_threads or 1,
                             chunk=args.chunk, address=args.ray_address)
         _report(f"indexed on Ray ({m['build']['shards_built_now']} of {args.shards} shards built now)", m, args.out)
         return 0
     encode = passage_encoder(artifact, RuntimeConfig(provider=args.provider, intra_op_threads=args.ort_threads))
-    m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, codec=_codec(args), chunk=args.chunk)
+    m = build_store(artifact, passages, args.out, encode=encode, codec=codec, chunk=args.chunk)
     _report("indexed", m, args.out)
     return 0
 
@@ -87,7 +87,9 @@ def _codec_args(p: argparse.ArgumentParser, default: str | None) -> None:
 
     p.add_argument("--codec", choices=("float16", "float32", "residual"), default=default,
                    help="how token vectors are stored: as they are, or nearest k-means centroid + residual bits "
-                        "(ColBERTv2); default: --dtype" if default is None else "the codec of the new store")
+                        "(ColBERTv2); default: --dtype if given, else the architecture's (arch.py store_codec: "
+                        "ColBERT residual 1 bit, TK 2 bits, PreTT 4 bits, BERT-dot float16)"
+                   if default is None else "the codec of the new store")
     add_dataclass_args(p, CodecConfig, prefix="codec-", skip=("name",))
 
 
@@ -111,7 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifact", required=True, type=Path, help="ONNX artifact directory (not bert_cat)")
     data_arg(p)
     p.add_argument("--out", required=True, type=Path, help="store directory to write")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--dtype", choices=("float16", "float32"), default=None,
+                   help="store the vectors as they are, in this dtype (default: the architecture's codec, see --codec)")
     p.add_argument("--run", default=None, help="index only the passages of this run's candidates (default: all)")
     p.add_argument("--depth", type=int, default=None, help="with --run: only each query's top N")
     p.add_argument("--chunk", type=int, default=512, help="passages committed per chunk")

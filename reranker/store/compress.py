@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reranker.arch import ArchSpec
 from reranker.errors import ConfigError
 from reranker.store.codec import CODECS, PLAIN, Codec, PlainCodec, ResidualCodec
 
@@ -57,6 +58,17 @@ class CodecConfig:
     def key(self) -> dict[str, object]:
         """What identifies the codec's fitting (a resumed build must match it)."""
         return {"name": self.name} if not self.fitted else dict(self.__dict__)
+
+
+def default_codec(arch: ArchSpec) -> CodecConfig:
+    """The store codec ``arch`` is built with unless told otherwise (``ArchSpec.store_codec``).
+
+    >>> from reranker.arch import spec
+    >>> default_codec(spec("colbert")).name, default_codec(spec("colbert")).nbits, default_codec(spec("bert_dot")).name
+    ('residual', 1, 'float16')
+    """
+    name, nbits = arch.store_codec
+    return CodecConfig(name, nbits=nbits or 1)
 
 
 def auto_centroids(tokens: int) -> int:
