@@ -15,6 +15,7 @@ from reranker.artifact import Artifact  # noqa: E402
 from reranker.cli.artifacts import cpu_encoder  # noqa: E402
 from reranker.data import DataFolder  # noqa: E402
 from reranker.engine import passage_encoder  # noqa: E402
+from reranker.errors import ArtifactError  # noqa: E402
 from reranker.store import PassageStore  # noqa: E402
 from reranker.store.build import build_store  # noqa: E402
 from reranker.store.compress import CodecConfig  # noqa: E402
@@ -69,3 +70,7 @@ def test_ray_build_equals_single_process_build_and_resumes(local_ray, tiny_expor
     resumed = PassageStore.open(tmp_path / "ray", art, verify_vectors=True)
     for pid in one.ids:
         np.testing.assert_array_equal(resumed.get(pid), one.get(pid))
+    shard = tmp_path / "ray" / "shards" / "00002" / "manifest.json"  # a shard swapped after the build
+    shard.write_text(shard.read_text().replace('"passages": ', '"passages":  '))
+    with pytest.raises(ArtifactError, match=r"shards/00002 does not match the sha256"):
+        PassageStore.open(tmp_path / "ray", art)

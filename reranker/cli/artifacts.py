@@ -76,8 +76,9 @@ def _report(verb: str, m: dict, out: Path) -> None:
 def cmd_recode(args: argparse.Namespace) -> int:
     from reranker.artifact import Artifact
     from reranker.store.build import recode_store
+    from reranker.store.compress import CodecConfig
 
-    m = recode_store(Artifact.open(args.artifact), args.store, args.out, codec=_codec(args))
+    m = recode_store(Artifact.open(args.artifact), args.store, args.out, codec=_codec(args) or CodecConfig("residual"))
     _report("recoded", m, args.out)
     return 0
 

@@ -45,9 +45,10 @@ class Codec(Protocol):
     """Token vectors <-> per-token columns. ``encode``: (n, dim) float -> {file: (n, width) array};
     ``decode``: {file: (n, width) rows} -> (n, dim) float (float32, or the stored dtype for plain)."""
 
-    name: str
-    dim: int
-
+    @property
+    def name(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
     @property
     def columns(self) -> tuple[Column, ...]: ...
     def encode(self, vectors: np.ndarray) -> dict[str, np.ndarray]: ...
@@ -184,7 +185,8 @@ def load_codec(directory: Path, manifest: dict[str, Any]) -> Codec:
             return PlainCodec(dim, info["name"])
         if info["name"] == "residual":
             arrays = [np.load(Path(directory) / name, allow_pickle=False) for name in PARAM_FILES]
-            codec = ResidualCodec(*arrays, nbits=int(info["nbits"]), normalize=bool(info["normalize"]))
+            centroids, cutoffs, weights = arrays
+            codec = ResidualCodec(centroids, cutoffs, weights, nbits=int(info["nbits"]), normalize=bool(info["normalize"]))
             if codec.dim != dim:
                 raise ConfigError(f"its centroids have {codec.dim} dims, the store {dim}")
             return codec

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from reranker.errors import ArtifactError
-from reranker.manifest import verify_manifest
+from reranker.manifest import sha256_file, verify_manifest
 from reranker.store.codec import PARAM_FILES, Codec, bytes_per_token, load_codec
 
 STORE_KIND = "reranker-passage-store"
@@ -88,6 +88,9 @@ class PassageStore:
             codec = load_codec(directory, manifest)
             shards = []
             for name in manifest["shards"]:
+                if sha256_file(directory / name / "manifest.json") != manifest["shard_manifests_sha256"][name]:
+                    raise ArtifactError(f"shard {directory / name} does not match the sha256 its store's manifest "
+                                        "records: rebuild the store")
                 part = verify_manifest(directory / name, STORE_KIND,
                                        checksums=True if verify_vectors else SMALL_FILES)
                 if part["artifact_sha256"] != manifest["artifact_sha256"]:
