@@ -155,3 +155,17 @@ def test_compressed_store_resumes_and_detects_corrupt_parameters(tiny_exports, t
         PassageStore.open(tmp_path / "whole", art)
     manifest = json.loads((tmp_path / "resumed" / "manifest.json").read_text())
     assert manifest["codec"]["param_files"] == ["codec-centroids.npy", "codec-cutoffs.npy", "codec-weights.npy"]
+
+
+def test_index_cli_uses_the_architectures_codec_unless_told(tiny_exports, tmp_path: Path) -> None:
+    from reranker.cli import main
+
+    art = tiny_exports["colbert"][1]
+    common = ["index", "--artifact", str(art), "--data", str(DL19_MINI), "--run", "bm25", "--depth", "2",
+              "--provider", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert main([*common, "--dtype", "float16", "--out", str(tmp_path / "plain")]) == 0
+    default = json.loads((tmp_path / "default" / "manifest.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "manifest.json").read_text())
+    assert (default["codec"]["name"], default["codec"]["nbits"]) == ("residual", 1)
+    assert plain["codec"] == {"name": "float16"} and plain["bytes_per_token"] > default["bytes_per_token"]
