@@ -57,12 +57,29 @@ def _mark(ok: bool | None) -> str:
     return "-" if ok is None else ("**met**" if ok else "**not met**")
 
 
+def _default_rule(runs: Path, students: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The shipping rule of the models issue: the best Margin-MSE student by validation nDCG@10 is shipped
+    only if it beats its zero-shot start on the validation split, DL19 and DL21."""
+    scored = [s for s in students if _get(s["kd"]["validation"]) is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda s: _get(s["kd"]["validation"]) or 0.0)
+    start = _results(runs / f"zs-{best['arch']}-L{best['layers']}")
+    checks = {key: (_get(best["kd"][key]), _get(start[key])) for key in ("validation", "bm25", "dl21")}
+    ship = all(a is not None and b is not None and a > b for a, b in checks.values())
+    detail = ", ".join(f"{'DL19' if k == 'bm25' else 'DL21' if k == 'dl21' else k} {_fmt(a)} vs {_fmt(b)}"
+                       for k, (a, b) in checks.items())
+    return {"student": f"{best['arch']}-L{best['layers']}-kd", "checks": checks, "ship": ship, "detail": detail}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--latency", type=Path, default=None,
                     help="benchmarks/latency.py JSON whose model names are ARCH-L<layers> (p50, 100 candidates)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/distillation"))
+    ap.add_argument("--wider", type=Path, default=None,
+                    help="RUNS folder of a second ensemble with more members (its members and fused run are added)")
     args = ap.parse_args()
     runs = args.runs
     lat: dict[str, float] = {}
@@ -85,6 +102,14 @@ def main() -> None:
         if max(g["weights"]) == 1.0:
             alone[list(weights)[g["weights"].index(1.0)]] = g["ndcg@10"]
     refs.append(("**ensemble teacher** (per-query z-score mean) †", runs / "ensemble", "-"))
+    wider = _load(args.wider / "teacher-scores-colbert.tsv.fusion.json") if args.wider else None
+    if wider:  # the same pipeline with more members (RUNS=runs/ens4 benchmarks/reproduce.sh members ensemble)
+        names = [Path(p).name.removeprefix("scores-").removesuffix(".tsv") for p in wider["inputs"]]
+        for m in names:
+            if m not in weights:
+                refs.append((f"{MEMBERS.get(m, m)} (member of the wider ensemble)", args.wider / "members" / m, "0"))
+        label = " + ".join(f"{m} {w:.1f}" for m, w in zip(names, wider["weights"], strict=True))
+        refs.append((f"wider ensemble ({label}) †", args.wider / "ensemble", "-"))
     refs.append(("BERT-cat teacher: Margin-MSE on the ensemble", runs / "bert_cat-margins", _steps(runs / "bert_cat-margins")))
     refs.append(("**BERT-cat teacher**: then RankNet on labels", runs / "bert_cat", _steps(runs / "bert_cat")))
     for layers in (6, 3):
@@ -93,8 +118,9 @@ def main() -> None:
                      runs / f"zs-bert_dot-L{layers}", "0"))
     for name, folder, steps in refs:
         r = _results(folder)
-        if name.startswith("**ensemble") and fusion:
-            best = fusion.get("validation", {}).get("grid", [{}])[0]
+        source = wider if name.startswith("wider ensemble") else fusion if name.startswith("**ensemble") else None
+        if source:
+            best = source.get("validation", {}).get("grid", [{}])[0]
             r["validation"] = {"ndcg@10": best["ndcg@10"]} if best else None
         elif folder.parent.name == "members" and folder.name in alone:
             r["validation"] = {"ndcg@10": alone[folder.name]}
@@ -133,6 +159,8 @@ def main() -> None:
                      + f" | {f'{p50:.1f}' if p50 is not None else '-'} |")
     lines += ["", "↑: Margin-MSE above its no-distillation twin. MRR@10 counts grade >= 2 as relevant."]
 
+    default = _default_rule(runs, record["students"])
+    record["default"] = default
     ens = _get(record["reference"].get("**ensemble teacher** (per-query z-score mean) †", {}).get("bm25"))
     cat = _get(record["reference"].get("**BERT-cat teacher**: then RankNet on labels", {}).get("bm25"))
     goals = {"ensemble teacher >= 0.70 on DL19": (ens, None if ens is None else ens >= 0.70),
@@ -141,6 +169,9 @@ def main() -> None:
                  (None, all(ok for _, ok in above_bm25) if above_bm25 else None),
              f"every Margin-MSE student above its twin (validation and DL19; {len(record['students'])} of 6 pairs)":
                  (None, all(ok for _, ok in above_twin) if above_twin else None)}
+    if default:
+        goals[f"default rule: best Margin-MSE student by validation ({default['student']}) above its zero-shot "
+              f"start on validation, DL19 and DL21 ({default['detail']})"] = (None, default["ship"])
     record["goals"] = {k: {"figure": v, "met": ok} for k, (v, ok) in goals.items()}
     record["goals"]["misses"] = [n for n, ok in above_bm25 + above_twin if not ok]
     lines += ["", "**Goals**", ""] + [f"- {k}: {_fmt(v) + ' ' if v is not None else ''}{_mark(ok)}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what benchmarks/configs/tradeoff-cpu.toml serves: every model of benchmarks/reproduce.sh as an
 # ONNX artifact (the teacher also in int8), each split model with a passage store of the DL19 BM25
-# top-100 passages (what the benchmark requests). Trained models come from $RUNS (default runs/full);
+# top-100 passages (what the benchmark requests). Trained models come from $RUNS (default runs, the
+# layout of benchmarks/reproduce.sh);
 # where one is missing, a MiniLM-initialised model of the same shape stands in (latency does not
 # depend on the weights). Outputs go to runs/tradeoff/.
 #
@@ -11,13 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-RUNS=${RUNS:-runs/full}
+RUNS=${RUNS:-runs}
 R=runs/tradeoff
 DL19=data/msmarco-passage/trec-dl-2019
 LENGTHS=(--model-query-max-len 32 --model-passage-max-len 160)
 mkdir -p $R
 # name, source run dir, arch, layers
-MODELS=("bert_cat-L6 teacher bert_cat 6" "colbert-L6 colbert-L6-kd colbert 6" "colbert-L3 colbert-L3-kd colbert 3"
+MODELS=("bert_cat-L6 bert_cat bert_cat 6" "colbert-L6 colbert-L6-kd colbert 6" "colbert-L3 colbert-L3-kd colbert 3"
         "bert_dot-L6 bert_dot-L6-kd bert_dot 6" "bert_dot-L3 bert_dot-L3-kd bert_dot 3" "tk-L6 tk-L6-kd tk 6"
         "prett-L6 prett-L6-kd prett 6")
 for spec in "${MODELS[@]}"; do

@@ -2,8 +2,9 @@
 effectiveness (from `reranker evaluate --json`), one table and one plot.
 
     .venv/bin/python -m benchmarks.tradeoff --latency benchmarks/results/latency.json \\
-        --eval teacher=runs/full/teacher/dl19-bm25.json --eval colbert=runs/full/colbert-L6-kd/dl19-bm25.json \\
-        --bm25 runs/bm25-dl19.json --teacher teacher --out benchmarks/results/tradeoff
+        --eval teacher=runs/bert_cat/trec-dl-2019-bm25.json \\
+        --eval colbert=runs/colbert-L6-kd/trec-dl-2019-bm25.json --bm25 runs/first-stage/trec-dl-2019-bm25.json \\
+        --teacher teacher --out benchmarks/results/tradeoff
 
 Writes OUT.md (table) and OUT.png (latency for 100 candidates on a log axis vs nDCG@10).
 """
@@ -20,6 +21,8 @@ def main() -> None:
     ap.add_argument("--latency", required=True, type=Path, help="JSON written by benchmarks/latency.py")
     ap.add_argument("--eval", action="append", default=[], help="MODEL=FILE: 'reranker evaluate --json' of a served model "
                          "(or MODEL=FILE#ENGINE: one engine of a benchmarks/precision.py result)")
+    ap.add_argument("--heldout", action="append", default=[],
+                    help="MODEL=FILE: its 'reranker evaluate --json' on the held-out set (TREC DL 2021), a second column")
     ap.add_argument("--store", action="append", default=[], help="MODEL=DIR: its passage store (storage per passage)")
     ap.add_argument("--bm25", type=Path, default=None, help="'reranker evaluate --model bm25 --json' result")
     ap.add_argument("--reference", action="append", default=[],
@@ -38,27 +41,31 @@ def main() -> None:
         path, _, engine = path.partition("#")
         data = json.loads(Path(path).read_text())
         evals[name] = data["results"][engine] if engine else data
+    heldout = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.heldout)
+               if Path(path).is_file()}
     stores = {name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
               for name, d in (e.split("=", 1) for e in args.store)}
     rows = []
     for name, ev in evals.items():
         r = lat.get(name)
         rows.append({"model": name, "arch": r["arch"] if r else "?", "ndcg@10": ev["ndcg@10"], "mrr@10": ev["mrr@10"],
+                     "heldout_ndcg@10": heldout[name]["ndcg@10"] if name in heldout else None,
                      "p50_ms": r["p50_ms"] if r else None, "bytes_per_passage": stores.get(name)})
     teacher = lat.get(args.teacher)
-    lines = [f"| model | arch | nDCG@10 | MRR@10 | p50 ms ({args.candidates} cand.) | latency vs teacher "
-             "| storage per passage |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| model | arch | DL19 nDCG@10 | DL19 MRR@10 | DL21 nDCG@10 | p50 ms ({args.candidates} cand.) "
+             "| latency vs teacher | storage per passage |", "|---|---|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda x: -(x["p50_ms"] or 0)):
         ratio = f"{row['p50_ms'] / teacher['p50_ms']:.3f}x" if teacher and row["p50_ms"] else "-"
         size = f"{row['bytes_per_passage'] / 1024:.1f} KiB" if row["bytes_per_passage"] else "-"
-        lines.append(f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | "
+        held = f"{row['heldout_ndcg@10']:.4f}" if row["heldout_ndcg@10"] is not None else "-"
+        lines.append(f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | {held} | "
                      f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} | {size} |")
     bm = json.loads(args.bm25.read_text()) if args.bm25 else None
     if bm:
-        lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | 0 | - | - |")
+        lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | - | 0 | - | - |")
     references = {name: json.loads(Path(path).read_text()) for name, path in (r.split("=", 1) for r in args.reference)}
     for name, ref in references.items():
-        lines.append(f"| {name} | - | {ref['ndcg@10']:.4f} | {ref['mrr@10']:.4f} | - | - | - |")
+        lines.append(f"| {name} | - | {ref['ndcg@10']:.4f} | {ref['mrr@10']:.4f} | - | - | - | - |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "teacher": args.teacher,
                                                          "candidates": args.candidates}, indent=2) + "\n")

@@ -7,14 +7,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-RUNS=${RUNS:-runs/full}
+RUNS=${RUNS:-runs}
 LATENCY=${LATENCY:-benchmarks/results/latency-tradeoff-cpu.json}
-args=(--eval "bert_cat-L6=$RUNS/teacher/dl19-bm25.json")
-[[ -f benchmarks/results/precision-teacher.json ]] && \
-  args+=(--eval "bert_cat-L6-int8=benchmarks/results/precision-teacher.json#ort int8")
+args=()
+[[ -f $RUNS/bert_cat/trec-dl-2019-bm25.json ]] && args+=(--eval "bert_cat-L6=$RUNS/bert_cat/trec-dl-2019-bm25.json" \
+  --heldout "bert_cat-L6=$RUNS/bert_cat/trec-dl-2021-bm25.json")
+# the int8 teacher: .venv/bin/python -m benchmarks.precision --model runs/bert_cat --precisions fp32,int8 \
+#   --json benchmarks/results/precision-bert_cat.json
+[[ -f benchmarks/results/precision-bert_cat.json ]] && \
+  args+=(--eval "bert_cat-L6-int8=benchmarks/results/precision-bert_cat.json#ort int8")
 for name in colbert-L6 colbert-L3 bert_dot-L6 bert_dot-L3 tk-L6 prett-L6; do
-  f=$RUNS/$name-kd/dl19-bm25.json
-  [[ -f $f ]] && args+=(--eval "$name=$f" --store "$name=runs/tradeoff/store-$name")
+  f=$RUNS/$name-kd/trec-dl-2019-bm25.json
+  [[ -f $f ]] && args+=(--eval "$name=$f" --heldout "$name=$RUNS/$name-kd/trec-dl-2021-bm25.json" \
+    --store "$name=runs/tradeoff/store-$name")
 done
-$BIN/python -m benchmarks.tradeoff --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/dl19-bm25.json" \
-  --reference "ensemble teacher=$RUNS/ensemble/dl19-bm25.json" --teacher bert_cat-L6 --out benchmarks/results/tradeoff
+$BIN/python -m benchmarks.tradeoff --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/trec-dl-2019-bm25.json" \
+  --reference "ensemble teacher=$RUNS/ensemble/trec-dl-2019-bm25.json" --teacher bert_cat-L6 --out benchmarks/results/tradeoff

@@ -243,7 +243,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         parity = verify_parity(loaded, tmp, precision)
         parity.check()
         cfg = loaded.config
-        state_dim = cfg.colbert_dim or cfg.encoder.hidden_size
+        state_dim = cfg.colbert_dim or cfg.dot_dense_dim or cfg.encoder.hidden_size
         source = json.loads((Path(model_dir) / MANIFEST).read_text())
         info = {
             "arch": cfg.arch, "precision": precision, "opset": opset, "graphs": list(graphs),

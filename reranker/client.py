@@ -15,8 +15,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reranker.v1 import reranker_pb2 as pb
 from reranker.v1 import reranker_pb2_grpc as pb_grpc
 
-Candidate = str | tuple[str, str]
-"""An id (its text is in the server's passage store) or an (id, text) pair."""
+Candidate = str | tuple[str, str] | tuple[str, str, float]
+"""An id (its text is in the server's passage store), an (id, text) pair, or (id, text, first-stage
+score) (text may be empty for a stored id)."""
+
+
+def _candidate(c: Candidate) -> pb.Candidate:
+    if isinstance(c, str):
+        return pb.Candidate(id=c)
+    if len(c) == 3:
+        return pb.Candidate(id=c[0], text=c[1], first_stage_score=c[2])  # type: ignore[misc]
+    return pb.Candidate(id=c[0], text=c[1])
 
 
 class RerankerClient:
@@ -41,9 +50,15 @@ class RerankerClient:
         self.timeout = timeout
 
     def rerank(self, query: str, candidates: Iterable[Candidate], *, model: str = "", top_k: int = 0,
-               timeout: float | None = None) -> pb.RerankResponse:
-        cands = [pb.Candidate(id=c) if isinstance(c, str) else pb.Candidate(id=c[0], text=c[1]) for c in candidates]
-        request = pb.RerankRequest(query=query, candidates=cands, model=model, top_k=top_k)
+               timeout: float | None = None, fusion: str | None = None,
+               fusion_weight: float | None = None) -> pb.RerankResponse:
+        """``fusion`` ('none', 'minmax', 'zscore', 'rrf') and ``fusion_weight`` override the model's rule."""
+        request = pb.RerankRequest(query=query, candidates=[_candidate(c) for c in candidates], model=model,
+                                   top_k=top_k)
+        if fusion is not None or fusion_weight is not None:
+            request.fusion.rule = fusion or ""
+            if fusion_weight is not None:
+                request.fusion.weight = fusion_weight
         return self.stub.Rerank(request, timeout=timeout or self.timeout, metadata=self.metadata)
 
     def list_models(self) -> Sequence[pb.ModelInfo]:

@@ -98,6 +98,11 @@ class ModelConfig:
     dot_normalize: bool = False
     """BERT-dot: L2-normalise both vectors, so the score is their cosine (as sentence-transformers
     models such as all-MiniLM-L6-v2 were trained to score)."""
+    dot_dense_dim: int = 0
+    """BERT-dot: width of a Linear layer (with bias) after pooling, as a sentence-transformers Dense
+    module; 0 = none."""
+    dot_dense_activation: Literal["identity", "tanh"] = "identity"
+    """BERT-dot: the activation after that Linear layer."""
     colbert_dim: int = 0
     """ColBERT: projection width of token vectors; 0 keeps the encoder width (no projection)."""
     colbert_query_augmentation: bool = True
@@ -116,6 +121,12 @@ class ModelConfig:
     """TK: RBF kernel width."""
     freeze_word_embeddings: bool = False
     """Keep the base model's word-embedding matrix fixed while training."""
+    cat_pooler: bool = False
+    """BERT-cat: score ``Linear(tanh(Dense(CLS)))`` through BERT's pooler, as Hugging Face's
+    ``BertForSequenceClassification`` does (imported cross-encoders); False: ``Linear(CLS)``."""
+    cat_activation: Literal["none", "sigmoid"] = "none"
+    """BERT-cat: the score is the logit (none) or its sigmoid (a sentence-transformers CrossEncoder
+    saved with a Sigmoid activation)."""
 
     def __post_init__(self) -> None:
         arch = spec(self.arch)  # ConfigError naming the allowed architectures
@@ -125,6 +136,11 @@ class ModelConfig:
         _check(3 <= self.passage_max_len <= self.encoder.max_position,
                f"passage_max_len must be in 3..{self.encoder.max_position}, got {self.passage_max_len}")
         _check(self.dot_pooling in ("cls", "mean"), f"dot_pooling must be 'cls' or 'mean', got {self.dot_pooling!r}")
+        _check(self.dot_dense_dim >= 0 and self.dot_dense_activation in ("identity", "tanh"),
+               f"dot_dense_dim must be >= 0 and dot_dense_activation 'identity' or 'tanh', got {self.dot_dense_dim} "
+               f"and {self.dot_dense_activation!r}")
+        _check(self.cat_activation in ("none", "sigmoid"),
+               f"cat_activation must be 'none' or 'sigmoid', got {self.cat_activation!r}")
         _check(self.colbert_dim >= 0, f"colbert_dim must be >= 0 (0 = no projection), got {self.colbert_dim}")
         if arch.layer_split:
             _check(1 <= self.prett_split_layer < self.encoder.num_layers,

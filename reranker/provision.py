@@ -2,9 +2,11 @@
 the TREC DL 2019 passages shipped with the project.
 
 Runs before the server starts (from the CLI), never inside it: the ONNX artifact and the passage
-store are built when missing or stale (export in a subprocess, so the serving process never
-imports torch; the store with a progress bar) and cached under ``$RERANKER_HOME`` (default
-``~/.cache/reranker``).
+store are built when missing or stale and cached under ``$RERANKER_HOME`` (default
+``~/.cache/reranker``). The artifact is assembled without torch from the ONNX kit the package ships
+with the default (:mod:`reranker.kit`), so the ``serve`` install serves it; only a checkpoint without
+a kit is exported, in a subprocess that needs the train extra. The store is built by ONNX Runtime
+with a progress bar.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from reranker.config import DEFAULT_MODEL_DIR
 from reranker.data import DataFolder
 from reranker.engine import passage_encoder
 from reranker.errors import ArtifactError, ConfigError
+from reranker.kit import assemble, kit_of
 from reranker.manifest import sha256_file
 from reranker.store import PassageStore
 from reranker.store.build import build_store
@@ -71,8 +74,13 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
                 raise ArtifactError(f"{artifact_dir} was exported from another model than {DEFAULT_MODEL_DIR}")
     except ArtifactError:
         ckpt = default_checkpoint(cache)
-        log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
-        _run(["export", "--model", str(ckpt), "--out", str(artifact_dir), "--precision", precision])
+        if precision == "fp32" and kit_of(ckpt) is not None:
+            log.info("assembling the default model's ONNX graphs from %s/onnx into %s (first start, no torch)",
+                     ckpt, artifact_dir)
+            assemble(ckpt, artifact_dir)
+        else:
+            log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
+            _run(["export", "--model", str(ckpt), "--out", str(artifact_dir), "--precision", precision])
         artifact = Artifact.open(artifact_dir)
     codec = default_codec(artifact.spec)  # ColBERT: residual 1 bit, 50 bytes per token instead of 768 (README)
     store_dir = cache / f"store-{precision}-{codec.name}{codec.nbits if codec.fitted else ''}-{Path(data).name}"

@@ -238,7 +238,7 @@ def test_runtime_config_and_provider_errors() -> None:
 
 def test_serving_modules_do_not_import_torch() -> None:
     code = ("import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data, reranker.engine, "
-            "reranker.server.app, reranker.provision; "
+            "reranker.server.app, reranker.provision, reranker.kit, reranker.fusion; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

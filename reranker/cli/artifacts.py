@@ -26,6 +26,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ship_onnx(args: argparse.Namespace) -> int:
+    from reranker_export.kit import ship_onnx
+
+    kit = ship_onnx(args.model, opset=args.opset)
+    parity = kit["manifest"]["parity"]
+    print(f"wrote {args.model}/onnx: graphs {', '.join(kit['graphs'])}, {len(kit['tensors'])} weight slices "
+          f"({kit['weights_bytes'] / 1e6:.1f} MB assembled at first start, torch-free), word embeddings "
+          f"{kit['word_embeddings']}; max |assembled ORT - torch| score {parity['scores_max_abs_diff']:.2e} "
+          f"(max |score| {parity['max_abs_score']:.3g})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from reranker.models.hf_import import import_model
+
+    done = import_model(args.source, args.out, query_max_len=args.query_max_len, passage_max_len=args.passage_max_len)
+    print(f"imported {args.source} ({done['format']}) as {done['arch']} ({done['parameters']:,} parameters) into "
+          f"{args.out}; export it with 'reranker export --model {args.out} --out ARTIFACT'")
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from reranker.artifact import Artifact
     from reranker.data import Collection
@@ -95,7 +116,7 @@ def _codec_args(p: argparse.ArgumentParser, default: str | None) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the export, index commands."""
+    """Add the export, import, ship-onnx, index commands."""
     p = sub.add_parser("export", help="export a checkpoint to ONNX graphs (verified against PyTorch)",
                        description="Writes the graphs the architecture needs, config, tokenizer and manifest.json "
                                    "(sha256 of every file, parity figures). fp16 is for GPUs, int8 for CPUs.")
@@ -107,6 +128,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="int8: keep the MatMul nodes whose name matches in fp32 (e.g. 'output/dense' for "
                         "the feed-forward outputs)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="convert a transformers / sentence-transformers model into a checkpoint",
+                       description="Cross-encoders (BertForSequenceClassification, sentence-transformers CrossEncoder) "
+                                   "become bert_cat, sentence-transformers bi-encoders (Transformer, Pooling cls/mean, "
+                                   "Normalize) bert_dot; anything else is refused with the reason "
+                                   "(see reranker/models/hf_import.py).")
+    p.add_argument("--from", dest="source", required=True, type=Path, help="the saved model directory")
+    p.add_argument("--out", required=True, type=Path, help="reranker checkpoint directory to write")
+    p.add_argument("--query-max-len", type=int, default=32, help="query word pieces incl. [CLS]/[SEP]")
+    p.add_argument("--passage-max-len", type=int, default=202, help="passage word pieces incl. [CLS]/[SEP]")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("ship-onnx", help="add torch-free serving graphs to a checkpoint (MODEL/onnx)",
+                       description="Exports fp32 graphs whose weights are external data rebuilt at first start "
+                                   "from MODEL/model.safetensors (and int8 word embeddings when the checkpoint reads "
+                                   "them from its base package), so that a serve-only install (no torch) can serve "
+                                   "the checkpoint. Verified: assembled without torch, scored against PyTorch.")
+    p.add_argument("--model", required=True, help="a reranker model directory (e.g. reranker/default_model)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.set_defaults(func=cmd_ship_onnx)
 
     p = sub.add_parser("index", help="precompute every passage's state into a memory-mapped passage store",
                        description="Encodes each passage of the data folders once with the artifact's passage "

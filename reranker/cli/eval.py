@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reranker.cli._common import data_arg, load_member, precision_arg, set_torch_threads, torch_args
+from reranker.cli.fusion import fusion_args
 from reranker.errors import DataFormatError, RerankerError
 
 
@@ -31,38 +32,75 @@ def _read_pair_scores(path: Path) -> tuple[str, dict[tuple[str, str], float], An
                                    f"found {len(first)} columns")
 
 
+def _candidates(folder: Any, run: str, depth: int) -> tuple[str, dict[str, list[tuple[str, float]]]]:
+    """(run name, {qid: top-``depth`` (pid, first-stage score)}) of a run of the folder or a run file."""
+    if Path(run).is_file():
+        from reranker.data import read_run
+
+        return str(run), {q: c[:depth] for q, c in read_run(run).items() if q in folder.queries}
+    name = folder.resolve_run(run)
+    return name, {q: c[:depth] for q, c in folder.run(name).items()}
+
+
+def _model_scores(args: argparse.Namespace, folder: Any,
+                  candidates: dict[str, list[tuple[str, float]]]) -> dict[tuple[str, str], float]:
+    """The model's score of every candidate: computed, or read from ``--scores-from`` (a run this
+    command wrote with the same model, e.g. without fusion) when given."""
+    pairs = [(q, p) for q, cands in candidates.items() for p, _ in cands]
+    if getattr(args, "scores_from", None):
+        from reranker.data import read_run
+
+        known = {(q, p): s for q, cands in read_run(args.scores_from).items() for p, s in cands}
+        missing = [k for k in pairs if k not in known]
+        if missing:
+            raise RerankerError(f"--scores-from {args.scores_from} lacks {len(missing)} of the {len(pairs)} "
+                                f"candidates (e.g. {missing[0]}); score them with --model instead")
+        return {k: known[k] for k in pairs}
+    set_torch_threads(args.torch_threads)
+    member = load_member(args.model, args)
+    scores = member.score(folder.queries, folder.passages, pairs, progress=True)
+    return dict(zip(pairs, scores.tolist(), strict=True))
+
+
+def _fusion_rule(args: argparse.Namespace) -> Any:
+    from reranker.fusion import FusionRule
+
+    if args.fusion_from:
+        try:
+            picked = json.loads(Path(args.fusion_from).read_text())["picked"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise RerankerError(f"cannot read a picked fusion rule from {args.fusion_from}: {exc}") from exc
+        return FusionRule(picked["rule"], picked["weight"], picked.get("rrf_k", 60.0))
+    weight = args.fusion_weight if args.fusion_weight is not None else (0.5 if args.fusion != "none" else 1.0)
+    return FusionRule(args.fusion, weight, args.rrf_k)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from reranker.data import DataFolder, write_run
     from reranker.eval.irm import evaluate_with_ir_measures
     from reranker.eval.metrics import rel_level_for
+    from reranker.fusion import FusionRule, fuse_run
 
     folder = DataFolder.open(args.data)
-    if Path(args.run).is_file():
-        from reranker.data import read_run
-
-        run_name = str(args.run)
-        candidates = {q: c[: args.depth] for q, c in read_run(args.run).items() if q in folder.queries}
-    else:
-        run_name = folder.resolve_run(args.run)
-        candidates = {q: c[: args.depth] for q, c in folder.run(run_name).items()}
+    run_name, candidates = _candidates(folder, args.run, args.depth)
+    rule = _fusion_rule(args)
+    qrels = {q: folder.qrels[q] for q in candidates if q in folder.qrels}
+    if not qrels:
+        raise RerankerError(f"{args.data} has no judgments for the queries of {run_name}.run")
+    rel = rel_level_for(qrels)
+    extra: dict[str, Any] = {}
     if args.model == "bm25" or args.model == "run":
         reranked = candidates
         model_name = f"{run_name} (first stage)"
     else:
-        set_torch_threads(args.torch_threads)
-        member = load_member(args.model, args)
-        pairs = [(q, p) for q, cands in candidates.items() for p, _ in cands]
-        scores = member.score(folder.queries, folder.passages, pairs, progress=True)
-        reranked = {}
-        for (qid, pid), score in zip(pairs, scores.tolist(), strict=True):
-            reranked.setdefault(qid, []).append((pid, score))
-        for cands in reranked.values():
-            cands.sort(key=lambda item: -item[1])
-        model_name = args.model
-    qrels = {q: folder.qrels[q] for q in reranked if q in folder.qrels}
-    if not qrels:
-        raise RerankerError(f"{args.data} has no judgments for the queries of {run_name}.run")
-    rel = rel_level_for(qrels)
+        scores = _model_scores(args, folder, candidates)
+        reranked = fuse_run(candidates, scores, rule)
+        model_name = args.model + (f" fused with {run_name} ({rule.describe()})" if rule.active else "")
+        if rule.active:
+            alone = fuse_run(candidates, scores, FusionRule())
+            extra = {"fusion": {"rule": rule.rule, "weight": rule.weight, "rrf_k": rule.rrf_k},
+                     "without_fusion": evaluate_with_ir_measures(qrels, alone, rel),
+                     "first_stage": evaluate_with_ir_measures(qrels, candidates, rel)}
     metrics = evaluate_with_ir_measures(qrels, reranked, rel)
     out_run = Path(args.out_run) if args.out_run else None
     if out_run is None and args.json:
@@ -72,9 +110,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         write_run(out_run, reranked, tag="reranker")
     result = {"model": model_name, "data": str(args.data), "run": run_name, "depth": args.depth,
               "relevance_level": rel, "queries": len(qrels), **metrics,
-              "reranked_run": str(out_run) if out_run else None}
+              "reranked_run": str(out_run) if out_run else None, **extra}
     print(f"{model_name} on {folder.name} {run_name} top-{args.depth}: "
           + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"  ({len(qrels)} queries, rel >= {rel})")
+    for label in ("without_fusion", "first_stage"):
+        if label in extra:
+            print(f"  {label.replace('_', ' ')}: " + "  ".join(f"{k} {v:.4f}" for k, v in extra[label].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -149,6 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="write the metrics as JSON here")
     p.add_argument("--out-run", default=None, help="write the re-ranked TREC run here (default: next to --json)")
     p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    fusion_args(p)
     torch_args(p)
     precision_arg(p)
     p.set_defaults(func=cmd_evaluate)
@@ -174,3 +216,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation split (same as training)")
     p.add_argument("--val-seed", type=int, default=0, help="validation split seed (same as training)")
     p.set_defaults(func=cmd_fuse)
+

@@ -35,6 +35,13 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     ids = [i for i in args.ids.split(",") if i] if args.ids else []
     texts = list(args.text or [])
     candidates: list = [(f"t{i}", t) for i, t in enumerate(texts)] + ids
+    if args.first_stage:
+        scores = [float(s) for s in args.first_stage.split(",")]
+        if len(scores) != len(candidates):
+            print(f"reranker rerank: --first-stage has {len(scores)} scores for {len(candidates)} candidates "
+                  "(texts first, then ids); give one per candidate", file=sys.stderr)
+            return 2
+        candidates = [(c, "", s) if isinstance(c, str) else (*c, s) for c, s in zip(candidates, scores, strict=True)]
     token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get("RERANKER_TOKEN")
     with RerankerClient(args.server, token=token, tls_ca=args.tls_ca, timeout=args.timeout) as client:
         try:
@@ -43,14 +50,16 @@ def cmd_rerank(args: argparse.Namespace) -> int:
                     print(f"{m.name:16s} {m.arch:9s} {m.precision:5s} {m.provider:24s} store {m.store_passages:>9d} "
                           f"passages  max {m.max_candidates} candidates{'  (default)' if m.is_default else ''}")
                 return 0
-            response = client.rerank(args.query, candidates, model=args.model, top_k=args.top_k)
+            response = client.rerank(args.query, candidates, model=args.model, top_k=args.top_k, fusion=args.fusion,
+                                     fusion_weight=args.fusion_weight)
         except grpc.RpcError as exc:
             print(f"reranker rerank: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     print(f"model {response.model}: {len(response.results)} results in {response.timing.total_ms:.1f} ms "
           f"(queue {response.timing.queue_ms:.1f} ms)")
     for rank, r in enumerate(response.results, 1):
-        print(f"{rank:4d}  {r.score:10.4f}  {r.id}{'  (truncated)' if r.truncated else ''}")
+        own = f"  (model {r.model_score:.4f})" if r.model_score != r.score else ""
+        print(f"{rank:4d}  {r.score:10.4f}  {r.id}{own}{'  (truncated)' if r.truncated else ''}")
     return 0
 
 
@@ -78,5 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     p.add_argument("--token-file", default=None, help="bearer token file (else $RERANKER_TOKEN)")
     p.add_argument("--tls-ca", default=None, help="CA certificate to verify a TLS server")
+    p.add_argument("--first-stage", default="", help="comma-separated first-stage scores, one per candidate "
+                   "(texts first, then ids)")
+    p.add_argument("--fusion", default=None, choices=("none", "minmax", "zscore", "rrf"),
+                   help="override the model's fusion rule for this request")
+    p.add_argument("--fusion-weight", type=float, default=None, help="override the re-ranker's share in [0, 1]")
     p.add_argument("--list-models", action="store_true", help="list the served models instead")
     p.set_defaults(func=cmd_rerank)

@@ -10,8 +10,9 @@ from reranker.engine.engine import Engine, RerankInput, RerankOutput, Scored
 from reranker.engine.loader import passage_encoder
 from reranker.engine.local import LocalEngine
 from reranker.engine.served import ModelDescription, NullSink, ServedModel, StatsSink
+from reranker.fusion import FusionRule
 from reranker.runtime.config import RuntimeConfig
 
-__all__ = ["BatchStats", "Batcher", "BatcherConfig", "Engine", "EngineConfig", "Limits", "LocalEngine",
+__all__ = ["BatchStats", "Batcher", "BatcherConfig", "Engine", "EngineConfig", "FusionRule", "Limits", "LocalEngine",
            "ModelDescription", "ModelSpec", "NullSink", "RerankInput", "RerankOutput", "RuntimeConfig", "Scored",
            "ServedModel", "StatsSink", "passage_encoder"]

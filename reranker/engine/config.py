@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from reranker.engine.batcher import BatcherConfig
 from reranker.errors import ConfigError
+from reranker.fusion import FusionRule
 from reranker.runtime.config import RuntimeConfig
 
 
@@ -43,6 +44,9 @@ class ModelSpec:
     """Passage store directory (from 'reranker index'); empty = candidates need text."""
     limits: Limits = field(default_factory=Limits)
     """Request limits."""
+    fusion: FusionRule = field(default_factory=FusionRule)
+    """How the model's score is fused with the candidates' first-stage scores (``reranker.fusion``);
+    a request may override it. Any rule but ``none`` needs a first-stage score on every candidate."""
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():

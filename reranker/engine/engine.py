@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from reranker.engine.loader import open_model
 from reranker.engine.prepare import PassageItem, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
 from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError
+from reranker.fusion import FusionRule
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +46,10 @@ class RerankInput:
     """Empty = the default model."""
     top_k: int = 0
     """0 = all candidates."""
+    first_stage: Sequence[float | None] = ()
+    """Empty, or one first-stage score per id (None: not sent); fused by the model's rule."""
+    fusion: FusionRule | None = None
+    """Overrides the model's fusion rule for this request (None = the model's)."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,13 @@ class Scored:
     index: int
     """Position of the candidate in the request."""
     score: float
+    """The fused score when a fusion rule applies, else the model's."""
     truncated: bool
     """The text was cut (to the model's passage length or to max_passage_chars)."""
     from_store: bool
     """The state came from the passage store by id (a text sent with it was not used)."""
+    model_score: float = 0.0
+    """The model's own score (equal to ``score`` without fusion)."""
 
 
 @dataclass
@@ -144,6 +153,24 @@ class Engine:
                                     f"{limits.max_candidates} per request (split larger lists)")
         if req.top_k < 0:
             raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
+        self.fusion_for(req, model)
+
+    @staticmethod
+    def fusion_for(req: RerankInput, model: ServedModel) -> FusionRule:
+        """The request's rule (its override, else the model's); refuses a fusing request whose candidates
+        do not all carry a finite first-stage score."""
+        rule = req.fusion if req.fusion is not None else model.fusion
+        if not rule.active:
+            return rule
+        sent = [s for s in req.first_stage if s is not None]
+        if len(req.first_stage) != len(req.ids) or len(sent) != len(req.ids):
+            raise InvalidInputError(
+                f"model {model.name} fuses its score with the first stage ({rule.describe()}): send first_stage_score "
+                f"on every candidate ({len(sent)} of {len(req.ids)} have one), or set fusion.rule 'none' in the "
+                "request to rank by the model's score alone")
+        if not all(math.isfinite(s) for s in sent):
+            raise InvalidInputError("first_stage_score must be a finite number on every candidate (no NaN or infinity)")
+        return rule
 
     async def rerank(self, req: RerankInput, *, deadline: float | None = None) -> RerankOutput:
         """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none).
@@ -182,14 +209,17 @@ class Engine:
         finally:
             self.admission.done(stake, answered)
         self.sink.queue_depth(model.name, model.batcher.queue_depth)
-        scores = np.array([r.score for r in results], dtype=np.float32)
+        own = np.array([r.score for r in results], dtype=np.float32)
+        rule = self.fusion_for(req, model)
+        scores = np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64) \
+            if rule.active else own
         queue_s = max((r.waited for r in results), default=0.0)
         batches = {r.batch_started: r.batch_seconds for r in results}
         order = np.argsort(-scores, kind="stable")
         if req.top_k:
             order = order[: req.top_k]
-        out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated or cut[i], passages[i].from_store)
-               for i in order.tolist()]
+        out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated or cut[i], passages[i].from_store,
+                      float(own[i])) for i in order.tolist()]
         total = time.monotonic() - started
         truncated = sum(p.truncated or c for p, c in zip(passages, cut, strict=True))
         return RerankOutput(model.name, out, queue_ms=queue_s * 1000.0,
@@ -250,7 +280,8 @@ class Engine:
             for model in self.models.values():
                 model_sink, model.sink = model.sink, self.sink
                 try:
-                    await self.rerank(RerankInput(WARMUP[0], [""], [WARMUP[1]], model=model.name))
+                    await self.rerank(RerankInput(WARMUP[0], [""], [WARMUP[1]], model=model.name,
+                                                  fusion=FusionRule()))
                 finally:
                     model.sink = model_sink
         finally:

@@ -33,7 +33,8 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
     prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)
     log.info("model %s: %s %s artifact %s on %s, store %s", spec.name, artifact.arch, artifact.precision,
              artifact.directory, scorer.provider, f"{len(store)} passages" if store else "none")
-    return ServedModel(spec.name, prepare, spec.limits, cfg.batching, sink, precision=artifact.precision)
+    return ServedModel(spec.name, prepare, spec.limits, cfg.batching, sink, precision=artifact.precision,
+                       fusion=spec.fusion)
 
 
 class PassageEncoder:

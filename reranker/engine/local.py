@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from reranker.engine.config import EngineConfig, ModelSpec
 from reranker.engine.engine import Engine, RerankInput, RerankOutput
 from reranker.engine.served import StatsSink
+from reranker.fusion import FusionRule
 
 T = TypeVar("T")
 
@@ -42,10 +43,13 @@ class LocalEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def rerank(self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None, *, model: str = "",
-               top_k: int = 0) -> RerankOutput:
-        """:meth:`Engine.rerank` for one request; ``texts`` default to empty (look every id up)."""
+               top_k: int = 0, first_stage: Sequence[float | None] = (),
+               fusion: FusionRule | None = None) -> RerankOutput:
+        """:meth:`Engine.rerank` for one request; ``texts`` default to empty (look every id up);
+        ``first_stage`` scores and a ``fusion`` override as in :class:`RerankInput`."""
         texts = list(texts) if texts is not None else [""] * len(ids)
-        return self._call(self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k)))
+        return self._call(self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k, list(first_stage),
+                                                         fusion)))
 
     def scores(self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None,
                *, model: str = "") -> tuple[list[float], list[bool]]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from reranker.engine.admission import UnitCosts
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
 from reranker.engine.config import Limits
 from reranker.engine.prepare import PassageItem, Prepare, QueryItem
+from reranker.fusion import FusionRule
 
 
 class StatsSink(Protocol):
@@ -62,6 +63,8 @@ class ModelDescription:
     """Candidate texts are cut to this many characters (and flagged truncated)."""
     max_queued_pairs: int
     """Pairs that may wait for a batch (beyond it a request is refused)."""
+    fusion: FusionRule = field(default_factory=FusionRule)
+    """The model's fusion with first-stage scores (requests may override it)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,9 @@ class ServedModel:
     """One model: pre stage, batched core stage, limits and description."""
 
     def __init__(self, name: str, prepare: Prepare, limits: Limits, batching: BatcherConfig, sink: StatsSink, *,
-                 precision: str) -> None:
+                 precision: str, fusion: FusionRule | None = None) -> None:
         self.name, self.prepare, self.limits, self.sink = name, prepare, limits, sink
+        self.fusion = fusion if fusion is not None else FusionRule()
         store = prepare.store
         self.description = ModelDescription(
             name=name, arch=prepare.arch.name, precision=precision, provider=prepare.scorer.provider,
@@ -100,7 +104,7 @@ class ServedModel:
             max_candidates=limits.max_candidates, max_query_tokens=prepare.query_token_limit,
             max_passage_tokens=prepare.passage_token_limit, score_kind=prepare.arch.score_kind,
             max_query_chars=limits.max_query_chars, max_passage_chars=limits.max_passage_chars,
-            max_queued_pairs=batching.max_queue)
+            max_queued_pairs=batching.max_queue, fusion=self.fusion)
         self.costs = UnitCosts()
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""
         self.batcher: Batcher[Pair, PairResult] = Batcher(

@@ -18,6 +18,8 @@ class BertDot(Ranker):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.bert = BertEncoder(config.encoder)
+        self.dense = (torch.nn.Linear(config.encoder.hidden_size, config.dot_dense_dim)
+                      if config.dot_dense_dim else None)
 
     def _encode(self, t: Tokens) -> State:
         hidden = self.bert(t.ids, t.mask)
@@ -26,6 +28,10 @@ class BertDot(Ranker):
         else:
             weights = t.mask.unsqueeze(-1).to(hidden.dtype)
             vec = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        if self.dense is not None:
+            vec = self.dense(vec)
+            if self.config.dot_dense_activation == "tanh":
+                vec = torch.tanh(vec)
         if self.config.dot_normalize:
             vec = torch.nn.functional.normalize(vec, p=2.0, dim=-1)
         return State(vec.unsqueeze(1), torch.ones_like(t.mask[:, :1]))

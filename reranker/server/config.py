@@ -24,6 +24,7 @@ Example::
     [[models]]
     name = "teacher"
     artifact = "artifacts/bert-cat"
+    fusion = { rule = "minmax", weight = 0.6 }   # optional: fuse with first-stage scores
 
 ``[batching]`` fills :class:`reranker.engine.BatcherConfig`, ``[runtime]``
 :class:`reranker.engine.RuntimeConfig`, each ``[[models]]`` a :class:`reranker.engine.ModelSpec`
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker.engine import BatcherConfig, EngineConfig, Limits, ModelSpec, RuntimeConfig
+from reranker.engine import BatcherConfig, EngineConfig, FusionRule, Limits, ModelSpec, RuntimeConfig
 from reranker.errors import ConfigError
 
 __all__ = ["ModelSpec", "ServerConfig", "load_config"]
@@ -145,6 +146,11 @@ def load_config(path: str | Path) -> ServerConfig:
         limit_keys = {f.name for f in dataclasses.fields(Limits)}
         limits = _build(Limits, {k: v for k, v in m.items() if k in limit_keys}, f"{path} models[{i}]")
         rest = {k: v for k, v in m.items() if k not in limit_keys}
+        if "fusion" in rest:
+            if not isinstance(rest["fusion"], dict):
+                raise ConfigError(f"{path} models[{i}]: fusion must be a table, e.g. "
+                                  "fusion = { rule = \"minmax\", weight = 0.6 }")
+            rest["fusion"] = _build(FusionRule, rest["fusion"], f"{path} models[{i}].fusion")
         for key in ("artifact", "store"):
             if rest.get(key):
                 rest[key] = str((base / rest[key]).resolve())

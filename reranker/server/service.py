@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from reranker.engine import Engine, ModelDescription, RerankInput
+from reranker.engine import Engine, FusionRule, ModelDescription, RerankInput
 from reranker.errors import (
     ArtifactError,
     CapacityError,
@@ -87,7 +87,18 @@ def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb
                         max_query_tokens=d.max_query_tokens, max_passage_tokens=d.max_passage_tokens,
                         is_default=is_default, score_kind=d.score_kind, max_query_chars=d.max_query_chars,
                         max_passage_chars=d.max_passage_chars, max_queued_pairs=d.max_queued_pairs,
-                        max_queue_ms=round(max_queue_ms))
+                        max_queue_ms=round(max_queue_ms),
+                        fusion=pb.Fusion(rule=d.fusion.rule, weight=d.fusion.weight))
+
+
+def request_fusion(request: pb.RerankRequest, engine: Engine) -> FusionRule | None:
+    """The request's fusion override (None: the model's rule); a missing rule or weight is the model's.
+    Raises ConfigError (INVALID_ARGUMENT) for an unknown rule or a weight outside [0, 1]."""
+    if not request.HasField("fusion"):
+        return None
+    base = engine.resolve(request.model).fusion
+    f = request.fusion
+    return FusionRule(f.rule or base.rule, f.weight if f.HasField("weight") else base.weight, base.rrf_k)
 
 
 SOURCE = {True: pb.Result.SOURCE_STORE, False: pb.Result.SOURCE_TEXT}
@@ -138,16 +149,19 @@ class RerankerService(pb_grpc.RerankerServicer):
         async def body() -> pb.RerankResponse:
             remaining = context.time_remaining()
             deadline = time.monotonic() + remaining if remaining is not None else None
-            req = RerankInput(request.query, [c.id for c in request.candidates], [c.text for c in request.candidates],
-                              request.model, request.top_k)
+            cands = request.candidates
+            first = [c.first_stage_score if c.HasField("first_stage_score") else None for c in cands]
             assert self.engine is not None  # checked by _guarded
+            req = RerankInput(request.query, [c.id for c in cands], [c.text for c in cands], request.model,
+                              request.top_k, first_stage=first if any(s is not None for s in first) else (),
+                              fusion=request_fusion(request, self.engine))
             out = await self.engine.rerank(req, deadline=deadline)
             self.metrics.request(out.model, "OK", out.total_ms / 1000.0, out.queue_ms / 1000.0,
                                  out.stats["candidates"], out.stats["truncated"])
             return pb.RerankResponse(
                 model=out.model,
                 results=[pb.Result(id=r.id, index=r.index, score=r.score, truncated=r.truncated,
-                                   source=SOURCE[r.from_store]) for r in out.results],
+                                   source=SOURCE[r.from_store], model_score=r.model_score) for r in out.results],
                 timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms))
 
         return await self._guarded("Rerank", context, request, body)

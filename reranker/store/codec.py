@@ -57,6 +57,21 @@ class Codec(Protocol):
     def save(self, directory: Path) -> tuple[str, ...]: ...
 
 
+def nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(n,) index of each vector's nearest row of ``centroids`` (Euclidean), in chunks of vectors.
+
+    >>> nearest(np.array([[0.0, 1.0], [5.0, 5.0]]), np.array([[4.0, 4.0], [0.0, 0.0]])).tolist()
+    [1, 0]
+    """
+    c = np.asarray(centroids, dtype=np.float32)
+    half_norms = 0.5 * np.einsum("kd,kd->k", c, c)
+    out = np.empty(len(vectors), dtype=np.int64)
+    for start in range(0, len(vectors), chunk):
+        x = np.asarray(vectors[start:start + chunk], dtype=np.float32)
+        out[start:start + chunk] = np.argmax(x @ c.T - half_norms, axis=1)
+    return out
+
+
 def bytes_per_token(codec: Codec) -> int:
     """Bytes a codec stores per token vector (every column's row)."""
     return sum(np.dtype(c.dtype).itemsize * c.width for c in codec.columns)
@@ -116,7 +131,6 @@ class ResidualCodec:
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
         self.nbits, self.normalize, self.dim = nbits, bool(normalize), dim
         self.id_dtype = "uint16" if k <= 1 << 16 else "uint32"
-        self._half_norms = 0.5 * np.einsum("kd,kd->k", self.centroids, self.centroids)
         per = 8 // nbits  # dimensions per byte
         values = np.arange(256)
         shifts = 8 - nbits * (np.arange(per) + 1)  # the first dimension in the high bits
@@ -130,13 +144,9 @@ class ResidualCodec:
     def columns(self) -> tuple[Column, ...]:
         return (Column("centroid_ids.bin", self.id_dtype, 1), Column("residual_codes.bin", "uint8", self.dim * self.nbits // 8))
 
-    def nearest(self, vectors: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """(n,) index of each vector's nearest centroid (Euclidean), computed in chunks."""
-        out = np.empty(len(vectors), dtype=np.int64)
-        for start in range(0, len(vectors), chunk):
-            x = np.asarray(vectors[start:start + chunk], dtype=np.float32)
-            out[start:start + chunk] = np.argmax(x @ self.centroids.T - self._half_norms, axis=1)
-        return out
+    def nearest(self, vectors: np.ndarray) -> np.ndarray:
+        """(n,) index of each vector's nearest centroid (Euclidean)."""
+        return nearest(vectors, self.centroids)
 
     def encode(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
         x = np.asarray(vectors, dtype=np.float32)

@@ -1,8 +1,9 @@
 """Choosing and fitting a store codec offline (see :mod:`reranker.store.codec` for the formats).
 
-``residual`` fits k-means centroids (scikit-learn, from the ``train`` extra) on a sample of the
-collection's token vectors, then per-dimension residual buckets (quantiles) and their values
-(bucket means) on the same sample. Serving never imports this module.
+``residual`` fits k-means centroids (numpy Lloyd iterations, so that a serve-only install can
+build the default's compressed store) on a sample of the collection's token vectors, then
+per-dimension residual buckets (quantiles) and their values (bucket means) on the same sample.
+The request path never imports this module (only store builds do).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from reranker.arch import ArchSpec
 from reranker.errors import ConfigError
-from reranker.store.codec import CODECS, PLAIN, Codec, PlainCodec, ResidualCodec
+from reranker.store.codec import CODECS, PLAIN, Codec, PlainCodec, ResidualCodec, nearest
 
 FIT_BITS = (1, 2, 4)
 
@@ -98,7 +99,7 @@ def sample_positions(count: int, wanted: int) -> list[int]:
 def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
     """The codec of ``cfg`` for token vectors like ``sample`` ((n, dim) float).
 
-    Raises :class:`ConfigError` for an empty sample or when scikit-learn is not installed.
+    Raises :class:`ConfigError` for an empty sample.
     """
     if sample.ndim != 2 or not len(sample):
         raise ConfigError(f"fitting a store codec needs a non-empty (n, dim) sample of vectors, got {sample.shape}")
@@ -109,25 +110,39 @@ def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
                         iters=cfg.kmeans_iters, seed=cfg.seed, points=points)
 
 
+def kmeans(x: np.ndarray, k: int, *, iters: int, seed: int) -> np.ndarray:
+    """(k, dim) centroids of the (n, dim) vectors ``x``: Lloyd's algorithm from ``k`` distinct
+    random vectors (a seeded numpy generator, so the same input gives the same centroids); an
+    empty cluster keeps its centroid. Plain numpy (BLAS matmuls), so that a serve-only install
+    can build a compressed store: ``iters`` x n x k x dim multiply-adds.
+
+    >>> [round(float(c), 2) for c in kmeans(np.array([[0.0], [0.1], [10.0], [10.2]]), 2, iters=5, seed=0).ravel()]
+    [0.05, 10.1]
+    """
+    if not 1 <= k <= len(x):
+        raise ConfigError(f"k-means needs 1 <= k <= {len(x)} vectors, got k = {k}")
+    rng = np.random.default_rng(seed)
+    centres = np.array(x[np.sort(rng.choice(len(x), size=k, replace=False))], dtype=np.float32)
+    for _ in range(iters):
+        labels = nearest(x, centres)
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=k)
+        filled = counts > 0
+        starts = (np.cumsum(counts) - counts)[filled]
+        centres[filled] = np.add.reduceat(x[order], starts, axis=0) / counts[filled, None]
+    return centres
+
+
 def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0,
                  points: int = 0) -> ResidualCodec:
-    """k-means centroids (scikit-learn ``KMeans``, Lloyd from random points: k-means++ seeding costs
-    more than the iterations) on ``points`` evenly spaced vectors of
+    """k-means centroids (:func:`kmeans`) on ``points`` evenly spaced vectors of
     ``sample`` (0: all), then per dimension the residual of the whole sample: ``2**nbits`` quantile
     buckets and their means. Decoded vectors are renormalised when
     the sample's vectors all have unit length (ColBERT, TK)."""
-    try:
-        from sklearn.cluster import KMeans
-    except ImportError as exc:
-        raise ConfigError("fitting the residual store codec needs scikit-learn (pip install 'reranker[train]')") from exc
     x = np.ascontiguousarray(sample, dtype=np.float32)
     fit_on = x[sample_positions(len(x), points or len(x))]
-    k = min(centroids, len(fit_on))
-    km = KMeans(n_clusters=k, init="random", n_init=1, max_iter=iters, random_state=seed, algorithm="lloyd").fit(fit_on)
-    centres = km.cluster_centers_.astype(np.float32)
-    assign = ResidualCodec(centres, np.zeros((x.shape[1], (1 << nbits) - 1), np.float32),
-                           np.zeros((x.shape[1], 1 << nbits), np.float32), nbits, False)
-    residual = x - centres[assign.nearest(x)]
+    centres = kmeans(fit_on, min(centroids, len(fit_on)), iters=iters, seed=seed)
+    residual = x - centres[nearest(x, centres)]
     levels = 1 << nbits
     cutoffs = np.quantile(residual, np.arange(1, levels) / levels, axis=0).T.astype(np.float32)  # (dim, levels-1)
     buckets = np.zeros(residual.shape, dtype=np.uint8)

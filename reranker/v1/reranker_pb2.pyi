@@ -8,27 +8,39 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Candidate(_message.Message):
-    __slots__ = ("id", "text")
+    __slots__ = ("id", "text", "first_stage_score")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_STAGE_SCORE_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    first_stage_score: float
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., first_stage_score: _Optional[float] = ...) -> None: ...
+
+class Fusion(_message.Message):
+    __slots__ = ("rule", "weight")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    weight: float
+    def __init__(self, rule: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "candidates", "model", "top_k")
+    __slots__ = ("query", "candidates", "model", "top_k", "fusion")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     model: str
     top_k: int
-    def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+    fusion: Fusion
+    def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("id", "index", "score", "truncated", "source")
+    __slots__ = ("id", "index", "score", "truncated", "source", "model_score")
     class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SOURCE_UNSPECIFIED: _ClassVar[Result.Source]
@@ -42,12 +54,14 @@ class Result(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SCORE_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     score: float
     truncated: bool
     source: Result.Source
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ...) -> None: ...
+    model_score: float
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ..., model_score: _Optional[float] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_ms", "inference_ms", "total_ms")
@@ -74,7 +88,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms")
+    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms", "fusion")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +104,7 @@ class ModelInfo(_message.Message):
     MAX_PASSAGE_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUED_PAIRS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     arch: str
     precision: str
@@ -105,7 +120,8 @@ class ModelInfo(_message.Message):
     max_passage_chars: int
     max_queued_pairs: int
     max_queue_ms: int
-    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ...) -> None: ...
+    fusion: Fusion
+    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "default_model", "max_message_bytes", "max_pending_requests", "max_pending_encodes")

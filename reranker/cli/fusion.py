@@ -1,0 +1,108 @@
+"""Fusion with the first stage: the evaluate options and the command that picks a rule's weight on the
+validation split (the rule itself is :mod:`reranker.fusion`, shared with serving)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from reranker.cli._common import precision_arg, torch_args
+from reranker.errors import RerankerError
+from reranker.fusion import RULES
+
+
+def fusion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fusion", choices=RULES, default="none",
+                   help="fuse the model's score with the run's first-stage score (see reranker/fusion.py): "
+                        "minmax / zscore interpolation of per-query normalised scores, rrf; none = model alone")
+    p.add_argument("--fusion-weight", type=float, default=None,
+                   help="the re-ranker's share in [0, 1] (1 = model alone; default 0.5 with a rule)")
+    p.add_argument("--rrf-k", type=float, default=60.0, help="RRF rank offset (default 60)")
+    p.add_argument("--fusion-from", type=Path, default=None,
+                   help="use the rule and weight picked by 'reranker pick-fusion' (its --out JSON)")
+    p.add_argument("--scores-from", type=Path, default=None,
+                   help="read the model's scores from a re-ranked run written by an earlier evaluate of the same "
+                        "model (--out-run / next to --json) instead of scoring again")
+
+
+def cmd_pick_fusion(args: argparse.Namespace) -> int:
+    from reranker.cli.eval import _candidates, _model_scores
+    from reranker.data import Collection, DataFolder, validation_queries
+    from reranker.eval.metrics import evaluate_run, rel_level_for
+    from reranker.fusion import FusionRule, fuse_run
+
+    folder = DataFolder.open(args.data)
+    run_name, candidates = _candidates(folder, args.run, args.depth)
+    split = "model"
+    queries: set[str] = set()
+    if args.split == "model" and args.model not in ("bm25", "run"):
+        from reranker.manifest import read_manifest
+        from reranker.models.checkpoint import CHECKPOINT_KIND, resolve_model_dir
+
+        try:
+            queries = set(read_manifest(resolve_model_dir(args.model), CHECKPOINT_KIND).get("validation_queries", []))
+        except RerankerError:
+            queries = set()
+    if not queries:  # the training split of the labelled pools (same as 'reranker train' / 'validate')
+        split = f"standard (--val-fraction {args.val_fraction}, --val-seed {args.val_seed})"
+        queries = validation_queries(Collection.open(args.pool or [args.data]).qrels, args.val_fraction, args.val_seed)
+    candidates = {q: c for q, c in candidates.items() if q in queries and folder.qrels.get(q)}
+    if not candidates:
+        raise RerankerError(f"no validation query of the {split} split has candidates in {run_name} and judgments "
+                            f"in {args.data}; pick on a folder that holds the validation queries")
+    qrels = {q: folder.qrels[q] for q in candidates}
+    rel = rel_level_for(qrels)
+    scores = _model_scores(args, folder, candidates)
+    steps = round(1 / args.step)
+    grid = []
+    for rule in args.rules.split(","):
+        for i in range(steps + 1):
+            r = FusionRule(rule, i / steps, args.rrf_k)
+            grid.append((r, evaluate_run(qrels, fuse_run(candidates, scores, r), rel_level=rel)["ndcg@10"]))
+    best = max(n for _, n in grid)
+    tied = [r for r, n in grid if n >= best - 1e-12]
+    picked = min(tied, key=lambda r: (abs(r.weight - 0.5), r.rule))  # among equals, the most balanced
+    alone = evaluate_run(qrels, fuse_run(candidates, scores, FusionRule()), rel_level=rel)["ndcg@10"]
+    first = evaluate_run(qrels, candidates, rel_level=rel)["ndcg@10"]
+    print(f"validation: {len(candidates)} queries ({split} split) of {folder.name}, {run_name} top-{args.depth}; "
+          f"nDCG@10 model alone {alone:.4f}, first stage alone {first:.4f}")
+    for r, n in sorted(grid, key=lambda g: -g[1])[:10]:
+        print(f"  {r.describe():18s} {n:.4f}")
+    print(f"picked {picked.describe()} ({best:.4f}); serve it with fusion = {{ rule = \"{picked.rule}\", "
+          f"weight = {picked.weight:g} }} in [[models]], evaluate with --fusion-from {args.out}")
+    record = {"model": args.model, "data": str(args.data), "run": run_name, "depth": args.depth, "split": split,
+              "queries": sorted(candidates), "metric": "ndcg@10", "model_alone": alone, "first_stage": first,
+              "picked": {"rule": picked.rule, "weight": picked.weight, "rrf_k": picked.rrf_k, "ndcg@10": best},
+              "grid": [{"rule": r.rule, "weight": r.weight, "ndcg@10": n} for r, n in grid]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the pick-fusion command."""
+    p = sub.add_parser("pick-fusion", help="pick a fusion rule and weight with the first stage on the validation split",
+                       description="Grid-searches the re-ranker's weight (0..1, --step) for each --rules rule by "
+                                   "nDCG@10 on validation queries: the model's own held-out queries (its manifest's "
+                                   "validation_queries) by default, never a test set. Ties go to the weight nearest "
+                                   "0.5. Writes the choice for --fusion-from and the server config.")
+    p.add_argument("--model", required=True, metavar="SPEC", help="as in 'reranker evaluate'")
+    p.add_argument("--data", required=True, type=Path, help="a folder holding validation queries, qrels, a run")
+    p.add_argument("--run", default="bm25", help="run name in the folder, or a TREC run file (default: bm25)")
+    p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")
+    p.add_argument("--rules", default="minmax,zscore,rrf", help="comma-separated rules to try")
+    p.add_argument("--step", type=float, default=0.05, help="weight grid step")
+    p.add_argument("--split", choices=("model", "standard"), default="model",
+                   help="model: the model's held-out queries when its manifest lists them; standard: the split of "
+                        "'reranker train' over --pool folders (default: --data)")
+    p.add_argument("--pool", action="append", type=Path, default=None, help="folders the standard split is drawn from")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="standard split fraction")
+    p.add_argument("--val-seed", type=int, default=0, help="standard split seed")
+    p.add_argument("--out", required=True, type=Path, help="JSON with the picked rule and the whole grid")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    p.add_argument("--rrf-k", type=float, default=60.0, help="RRF rank offset (default 60)")
+    p.add_argument("--scores-from", type=Path, default=None, help="reuse the model's scores from a re-ranked run")
+    torch_args(p)
+    precision_arg(p)
+    p.set_defaults(func=cmd_pick_fusion)

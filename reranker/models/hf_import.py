@@ -1,0 +1,206 @@
+"""Import models saved by other libraries into reranker checkpoints (``reranker import``).
+
+Supported (BERT-family encoders, safetensors weights, a ``tokenizer.json`` or ``vocab.txt``):
+
+* a cross-encoder saved by transformers (``BertForSequenceClassification``, one label) or by
+  sentence-transformers' ``CrossEncoder`` -> ``bert_cat`` with BERT's pooler
+  (score = the logit, or its sigmoid when the CrossEncoder's config names a Sigmoid activation);
+* a sentence-transformers bi-encoder (``modules.json``: Transformer, Pooling with CLS or mean
+  tokens, optionally one Dense (bias; Tanh or Identity), optionally Normalize) -> ``bert_dot``
+  (score = dot product, the cosine when normalised).
+
+Refused, with a message saying why: other encoder types, classifiers with several labels, other
+activations, max / weighted / last-token pooling, several Dense layers, prompts, and ColBERT
+checkpoints (Stanford ColBERT, PyLate): their marker tokens, [MASK] query padding without
+attention and punctuation skiplist are not part of the ``colbert`` architecture yet.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reranker.config import EncoderConfig, ModelConfig
+from reranker.errors import ConfigError
+from reranker.models import build_model
+from reranker.models.bert import read_hf_config, read_hf_tensors
+from reranker.models.bert_cat import BertCat
+from reranker.models.checkpoint import Loaded, save_checkpoint
+from reranker.tokenization import Tokenizer
+
+ST_CONFIG = "config_sentence_transformers.json"
+
+
+def _module(type_name: str) -> str:
+    """``sentence_transformers.models.Pooling`` (v2-v5) or ``...modules.pooling.Pooling`` (v6) -> ``Pooling``."""
+    return type_name.rsplit(".", 1)[-1]
+SIGMOID = ("torch.nn.modules.activation.Sigmoid", "torch.nn.Sigmoid", "Sigmoid")
+IDENTITY = ("torch.nn.modules.linear.Identity", "torch.nn.Identity", "Identity", None)
+TANH = ("torch.nn.modules.activation.Tanh", "torch.nn.Tanh", "Tanh")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def detect(src: Path) -> str:
+    """'cross-encoder', 'bi-encoder', or ConfigError naming what the directory holds and what is allowed."""
+    src = Path(src)
+    if (src / "artifact.metadata").is_file():
+        raise ConfigError(f"{src} is a Stanford ColBERT checkpoint; ColBERT import is not supported yet (marker "
+                          "tokens [unused0]/[unused1], unattended [MASK] query padding and the punctuation skiplist "
+                          "are not part of the colbert architecture); supported: BertForSequenceClassification / "
+                          "CrossEncoder -> bert_cat, sentence-transformers bi-encoders -> bert_dot")
+    st_cfg = _read_json(src / ST_CONFIG) if (src / ST_CONFIG).is_file() else {}
+    if st_cfg.get("model_type") == "CrossEncoder":  # sentence-transformers >= 5 saves CrossEncoders with modules
+        return "cross-encoder"
+    modules = src / "modules.json"
+    if modules.is_file():
+        types = [m.get("type", "") for m in json.loads(modules.read_text())]
+        if any(t.startswith("pylate") for t in types) or st_cfg.get("model_type") == "ColBERT":
+            raise ConfigError(f"{src} is a PyLate ColBERT model; ColBERT import is not supported yet ([Q]/[D] "
+                              "prefixes, unattended [MASK] query padding and the punctuation skiplist are not part of "
+                              "the colbert architecture)")
+        return "bi-encoder"
+    if not (src / "config.json").is_file():
+        raise ConfigError(f"{src} has no config.json or modules.json: not a transformers / sentence-transformers model")
+    archs = _read_json(src / "config.json").get("architectures") or []
+    if "BertForSequenceClassification" in archs:
+        return "cross-encoder"
+    raise ConfigError(f"{src}: config.json names architectures {archs}; supported: BertForSequenceClassification "
+                      "(cross-encoders) or a sentence-transformers directory with modules.json (bi-encoders)")
+
+
+def _tokenizer(src: Path, config: ModelConfig) -> Tokenizer:
+    tokenizer = Tokenizer.from_dir(src)
+    if tokenizer.vocab_size > config.encoder.vocab_size:
+        raise ConfigError(f"{src}: the tokenizer has {tokenizer.vocab_size} entries, the encoder {config.encoder.vocab_size}")
+    return tokenizer
+
+
+def _classifier_labels(src: Path, hf: dict[str, Any]) -> int:
+    """Rows of the classifier in the weights (config.json may leave num_labels out)."""
+    from safetensors import safe_open
+
+    path = src / "model.safetensors"
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            if "classifier.bias" in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                return int(f.get_slice("classifier.bias").get_shape()[0])
+    return int(hf.get("num_labels", len(hf.get("id2label") or {0: 0})))
+
+
+def import_cross_encoder(src: Path, **lengths: int) -> Loaded:
+    """A transformers / CrossEncoder ``BertForSequenceClassification`` directory as a ``bert_cat`` model."""
+    hf = read_hf_config(src)
+    labels = _classifier_labels(src, hf)
+    if labels != 1:
+        raise ConfigError(f"{src} classifies into {labels} labels; only one-label (relevance score) cross-encoders "
+                          "are supported")
+    st = hf.get("sentence_transformers") or {}  # sentence-transformers <= 4 kept it in config.json
+    if (src / ST_CONFIG).is_file():
+        st = {**st, **_read_json(src / ST_CONFIG)}
+    activation = st.get("activation_fn")
+    if activation not in (*SIGMOID, *IDENTITY):
+        raise ConfigError(f"{src}: activation {activation!r} is not supported; allowed: Sigmoid or Identity")
+    config = ModelConfig(arch="bert_cat", encoder=EncoderConfig.from_hf(hf), cat_pooler=True,
+                         cat_activation="sigmoid" if activation in SIGMOID else "none", **lengths)  # type: ignore[arg-type]
+    model = build_model(config)
+    model.load_base_weights(str(src))
+    hidden = config.encoder.hidden_size
+    shapes = {"pooler.dense.weight": torch.Size([hidden, hidden]), "pooler.dense.bias": torch.Size([hidden]),
+              "classifier.weight": torch.Size([1, hidden]), "classifier.bias": torch.Size([1])}
+    tensors = read_hf_tensors(src, shapes)
+    missing = sorted(set(shapes) - set(tensors))
+    if missing:
+        raise ConfigError(f"{src}/model.safetensors lacks {missing}: not a BertForSequenceClassification checkpoint")
+    assert isinstance(model, BertCat) and model.pooler is not None  # cat_pooler=True
+    with torch.no_grad():
+        model.pooler.weight.copy_(tensors["pooler.dense.weight"])
+        model.pooler.bias.copy_(tensors["pooler.dense.bias"])
+        model.head.weight.copy_(tensors["classifier.weight"])
+        model.head.bias.copy_(tensors["classifier.bias"])
+    return Loaded(model.eval(), _tokenizer(src, config), config)
+
+
+def import_bi_encoder(src: Path, **lengths: int) -> Loaded:
+    """A sentence-transformers bi-encoder directory (Transformer, Pooling, [Normalize]) as ``bert_dot``."""
+    modules = json.loads((src / "modules.json").read_text())
+    types = [_module(m.get("type", "")) for m in modules]
+    if types[:2] != ["Transformer", "Pooling"]:
+        raise ConfigError(f"{src}/modules.json has modules {types}; supported: Transformer, Pooling[, Normalize]")
+    if types[2:] not in ([], ["Normalize"], ["Dense"], ["Dense", "Normalize"]):
+        raise ConfigError(f"{src}/modules.json has {types[2:]} after pooling; supported: at most one Dense, then "
+                          "optionally Normalize")
+    st_cfg = _read_json(src / ST_CONFIG) if (src / ST_CONFIG).is_file() else {}
+    if any(st_cfg.get("prompts", {}).values()):
+        raise ConfigError(f"{src} uses prompts {st_cfg['prompts']}; models that prefix queries or passages are not "
+                          "supported")
+    transformer = src / modules[0].get("path", "")
+    pooling = _read_json(src / modules[1]["path"] / "config.json")
+    if "pooling_mode" in pooling:  # sentence-transformers >= 6
+        modes = [str(pooling["pooling_mode"]).replace("cls", "cls_token").replace("mean", "mean_tokens")]
+    else:
+        modes = [k.removeprefix("pooling_mode_") for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+    if modes not in (["cls_token"], ["mean_tokens"]):
+        raise ConfigError(f"{src}: pooling {modes} is not supported; allowed: cls_token or mean_tokens alone")
+    dense: dict[str, Any] = {}
+    if "Dense" in types:
+        dense = _read_json(src / modules[2]["path"] / "config.json")
+        activation = dense.get("activation_function")
+        if not dense.get("bias", True) or activation not in (*TANH, *IDENTITY):
+            raise ConfigError(f"{src}: Dense with bias={dense.get('bias')} and activation {activation!r} is not "
+                              "supported; allowed: a bias and Tanh or Identity")
+    encoder = EncoderConfig.from_hf(read_hf_config(transformer))
+    if dense and int(dense["in_features"]) != encoder.hidden_size:
+        raise ConfigError(f"{src}: Dense reads {dense['in_features']} features, the encoder gives {encoder.hidden_size}")
+    config = ModelConfig(arch="bert_dot", encoder=encoder, dot_pooling="cls" if modes == ["cls_token"] else "mean",
+                         dot_normalize="Normalize" in types, dot_dense_dim=int(dense.get("out_features", 0)),
+                         dot_dense_activation="tanh" if dense.get("activation_function") in TANH else "identity",
+                         **lengths)  # type: ignore[arg-type]
+    model = build_model(config)
+    model.load_base_weights(str(transformer))
+    if dense:
+        _load_dense(model, src / modules[2]["path"])
+    return Loaded(model.eval(), _tokenizer(transformer, config), config)
+
+
+def _load_dense(model: torch.nn.Module, directory: Path) -> None:
+    """The Linear layer of a sentence-transformers Dense module (``linear.weight``, ``linear.bias``)."""
+    from safetensors.torch import load_file
+
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"{directory} has no model.safetensors (pickled Dense weights are not loaded)")
+    tensors = load_file(str(path))
+    layer = getattr(model, "dense", None)
+    assert isinstance(layer, torch.nn.Linear)
+    for name in ("weight", "bias"):
+        own = getattr(layer, name)
+        got = tensors.get(f"linear.{name}")
+        if got is None or got.shape != own.shape:
+            raise ConfigError(f"{path}: linear.{name} is {None if got is None else tuple(got.shape)}, expected "
+                              f"{tuple(own.shape)}")
+        with torch.no_grad():
+            own.copy_(got)
+
+
+def import_model(src: str | Path, out: str | Path, *, query_max_len: int = 32, passage_max_len: int = 202) -> dict[str, Any]:
+    """Detect the format of ``src``, convert it and save a reranker checkpoint to ``out``; returns a summary.
+    Raises ConfigError (unsupported format, with the reason) or ArtifactError (unreadable weights)."""
+    src = Path(src)
+    kind = detect(src)
+    lengths = {"query_max_len": query_max_len, "passage_max_len": passage_max_len}
+    loaded = import_cross_encoder(src, **lengths) if kind == "cross-encoder" else import_bi_encoder(src, **lengths)
+    save_checkpoint(out, loaded, {"imported_from": str(src.resolve()), "import_format": kind, "steps": 0})
+    return {"format": kind, "arch": loaded.config.arch, "out": str(out),
+            "parameters": sum(p.numel() for p in loaded.model.parameters())}
+
+
+__all__ = ["detect", "import_bi_encoder", "import_cross_encoder", "import_model"]
