@@ -34,16 +34,17 @@ from reranker.store.compress import CodecConfig
 
 
 def parse_codec(text: str) -> CodecConfig:
-    """'residual:1' or 'residual:2:4096' -> its config."""
+    """'residual:1', 'residual:2:4096' or 'residual:1:4096:131072' (k-means points) -> its config."""
     name, *rest = text.split(":")
-    return CodecConfig(name, nbits=int(rest[0]) if rest else 1, centroids=int(rest[1]) if len(rest) > 1 else 1024)
+    return CodecConfig(name, nbits=int(rest[0]) if rest else 1, centroids=int(rest[1]) if len(rest) > 1 else 1024,
+                       kmeans_points=int(rest[2]) if len(rest) > 2 else 32768)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", required=True, type=Path)
     ap.add_argument("--eval", action="append", required=True, metavar="NAME=DATA:STORE")
-    ap.add_argument("--codec", action="append", default=[], metavar="residual:NBITS[:CENTROIDS]")
+    ap.add_argument("--codec", action="append", default=[], metavar="residual:NBITS[:CENTROIDS[:KMEANS_POINTS]]")
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--latency-requests", type=int, default=40, help="requests per store in the latency comparison")
     ap.add_argument("--skip-eval", action="store_true", help="only the latency comparison (stores already made)")
