@@ -40,7 +40,9 @@ class ArchSpec:
     special_tokens: int
     """Special tokens around each tokenised text: 2 for ``[CLS] ... [SEP]``, 0 for bare word pieces."""
     query_augmentation: bool
-    """Queries may be padded with attended [MASK] tokens (when the config asks for it)."""
+    """Queries may be padded with [MASK] tokens that score (when the config asks for it; BERT attends to
+    them unless ``colbert_unattended_id`` names the [MASK] id), and the config may add marker tokens
+    and a passage skiplist (imported Stanford ColBERT / PyLate checkpoints)."""
     packs_pair: bool
     """Query and passage run through BERT as one packed sequence (their lengths must fit together)."""
     layer_split: bool

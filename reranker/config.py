@@ -107,6 +107,18 @@ class ModelConfig:
     """ColBERT: projection width of token vectors; 0 keeps the encoder width (no projection)."""
     colbert_query_augmentation: bool = True
     """ColBERT: pad queries to ``query_max_len`` with [MASK] tokens that take part in scoring."""
+    colbert_query_marker: int = -1
+    """ColBERT: token id placed after [CLS] in every query (Stanford ColBERT's [unused0], PyLate's
+    "[Q] "); -1 = none. Counts in ``query_max_len``."""
+    colbert_passage_marker: int = -1
+    """ColBERT: token id placed after [CLS] in every passage ([unused1], "[D] "); -1 = none."""
+    colbert_unattended_id: int = -1
+    """ColBERT: a query token id BERT does not attend to, whose vector still takes part in MaxSim: the
+    [MASK] id for unattended query augmentation (Stanford ``attend_to_mask_tokens=false``, PyLate
+    ``attend_to_expansion_tokens=false``); -1 = every real token is attended."""
+    colbert_skiplist: tuple[int, ...] = ()
+    """ColBERT: passage token ids whose vectors are left out of MaxSim and of the passage store
+    (punctuation: Stanford ``mask_punctuation``, PyLate ``skiplist_words``)."""
     prett_split_layer: int = 3
     """PreTT: layers below this run on query and passage separately; the rest run jointly."""
     tk_layers: int = 2
@@ -142,6 +154,14 @@ class ModelConfig:
         _check(self.cat_activation in ("none", "sigmoid"),
                f"cat_activation must be 'none' or 'sigmoid', got {self.cat_activation!r}")
         _check(self.colbert_dim >= 0, f"colbert_dim must be >= 0 (0 = no projection), got {self.colbert_dim}")
+        token_ids = (self.colbert_query_marker, self.colbert_passage_marker, self.colbert_unattended_id)
+        _check(all(-1 <= t < self.encoder.vocab_size for t in token_ids)
+               and all(0 <= t < self.encoder.vocab_size for t in self.colbert_skiplist),
+               f"colbert_query_marker, colbert_passage_marker, colbert_unattended_id (-1 = none) and colbert_skiplist "
+               f"must be token ids below vocab_size {self.encoder.vocab_size}, got {token_ids} and {self.colbert_skiplist}")
+        _check(self.arch == "colbert" or (token_ids == (-1, -1, -1) and not self.colbert_skiplist),
+               f"colbert_query_marker, colbert_passage_marker, colbert_unattended_id and colbert_skiplist are for "
+               f"arch colbert, not {self.arch}")
         if arch.layer_split:
             _check(1 <= self.prett_split_layer < self.encoder.num_layers,
                    f"prett_split_layer must be in 1..{self.encoder.num_layers - 1} for a "
@@ -160,6 +180,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["tk_kernel_mus"] = list(self.tk_kernel_mus)
+        data["colbert_skiplist"] = list(self.colbert_skiplist)
         return data
 
     @classmethod
@@ -174,6 +195,8 @@ class ModelConfig:
         _check(not bad, f"unknown encoder config keys {bad}; allowed: {sorted(enc_known)}")
         if "tk_kernel_mus" in data:
             data["tk_kernel_mus"] = tuple(float(x) for x in data["tk_kernel_mus"])
+        if "colbert_skiplist" in data:
+            data["colbert_skiplist"] = tuple(int(x) for x in data["colbert_skiplist"])
         return cls(encoder=EncoderConfig(**enc), **data)
 
     def save(self, path: Path) -> None:

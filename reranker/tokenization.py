@@ -91,15 +91,18 @@ class Tokenizer:
         return [enc.ids for enc in self.hf.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode(self, texts: Sequence[str], max_len: int, *, special: bool = True,
-               pad_to_max_with_mask: bool = False) -> Encoded:
+               pad_to_max_with_mask: bool = False, marker: int = -1) -> Encoded:
         """Encode texts as ``[CLS] pieces [SEP]`` (or bare pieces with ``special=False``).
 
         Texts longer than ``max_len`` are truncated (and flagged). ``pad_to_max_with_mask`` pads
-        every row to ``max_len`` with attended [MASK] tokens (ColBERT's query augmentation).
+        every row to ``max_len`` with [MASK] tokens of mask 1 (ColBERT's query augmentation; whether
+        BERT attends to them is the model's business). ``marker`` >= 0 is a token id placed after
+        [CLS] (``[CLS] marker pieces [SEP]``, as Stanford ColBERT and PyLate mark queries/documents).
         """
         if not texts:
             raise InvalidInputError("cannot encode an empty list of texts")
-        budget = max_len - 2 if special else max_len
+        head = [self.cls_id, marker] if marker >= 0 else [self.cls_id]
+        budget = max_len - 1 - len(head) if special else max_len
         if budget < 1:
             raise InvalidInputError(f"max_len {max_len} leaves no room for tokens")
         pieces = self.word_pieces(texts)
@@ -109,7 +112,7 @@ class Tokenizer:
             body = p[:budget]
             if not special and not body:
                 body = [self.unk_id]  # every row keeps a real token (a text with no word pieces)
-            rows.append([self.cls_id, *body, self.sep_id] if special else body)
+            rows.append([*head, *body, self.sep_id] if special else body)
         width = max_len if pad_to_max_with_mask else max(max(len(r) for r in rows), 1)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -131,10 +134,23 @@ class Preprocessor:
         arch = spec(config.arch)
         self._special = arch.special_tokens > 0
         self._augment = arch.query_augmentation and config.colbert_query_augmentation
+        markers = (config.colbert_query_marker, config.colbert_passage_marker)
+        self._q_marker, self._p_marker = markers if self._special else (-1, -1)
 
     def queries(self, texts: Sequence[str]) -> Encoded:
         return self.tokenizer.encode(texts, self.config.query_max_len, special=self._special,
-                                     pad_to_max_with_mask=self._augment)
+                                     pad_to_max_with_mask=self._augment, marker=self._q_marker)
 
     def passages(self, texts: Sequence[str]) -> Encoded:
-        return self.tokenizer.encode(texts, self.config.passage_max_len, special=self._special)
+        return self.tokenizer.encode(texts, self.config.passage_max_len, special=self._special,
+                                     marker=self._p_marker)
+
+    @property
+    def query_token_limit(self) -> int:
+        """Word pieces a query may have: ``query_max_len`` less [CLS], [SEP] and a marker."""
+        return self.config.query_max_len - (2 + (self._q_marker >= 0) if self._special else 0)
+
+    @property
+    def passage_token_limit(self) -> int:
+        """Word pieces of a passage the model reads: ``passage_max_len`` less [CLS], [SEP] and a marker."""
+        return self.config.passage_max_len - (2 + (self._p_marker >= 0) if self._special else 0)

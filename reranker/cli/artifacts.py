@@ -132,12 +132,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert a transformers / sentence-transformers model into a checkpoint",
                        description="Cross-encoders (BertForSequenceClassification, sentence-transformers CrossEncoder) "
                                    "become bert_cat, sentence-transformers bi-encoders (Transformer, Pooling cls/mean, "
-                                   "Normalize) bert_dot; anything else is refused with the reason "
+                                   "Normalize) bert_dot, Stanford ColBERT and PyLate checkpoints colbert; anything else is "
+                                   "refused with the reason "
                                    "(see reranker/models/hf_import.py).")
     p.add_argument("--from", dest="source", required=True, type=Path, help="the saved model directory")
     p.add_argument("--out", required=True, type=Path, help="reranker checkpoint directory to write")
-    p.add_argument("--query-max-len", type=int, default=32, help="query word pieces incl. [CLS]/[SEP]")
-    p.add_argument("--passage-max-len", type=int, default=202, help="passage word pieces incl. [CLS]/[SEP]")
+    p.add_argument("--query-max-len", type=int, default=None,
+                   help="query word pieces incl. [CLS]/[SEP] (default: the ColBERT checkpoint's, else 32)")
+    p.add_argument("--passage-max-len", type=int, default=None,
+                   help="passage word pieces incl. [CLS]/[SEP] (default: the ColBERT checkpoint's, else 202)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("ship-onnx", help="add torch-free serving graphs to a checkpoint (MODEL/onnx)",

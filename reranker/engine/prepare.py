@@ -101,12 +101,12 @@ class Prepare:
     @property
     def query_token_limit(self) -> int:
         """Word pieces a query may have (queries are never truncated)."""
-        return self.prep.config.query_max_len - self.arch.special_tokens
+        return self.prep.query_token_limit
 
     @property
     def passage_token_limit(self) -> int:
         """Word pieces of a passage the model reads (longer texts are cut and flagged)."""
-        return self.prep.config.passage_max_len - self.arch.special_tokens
+        return self.prep.passage_token_limit
 
     def query(self, text: str) -> QueryItem:
         """Tokenise (and for split models encode) a query; :class:`InvalidInputError` when it has no

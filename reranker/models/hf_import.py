@@ -9,10 +9,11 @@ Supported (BERT-family encoders, safetensors weights, a ``tokenizer.json`` or ``
   tokens, optionally one Dense (bias; Tanh or Identity), optionally Normalize) -> ``bert_dot``
   (score = dot product, the cosine when normalised).
 
+* a ColBERT checkpoint saved by Stanford ColBERT (``artifact.metadata``) or PyLate (``pylate`` modules)
+  -> ``colbert`` (see :mod:`reranker.models.colbert_import`).
+
 Refused, with a message saying why: other encoder types, classifiers with several labels, other
-activations, max / weighted / last-token pooling, several Dense layers, prompts, and ColBERT
-checkpoints (Stanford ColBERT, PyLate): their marker tokens, [MASK] query padding without
-attention and punctuation skiplist are not part of the ``colbert`` architecture yet.
+activations, max / weighted / last-token pooling, several Dense layers, prompts.
 """
 
 from __future__ import annotations
@@ -50,13 +51,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def detect(src: Path) -> str:
-    """'cross-encoder', 'bi-encoder', or ConfigError naming what the directory holds and what is allowed."""
+    """'cross-encoder', 'bi-encoder', 'stanford-colbert', 'pylate', or ConfigError naming what the directory
+    holds and what is allowed."""
     src = Path(src)
     if (src / "artifact.metadata").is_file():
-        raise ConfigError(f"{src} is a Stanford ColBERT checkpoint; ColBERT import is not supported yet (marker "
-                          "tokens [unused0]/[unused1], unattended [MASK] query padding and the punctuation skiplist "
-                          "are not part of the colbert architecture); supported: BertForSequenceClassification / "
-                          "CrossEncoder -> bert_cat, sentence-transformers bi-encoders -> bert_dot")
+        return "stanford-colbert"
     st_cfg = _read_json(src / ST_CONFIG) if (src / ST_CONFIG).is_file() else {}
     if st_cfg.get("model_type") == "CrossEncoder":  # sentence-transformers >= 5 saves CrossEncoders with modules
         return "cross-encoder"
@@ -64,9 +63,7 @@ def detect(src: Path) -> str:
     if modules.is_file():
         types = [m.get("type", "") for m in json.loads(modules.read_text())]
         if any(t.startswith("pylate") for t in types) or st_cfg.get("model_type") == "ColBERT":
-            raise ConfigError(f"{src} is a PyLate ColBERT model; ColBERT import is not supported yet ([Q]/[D] "
-                              "prefixes, unattended [MASK] query padding and the punctuation skiplist are not part of "
-                              "the colbert architecture)")
+            return "pylate"
         return "bi-encoder"
     if not (src / "config.json").is_file():
         raise ConfigError(f"{src} has no config.json or modules.json: not a transformers / sentence-transformers model")
@@ -191,13 +188,21 @@ def _load_dense(model: torch.nn.Module, directory: Path) -> None:
             own.copy_(got)
 
 
-def import_model(src: str | Path, out: str | Path, *, query_max_len: int = 32, passage_max_len: int = 202) -> dict[str, Any]:
+def import_model(src: str | Path, out: str | Path, *, query_max_len: int | None = None,
+                 passage_max_len: int | None = None) -> dict[str, Any]:
     """Detect the format of ``src``, convert it and save a reranker checkpoint to ``out``; returns a summary.
+    Lengths (tokens incl. [CLS]/[SEP]/markers) default to the checkpoint's own (ColBERT) or 32 / 202.
     Raises ConfigError (unsupported format, with the reason) or ArtifactError (unreadable weights)."""
+    from reranker.models.colbert_import import import_pylate, import_stanford
+
     src = Path(src)
     kind = detect(src)
-    lengths = {"query_max_len": query_max_len, "passage_max_len": passage_max_len}
-    loaded = import_cross_encoder(src, **lengths) if kind == "cross-encoder" else import_bi_encoder(src, **lengths)
+    if kind in ("stanford-colbert", "pylate"):
+        given = {"query_max_len": query_max_len, "passage_max_len": passage_max_len}
+        loaded = (import_stanford if kind == "stanford-colbert" else import_pylate)(src, **given)
+    else:
+        lengths = {"query_max_len": query_max_len or 32, "passage_max_len": passage_max_len or 202}
+        loaded = import_cross_encoder(src, **lengths) if kind == "cross-encoder" else import_bi_encoder(src, **lengths)
     save_checkpoint(out, loaded, {"imported_from": str(src.resolve()), "import_format": kind, "steps": 0})
     return {"format": kind, "arch": loaded.config.arch, "out": str(out),
             "parameters": sum(p.numel() for p in loaded.model.parameters())}
