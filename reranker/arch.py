@@ -51,6 +51,9 @@ class ArchSpec:
     """Stored passage state: nothing, one (1, dim) vector, or (tokens, dim) token vectors."""
     score_kind: str
     """What the score is (shown by ListModels)."""
+    store_codec: tuple[str, int] = ("float16", 0)
+    """Default codec of a passage store (``reranker index``, the served default): name and residual
+    bits per dimension, the smallest measured within 0.005 nDCG@10 of fp16 (README, compressed stores)."""
 
 
 ARCH_SPECS: dict[str, ArchSpec] = {s.name: s for s in (
@@ -59,11 +62,11 @@ ARCH_SPECS: dict[str, ArchSpec] = {s.name: s for s in (
     ArchSpec("bert_dot", "BERT-dot", True, SPLIT_GRAPHS, "passage_encoder", 2, False, False, False, "vector",
              "dot product of query and passage vectors"),
     ArchSpec("colbert", "ColBERT", True, SPLIT_GRAPHS, "passage_encoder", 2, True, False, False, "tokens",
-             "MaxSim: sum over query tokens of the best cosine"),
+             "MaxSim: sum over query tokens of the best cosine", store_codec=("residual", 1)),
     ArchSpec("prett", "PreTT", True, SPLIT_GRAPHS, "passage_encoder", 2, False, True, True, "tokens",
-             "raw logit of the joint upper layers"),
+             "raw logit of the joint upper layers", store_codec=("residual", 4)),
     ArchSpec("tk", "TK", True, SPLIT_GRAPHS, "passage_encoder", 0, False, False, False, "tokens",
-             "kernel-pooling score"),
+             "kernel-pooling score", store_codec=("residual", 2)),
 )}
 """Every architecture, by name."""
 

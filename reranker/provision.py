@@ -26,6 +26,7 @@ from reranker.kit import assemble, kit_of
 from reranker.manifest import sha256_file
 from reranker.store import PassageStore
 from reranker.store.build import build_store
+from reranker.store.compress import default_codec
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
             log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
             _run(["export", "--model", str(ckpt), "--out", str(artifact_dir), "--precision", precision])
         artifact = Artifact.open(artifact_dir)
-    store_dir = cache / f"store-{precision}-{Path(data).name}"
+    codec = default_codec(artifact.spec)  # ColBERT: residual 1 bit, 50 bytes per token instead of 768 (README)
+    store_dir = cache / f"store-{precision}-{codec.name}{codec.nbits if codec.fitted else ''}-{Path(data).name}"
     try:
         PassageStore.open(store_dir, artifact)
     except ArtifactError:
@@ -90,6 +92,6 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
             raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from") from None
         log.info("building the passage store of %d passages of %s (first start; cached in %s)",
                  len(folder.passages), data, store_dir)
-        build_store(artifact, folder.passages, store_dir, encode=passage_encoder(artifact))
+        build_store(artifact, folder.passages, store_dir, encode=passage_encoder(artifact), codec=codec)
     return artifact_dir, store_dir
 

@@ -270,6 +270,8 @@ def test_default_export_is_rebuilt_when_the_shipped_default_changes(exported, tm
     monkeypatch.setattr(default, "DEFAULT_MODEL_DIR", ckpt_a)  # the cached export is of this one: reused
     artifact_dir, store_dir = default.ensure_default(DL19_MINI)
     assert calls == [] and PassageStore.open(store_dir, Artifact.open(artifact_dir))
+    codec = PassageStore.open(store_dir).manifest["codec"]
+    assert (codec["name"], codec["nbits"]) == ("residual", 1)  # ColBERT's store codec
     monkeypatch.setattr(default, "DEFAULT_MODEL_DIR", ckpt_b)  # a new default ships: export again
     with pytest.raises(RuntimeError, match="export requested"):
         default.ensure_default(DL19_MINI)

@@ -159,10 +159,12 @@ def test_models_training_and_teachers_never_import_serving_code() -> None:
 
 
 def test_the_store_reader_needs_only_numpy() -> None:
-    for module in imports_of(PACKAGE / "store" / "reader.py"):
-        top = module.split(".")[0]
-        assert top in ("__future__", "pathlib", "typing", "numpy", "reranker"), module
-        assert not module.startswith(("reranker.runtime", "reranker.engine", "reranker.store.build")), module
+    for name in ("reader.py", "codec.py"):  # the reader and the codecs it decodes with
+        for module in imports_of(PACKAGE / "store" / name):
+            top = module.split(".")[0]
+            assert top in ("__future__", "dataclasses", "pathlib", "typing", "numpy", "reranker"), module
+            assert not module.startswith(("reranker.runtime", "reranker.engine", "reranker.store.build",
+                                          "reranker.store.compress", "reranker.store.distributed")), module
 
 
 def _arch_comparisons(path: Path) -> list[int]:

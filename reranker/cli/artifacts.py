@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reranker.cli._common import data_arg
+from reranker.cli.dataclass_args import add_dataclass_args, dataclass_kwargs
+
+if TYPE_CHECKING:
+    from reranker.artifact import Artifact
+    from reranker.engine.loader import PassageEncoder
+    from reranker.store.compress import CodecConfig
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -45,6 +52,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from reranker.data import Collection
     from reranker.engine import RuntimeConfig, passage_encoder
     from reranker.store.build import build_store
+    from reranker.store.compress import CodecConfig, default_codec
 
     artifact = Artifact.open(args.artifact)
     collection = Collection.open(args.data)
@@ -52,11 +60,59 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.run is not None:  # only the passages a first stage puts in its top-depth (e.g. for benchmarks)
         wanted = {pid for cands in collection.candidates(args.run, args.depth).values() for pid, _ in cands}
         passages = {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
+    codec = _codec(args) or (CodecConfig(args.dtype) if args.dtype else default_codec(artifact.spec))
+    if args.shards:
+        from reranker.store.distributed import build_store_ray
+
+        m = build_store_ray(args.artifact, passages, args.out, shards=args.shards, encoder=cpu_encoder,
+                            codec=codec, actors=args.actors, ort_threads=args.ort_threads or 1,
+                            chunk=args.chunk, address=args.ray_address)
+        _report(f"indexed on Ray ({m['build']['shards_built_now']} of {args.shards} shards built now)", m, args.out)
+        return 0
     encode = passage_encoder(artifact, RuntimeConfig(provider=args.provider, intra_op_threads=args.ort_threads))
-    m = build_store(artifact, passages, args.out, encode=encode, dtype=args.dtype, chunk=args.chunk)
-    print(f"indexed {m['passages']} passages ({m['tokens']} vectors of {m['dim']} x {m['dtype']}) into {args.out}: "
-          f"{m['bytes_per_passage']:.0f} bytes per passage, {m['bytes_per_token']} per vector")
+    m = build_store(artifact, passages, args.out, encode=encode, codec=codec, chunk=args.chunk)
+    _report("indexed", m, args.out)
     return 0
+
+
+def cpu_encoder(artifact: Artifact, threads: int) -> PassageEncoder:
+    """The passage encoder of ``artifact`` on the CPU with ``threads`` ONNX Runtime threads (Ray actors)."""
+    from reranker.engine import RuntimeConfig, passage_encoder
+
+    return passage_encoder(artifact, RuntimeConfig(provider="cpu", intra_op_threads=threads))
+
+
+def _codec(args: argparse.Namespace) -> CodecConfig | None:
+    from reranker.store.compress import CodecConfig
+
+    kwargs = dataclass_kwargs(CodecConfig, args, prefix="codec-")
+    return CodecConfig(**{**kwargs, "name": args.codec}) if args.codec else None
+
+
+def _report(verb: str, m: dict, out: Path) -> None:
+    print(f"{verb} {m['passages']} passages ({m['tokens']} vectors of {m['dim']} dims, codec {m['codec']['name']}) "
+          f"into {out}: {m['bytes_per_passage']:.0f} bytes per passage, {m['bytes_per_token']} per vector")
+
+
+def cmd_recode(args: argparse.Namespace) -> int:
+    from reranker.artifact import Artifact
+    from reranker.store.build import recode_store
+    from reranker.store.compress import CodecConfig
+
+    m = recode_store(Artifact.open(args.artifact), args.store, args.out, codec=_codec(args) or CodecConfig("residual"))
+    _report("recoded", m, args.out)
+    return 0
+
+
+def _codec_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    from reranker.store.compress import CodecConfig
+
+    p.add_argument("--codec", choices=("float16", "float32", "residual"), default=default,
+                   help="how token vectors are stored: as they are, or nearest k-means centroid + residual bits "
+                        "(ColBERTv2); default: --dtype if given, else the architecture's (arch.py store_codec: "
+                        "ColBERT residual 1 bit, TK 2 bits, PreTT 4 bits, BERT-dot float16)"
+                   if default is None else "the codec of the new store")
+    add_dataclass_args(p, CodecConfig, prefix="codec-", skip=("name",))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,11 +158,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifact", required=True, type=Path, help="ONNX artifact directory (not bert_cat)")
     data_arg(p)
     p.add_argument("--out", required=True, type=Path, help="store directory to write")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--dtype", choices=("float16", "float32"), default=None,
+                   help="store the vectors as they are, in this dtype (default: the architecture's codec, see --codec)")
     p.add_argument("--run", default=None, help="index only the passages of this run's candidates (default: all)")
     p.add_argument("--depth", type=int, default=None, help="with --run: only each query's top N")
     p.add_argument("--chunk", type=int, default=512, help="passages committed per chunk")
     p.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--ort-threads", type=int, default=0,
                    help="ONNX Runtime intra-op threads (0 = all cores); PyTorch commands take --torch-threads")
+    _codec_args(p, None)
+    ray = p.add_argument_group("Ray build (the cluster extra)")
+    ray.add_argument("--shards", type=int, default=0,
+                     help="build on Ray in this many shards, read as one store by the server (0 = one process)")
+    ray.add_argument("--actors", type=int, default=1, help="encoder actors (each holds ONNX Runtime sessions)")
+    ray.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start a local one)")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("recode", help="write a passage store again with another codec (no text is encoded)",
+                       description="Reads every state of a built store and writes a new store with the codec, "
+                                   "fitting it (residual: k-means) on a sample of the states first.")
+    p.add_argument("--artifact", required=True, type=Path, help="the ONNX artifact the store was built for")
+    p.add_argument("--store", required=True, type=Path, help="the store to read")
+    p.add_argument("--out", required=True, type=Path, help="store directory to write")
+    _codec_args(p, "residual")
+    p.set_defaults(func=cmd_recode)

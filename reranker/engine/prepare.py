@@ -169,10 +169,10 @@ class Prepare:
         items: list[PassageItem | None] = [None] * len(ids)
         to_encode: list[int] = []
         missing: list[str] = []
+        stored: list[int] = []
         for i, (pid, text) in enumerate(zip(ids, texts, strict=True)):
             if self._stored(pid):
-                assert self.store is not None
-                items[i] = PassageItem(self.store.get(pid), self.store.is_truncated(pid), True)
+                stored.append(i)
             elif text:
                 to_encode.append(i)
             else:
@@ -181,6 +181,10 @@ class Prepare:
             where = "in the passage store" if self.store is not None else "stored (this model has no passage store)"
             shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {shown}")
+        if stored:  # one decode for all stored candidates (compressed stores decode in one pass)
+            assert self.store is not None
+            for i, state in zip(stored, self.store.get_many([ids[i] for i in stored]), strict=True):
+                items[i] = PassageItem(state, self.store.is_truncated(ids[i]), True)
         if to_encode:
             for i, item in zip(to_encode, self.texts([texts[i] for i in to_encode], check), strict=True):
                 items[i] = item

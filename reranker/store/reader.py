@@ -2,7 +2,10 @@
 
 Layout of a store directory:
 
-* ``vectors.bin``: one contiguous array (total tokens x dim) of fp16 (or fp32), raw;
+* the token vectors, one row per token in passage order, in the files of the store's codec
+  (:mod:`reranker.store.codec`): ``vectors.bin`` (total tokens x dim, fp16 or fp32, raw) as they
+  are, or ``centroid_ids.bin`` + ``residual_codes.bin`` and the codec's ``codec-*.npy`` parameters
+  for the ``residual`` codec;
 * ``offsets.npy``: (passages + 1) int64 row offsets into it (one row per passage for BERT-dot);
 * ``truncated.npy``: (passages,) bool, the text was cut to the model's passage length;
 * ``ids.txt``: the passage ids, one per line, in row order;
@@ -20,7 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from reranker.errors import ArtifactError
-from reranker.manifest import verify_manifest
+from reranker.manifest import sha256_file, verify_manifest
+from reranker.store.codec import PARAM_FILES, Codec, bytes_per_token, load_codec
 
 STORE_KIND = "reranker-passage-store"
 STORE_DTYPES = ("float16", "float32")
@@ -39,19 +43,24 @@ class ArtifactIdentity(Protocol):
 class PassageStore:
     """Read-only access to a built store."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, manifest: dict[str, Any], codec: Codec | None = None) -> None:
         self.directory, self.manifest = directory, manifest
         self.ids = (directory / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
         self.offsets = np.load(directory / "offsets.npy")
         self.truncated = np.load(directory / "truncated.npy")
         self.dim = int(manifest["dim"])
         self.dtype = np.dtype(manifest["dtype"])
+        """dtype of the decoded vectors :meth:`get` returns."""
+        self.codec = codec or load_codec(directory, manifest)
         tokens = int(self.offsets[-1]) if len(self.offsets) else 0
         consistent = (len(self.ids) == int(manifest["passages"]) == len(self.offsets) - 1
                       and tokens == int(manifest["tokens"]))
         if not consistent:
             raise ArtifactError(f"store {directory} is inconsistent: ids, offsets and manifest disagree")
-        self.vectors = np.memmap(directory / "vectors.bin", dtype=self.dtype, mode="r", shape=(tokens, self.dim))
+        self.columns = {c.file: np.memmap(directory / c.file, dtype=c.dtype, mode="r", shape=(tokens, c.width))
+                        for c in self.codec.columns}
+        self.vectors = self.columns.get("vectors.bin")
+        """The raw (tokens, dim) memory map of a plain (float16 / float32) store, else None."""
         self.row = {pid: i for i, pid in enumerate(self.ids)}
         if len(self.row) != len(self.ids):
             raise ArtifactError(f"store {directory} has duplicate passage ids")
@@ -59,21 +68,35 @@ class PassageStore:
     @classmethod
     def open(cls, directory: str | Path, artifact: ArtifactIdentity | None = None, *,
              verify_vectors: bool = False) -> PassageStore:
-        """Open and check a store: sizes of every file, sha256 of the small files (and of the
-        vectors with ``verify_vectors``), and that it was built by ``artifact``.
+        """Open and check a store (or a sharded store, as one): sizes of every file, sha256 of the
+        small files and codec parameters (and of the vectors with ``verify_vectors``), and that it
+        was built by ``artifact``.
 
         Raises :class:`ArtifactError` for a missing, truncated, corrupted or mismatched store.
         """
         directory = Path(directory)
         if not directory.is_dir():
             raise ArtifactError(f"passage store {directory} does not exist; build it with 'reranker index'")
-        checked = SMALL_FILES + (("vectors.bin",) if verify_vectors else ())
-        manifest = verify_manifest(directory, STORE_KIND, checksums=checked)
+        manifest = verify_manifest(directory, STORE_KIND, checksums=True if verify_vectors else
+                                   SMALL_FILES + PARAM_FILES)
         if artifact is not None and manifest["artifact_sha256"] != artifact.checksum:
             raise ArtifactError(
                 f"passage store {directory} was built for another artifact ({manifest['arch']} from "
                 f"{manifest.get('artifact_path')}, passage encoder sha256 {manifest['artifact_sha256'][:12]}...), not for "
                 f"{artifact.directory} (sha256 {artifact.checksum[:12]}...); rebuild it with 'reranker index'")
+        if "shards" in manifest:
+            codec = load_codec(directory, manifest)
+            shards = []
+            for name in manifest["shards"]:
+                if sha256_file(directory / name / "manifest.json") != manifest["shard_manifests_sha256"][name]:
+                    raise ArtifactError(f"shard {directory / name} does not match the sha256 its store's manifest "
+                                        "records: rebuild the store")
+                part = verify_manifest(directory / name, STORE_KIND,
+                                       checksums=True if verify_vectors else SMALL_FILES)
+                if part["artifact_sha256"] != manifest["artifact_sha256"]:
+                    raise ArtifactError(f"shard {directory / name} was built for another artifact than {directory}")
+                shards.append(cls(directory / name, part, codec))
+            return ShardedPassageStore(directory, manifest, shards)  # type: ignore[return-value]
         return cls(directory, manifest)
 
     def __len__(self) -> int:
@@ -83,17 +106,76 @@ class PassageStore:
         return pid in self.row
 
     def get(self, pid: str) -> np.ndarray:
-        """(tokens, dim) state of one passage (tokens = 1 for BERT-dot): a view into the memory map."""
+        """(tokens, dim) state of one passage (tokens = 1 for BERT-dot): a view into the memory map
+        for a plain store, decoded (float32) for a compressed one. KeyError for an unknown id."""
         i = self.row[pid]
-        return self.vectors[self.offsets[i]:self.offsets[i + 1]]
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.codec.decode({name: col[a:b] for name, col in self.columns.items()})
+
+    def get_many(self, pids: list[str]) -> list[np.ndarray]:
+        """:meth:`get` of each id, decoded in one pass over all their rows (what a request needs)."""
+        if self.vectors is not None:
+            return [self.get(p) for p in pids]
+        starts = np.array([self.offsets[self.row[p]] for p in pids], dtype=np.int64)
+        ends = np.array([self.offsets[self.row[p] + 1] for p in pids], dtype=np.int64)
+        lengths = ends - starts
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        decoded = self.codec.decode({name: col[rows] for name, col in self.columns.items()})
+        return np.split(decoded, np.cumsum(lengths)[:-1])
 
     def is_truncated(self, pid: str) -> bool:
         return bool(self.truncated[self.row[pid]])
 
     @property
     def nbytes(self) -> int:
-        """Bytes of passage state (the memory-mapped vectors)."""
-        return int(self.vectors.nbytes)
+        """Bytes of passage state (the memory-mapped per-token files of its codec)."""
+        return int(self.offsets[-1]) * bytes_per_token(self.codec) if len(self.offsets) else 0
+
+    @property
+    def bytes_per_passage(self) -> float:
+        return float(self.manifest["bytes_per_passage"])
+
+
+class ShardedPassageStore:
+    """Shards built apart (``reranker index --shards``), read as one store: the same methods as
+    :class:`PassageStore`, each id answered by the shard that holds it (memory-mapped)."""
+
+    vectors = None
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], shards: list[PassageStore]) -> None:
+        self.directory, self.manifest, self.shards = directory, manifest, shards
+        self.dim, self.dtype, self.codec = shards[0].dim, shards[0].dtype, shards[0].codec
+        self.ids = [pid for shard in shards for pid in shard.ids]
+        self.shard_of = {pid: k for k, shard in enumerate(shards) for pid in shard.ids}
+        if len(self.shard_of) != len(self.ids) or len(self.ids) != int(manifest["passages"]):
+            raise ArtifactError(f"store {directory}: its shards hold duplicate ids or disagree with its manifest")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.shard_of
+
+    def get(self, pid: str) -> np.ndarray:
+        return self.shards[self.shard_of[pid]].get(pid)
+
+    def get_many(self, pids: list[str]) -> list[np.ndarray]:
+        """:meth:`PassageStore.get_many` per shard, in the order of ``pids``."""
+        out: list[np.ndarray | None] = [None] * len(pids)
+        by_shard: dict[int, list[int]] = {}
+        for i, pid in enumerate(pids):
+            by_shard.setdefault(self.shard_of[pid], []).append(i)
+        for k, where in by_shard.items():
+            for i, state in zip(where, self.shards[k].get_many([pids[i] for i in where]), strict=True):
+                out[i] = state
+        return out  # type: ignore[return-value]
+
+    def is_truncated(self, pid: str) -> bool:
+        return self.shards[self.shard_of[pid]].is_truncated(pid)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(shard.nbytes for shard in self.shards)
 
     @property
     def bytes_per_passage(self) -> float:
