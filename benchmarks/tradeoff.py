@@ -59,7 +59,8 @@ def main() -> None:
     rows = []
     for name, ev in evals.items():
         r = lat.get(name)
-        rows.append({"model": name, "arch": r["arch"] if r else "?", "ndcg@10": ev["ndcg@10"], "mrr@10": ev["mrr@10"],
+        arch = r["arch"] if r else name.rsplit("-L", 1)[0]
+        rows.append({"model": name, "arch": arch, "ndcg@10": ev["ndcg@10"], "mrr@10": ev["mrr@10"],
                      "heldout_ndcg@10": heldout[name]["ndcg@10"] if name in heldout else None,
                      "p50_ms": r["p50_ms"] if r else None, "bytes_per_passage": stores.get(name)})
     teacher = lat.get(args.teacher)

@@ -24,7 +24,7 @@ for name in colbert-L6 colbert-L3 bert_dot-L6 bert_dot-L3 tk-L6 prett-L6; do
   f=$RUNS/$name-kd/trec-dl-2019-bm25.json
   [[ -f $f ]] || continue
   args+=(--eval "$name=$f" --heldout "$name=$RUNS/$name-kd/trec-dl-2021-bm25.json")
-  store=$(ls -d "$BENCH"/store-"${name%-L*}"-* 2>/dev/null | head -1)
+  store=$(ls -d "$BENCH"/store-"${name%-L*}"-* 2>/dev/null | head -1 || true)
   if [[ -n $store && $name == *-L6 ]]; then args+=(--store "$name=$store"); fi
 done
 $BIN/python -m benchmarks.tradeoff --latency "$LATENCY" "${args[@]}" --bm25 "$RUNS/first-stage/trec-dl-2019-bm25.json" \
