@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -17,6 +18,13 @@ from reranker.store.build import build_store
 ROOT = Path(__file__).resolve().parents[1]
 DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
 CPU = RuntimeConfig(provider="cpu")
+
+
+def write_json(path: Path | None, data: object) -> None:
+    """Writes a benchmark's result as indented JSON to PATH (its folder made), or nothing when PATH is None."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def cpu_model() -> str:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import DL19, cpu_model
+from benchmarks._common import DL19, cpu_model, write_json
 from reranker.artifact import Artifact
 from reranker.cli.artifacts import cpu_encoder
 from reranker.data import DataFolder
@@ -61,9 +61,7 @@ def main() -> None:
     report = {"cpu": cpu_model(), "passages": len(passages), "arch": artifact.arch, "seconds": times,
               "passages_per_s_per_core": {k: round(len(passages) / min(v) / cores[k], 2) for k, v in times.items()}}
     print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from benchmarks._common import DL19, local_engine
+from benchmarks._common import DL19, local_engine, write_json
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
 from reranker.engine import RuntimeConfig
@@ -93,9 +93,7 @@ def main() -> None:
               "pairs_per_s": round(pairs / seconds, 1), "achieved_gflops": round(achieved, 1),
               "matmul_peak_gflops": round(peak, 1), "fraction_of_peak": round(achieved / peak, 3)}
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks._common import DL19, start_server
+from benchmarks._common import DL19, start_server, write_json
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
 from reranker.v1 import reranker_pb2 as pb
@@ -191,9 +191,7 @@ def main() -> None:
             "failures": failures[:20], "health_after": healthy, "rerank_after": still,
         }
         print(json.dumps(report, indent=2))
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
         if report["internal_or_unknown"] or healthy != "SERVING" or not still:
             sys.exit(1)
     finally:

@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks._common import DL19, ensure_store, local_engine
+from benchmarks._common import DL19, ensure_store, local_engine, write_json
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
 from reranker.eval.irm import evaluate_with_ir_measures
@@ -68,9 +68,7 @@ def main() -> None:
     print(f"\nDL19 BM25 top-{args.depth}, {args.model}:\n| engine | nDCG@10 | change | MRR@10 |\n|---|---|---|---|")
     for name, m in results.items():
         print(f"| {name} | {m['ndcg@10']:.4f} | {m['ndcg@10'] - base:+.4f} | {m['mrr@10']:.4f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": str(args.model), "results": results}, indent=2) + "\n")
+    write_json(args.json, {"model": str(args.model), "results": results})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Prints a markdown table; every figure is the median over the queries after one w
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import statistics
@@ -23,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from benchmarks._common import DL19, ROOT, cpu_model, ensure_store, local_engine
+from benchmarks._common import DL19, ROOT, cpu_model, ensure_store, local_engine, write_json
 from reranker.arch import ARCHES, spec
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
@@ -120,9 +119,7 @@ def main() -> None:
     for r in records:
         ratio = ratios.get(f"{r['arch']}: {r['engine']} vs torch", 1.0)
         print(f"| {r['arch']} | {r['engine']} | {r['p50_ms']} | {r['pairs_per_s']} | {ratio:.2f}x |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine(), "records": records, "ratios": ratios}, indent=2) + "\n")
+    write_json(args.json, {"machine": machine(), "records": records, "ratios": ratios})
 
 
 if __name__ == "__main__":

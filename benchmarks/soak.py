@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks._common import DL19, percentile, start_server
+from benchmarks._common import DL19, percentile, start_server, write_json
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
 
@@ -182,9 +182,7 @@ def main() -> None:
             "health_after": healthy, "windows": windows,
         }
         print(json.dumps(report, indent=2))
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     finally:
         proc.terminate()
         proc.wait(timeout=60)

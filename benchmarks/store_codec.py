@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import cpu_model, local_engine, percentile
+from benchmarks._common import cpu_model, local_engine, percentile, write_json
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
 from reranker.eval.irm import evaluate_with_ir_measures
@@ -117,9 +117,7 @@ def main() -> None:
         print("| store | p50 ms | p90 ms | p50 vs base |\n|---|---|---|---|")
         for label, m in report["latency"].items():
             print(f"| {label} | {m['p50_ms']} | {m['p90_ms']} | {m['p50_ratio']:.3f}x |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":
