@@ -40,7 +40,7 @@ from reranker.tokenization import TOKENIZER_FILE, Preprocessor
 log = logging.getLogger(__name__)
 
 OPSET = 17
-TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2, "int8": None}
+TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2, "int8": None, "int8-static": None}
 """Allowed max |ORT - torch| relative to (1 + max |torch score|); int8 is reported, not bounded."""
 
 SAMPLE_QUERIES = [
@@ -223,8 +223,11 @@ def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
 
 
 def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp32", opset: int = OPSET,
-                 int8_exclude: str | None = None) -> dict[str, Any]:
-    """Write an artifact directory (graphs, config, tokenizer, manifest) and verify it; returns the manifest."""
+                 int8_exclude: str | None = None, calibration: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Write an artifact directory (graphs, config, tokenizer, manifest) and verify it; returns the manifest.
+
+    ``calibration``: (query, passage) texts for ``int8-static`` (see :mod:`reranker_export.quantize`).
+    """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model_dir = resolve_model_dir(model_dir)
@@ -238,6 +241,11 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
             log.info("exporting %s graph %s (%s)", loaded.config.arch, name, precision)
             _export_graph(loaded, name, tmp / f"{name}.onnx", opset)
             _convert_precision(tmp / f"{name}.onnx", precision, int8_exclude)
+        quantized = None
+        if precision == "int8-static":
+            from reranker_export.quantize import quantize_static
+
+            quantized = quantize_static(tmp, graphs, Preprocessor(loaded.tokenizer, loaded.config), calibration)
         shutil.copy(Path(model_dir) / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copy(Path(model_dir) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         parity = verify_parity(loaded, tmp, precision)
@@ -247,7 +255,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         source = json.loads((Path(model_dir) / MANIFEST).read_text())
         info = {
             "arch": cfg.arch, "precision": precision, "opset": opset, "graphs": list(graphs),
-            "int8_exclude": int8_exclude if precision == "int8" else None,
+            "int8_exclude": int8_exclude if precision == "int8" else None, "quantization": quantized,
             "query_max_len": cfg.query_max_len, "passage_max_len": cfg.passage_max_len,
             "hidden_size": cfg.encoder.hidden_size, "state_dim": state_dim if spec(cfg.arch).split else None,
             "layers": cfg.encoder.num_layers,

@@ -13,7 +13,9 @@ from reranker.manifest import verify_manifest
 from reranker.tokenization import Tokenizer
 
 ARTIFACT_KIND = "reranker-onnx"
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-static")
+"""fp32; fp16 (GPUs); int8: dynamic (ONNX Runtime's quantize_dynamic, weights int8, activation scales per
+batch); int8-static: QDQ with calibrated activation scales (NNCF; fastest on the openvino backend)."""
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cross_encoder": (("q_ids", "q_mask", "p_ids", "p_mask"), ("scores",)),
     "query_encoder": (("ids", "mask"), ("vectors", "vector_mask")),

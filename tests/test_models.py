@@ -95,6 +95,18 @@ def test_bert_cat_has_no_split() -> None:
         tiny("bert_cat").encode_passages(batch([5], 5, 0))
 
 
+def test_bert_cat_cls_only_last_layer_equals_the_full_stack() -> None:
+    """BERT-cat computes only [CLS] in its last layer: the same score as running every row."""
+    model = tiny("bert_cat")
+    q, p = batch([7, 9, 4], 9, 2), batch([6, 20, 11], 20, 3)
+    ids, mask, segment = pack_pairs(q.ids, q.mask, p.ids[:, 1:], p.mask[:, 1:])
+    full = model.bert(ids, mask, token_type=segment)  # every row of every layer
+    reference = model.head(full[:, 0]).squeeze(-1)
+    torch.testing.assert_close(model.score(q, p), reference, atol=1e-5, rtol=1e-5)
+    last = model.bert.run_layers(model.bert.embed(ids, segment), mask, last_rows=1)
+    assert last.shape == (3, 1, ENC.hidden_size)
+
+
 def test_pack_pairs_layout() -> None:
     q = Tokens(torch.tensor([[2, 11, 3, 0], [2, 12, 13, 3]]), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
     p = Tokens(torch.tensor([[21, 3, 0], [22, 23, 3]]), torch.tensor([[1, 1, 0], [1, 1, 1]]))

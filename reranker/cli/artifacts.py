@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reranker.artifact import PRECISIONS
 from reranker.cli._common import data_arg
 from reranker.cli.dataclass_args import add_dataclass_args, dataclass_kwargs
+from reranker.errors import ConfigError
 
 if TYPE_CHECKING:
     from reranker.artifact import Artifact
@@ -18,8 +20,18 @@ if TYPE_CHECKING:
 def cmd_export(args: argparse.Namespace) -> int:
     from reranker_export.onnx_export import export_model
 
+    calibration: list[tuple[str, str]] = []
+    if args.precision == "int8-static":
+        from reranker_export.quantize import calibration_pairs
+
+        if args.calibration is None:
+            raise ConfigError("--precision int8-static needs --calibration DATA_FOLDER (calibration pairs from its run, "
+                              "e.g. data/msmarco-passage/msmarco-dev-small-600; never the test set)")
+        calibration = calibration_pairs(args.calibration, args.calibration_pairs)
+    elif args.calibration is not None:
+        raise ConfigError(f"--calibration is for --precision int8-static, not {args.precision}")
     manifest = export_model(args.model, args.out, precision=args.precision, opset=args.opset,
-                            int8_exclude=args.int8_exclude)
+                            int8_exclude=args.int8_exclude, calibration=calibration)
     parity = manifest["parity"]
     print(f"exported {manifest['arch']} ({args.precision}) to {args.out}: graphs {', '.join(manifest['graphs'])}; "
           f"max |ORT - torch| score {parity['scores_max_abs_diff']:.2e} (max |score| {parity['max_abs_score']:.3g})")
@@ -122,7 +134,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(sha256 of every file, parity figures). fp16 is for GPUs, int8 for CPUs.")
     p.add_argument("--model", required=True, help="a reranker model directory")
     p.add_argument("--out", required=True, type=Path, help="artifact directory to write")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp16 for GPUs; int8 = ONNX Runtime dynamic int8; int8-static = calibrated QDQ int8 (NNCF), "
+                        "fastest on the openvino backend (needs --calibration)")
+    p.add_argument("--calibration", type=Path, default=None, metavar="DATA_FOLDER",
+                   help="int8-static: a data folder whose run gives the calibration pairs (its top 3 per query), "
+                        "e.g. data/msmarco-passage/msmarco-dev-small-600; never the test set")
+    p.add_argument("--calibration-pairs", type=int, default=300, help="int8-static: calibration pairs")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--int8-exclude", default=None, metavar="REGEX",
                    help="int8: keep the MatMul nodes whose name matches in fp32 (e.g. 'output/dense' for "

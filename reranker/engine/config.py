@@ -7,11 +7,12 @@ Frozen dataclasses validated on construction; the server's TOML file fills them
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from reranker.engine.batcher import BatcherConfig
 from reranker.errors import ConfigError
 from reranker.fusion import FusionRule
-from reranker.runtime.config import RuntimeConfig
+from reranker.runtime.config import BACKENDS, RuntimeConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class ModelSpec:
     """Passage store directory (from 'reranker index'); empty = candidates need text."""
     limits: Limits = field(default_factory=Limits)
     """Request limits."""
+    backend: Literal["", "onnxruntime", "openvino"] = ""
+    """The runtime backend of this model (``onnxruntime`` or ``openvino``); empty = the engine's
+    ``RuntimeConfig.backend``. E.g. the BERT-cat teacher's static int8 graph on OpenVINO beside
+    students from their stores on ONNX Runtime."""
     fusion: FusionRule = field(default_factory=FusionRule)
     """How the model's score is fused with the candidates' first-stage scores (``reranker.fusion``);
     a request may override it. Any rule but ``none`` needs a first-stage score on every candidate."""
@@ -51,6 +56,9 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
+        if self.backend and self.backend not in BACKENDS:
+            raise ConfigError(f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)} (or empty for the "
+                              f"[runtime] backend), got {self.backend!r}")
 
 
 @dataclass(frozen=True)

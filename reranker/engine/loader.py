@@ -3,6 +3,7 @@ the artifact), ONNX Runtime sessions. The only engine module that opens files.""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def open_scorer(artifact: Artifact, runtime: RuntimeConfig) -> OnnxScorer:
-    """ONNX Runtime sessions of every graph of ``artifact``."""
+    """Every graph of ``artifact`` on the backend ``runtime`` names."""
     return OnnxScorer({g: artifact.graph_path(g) for g in artifact.spec.graphs}, runtime)
 
 
@@ -29,7 +30,8 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
     """One served model; raises ArtifactError for a missing, corrupt or mismatched artifact or store."""
     artifact = Artifact.open(spec.artifact)
     store = PassageStore.open(spec.store, artifact) if spec.store else None
-    scorer = open_scorer(artifact, cfg.runtime)
+    runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
+    scorer = open_scorer(artifact, runtime)
     prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)
     log.info("model %s: %s %s artifact %s on %s, store %s", spec.name, artifact.arch, artifact.precision,
              artifact.directory, scorer.provider, f"{len(store)} passages" if store else "none")

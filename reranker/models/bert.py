@@ -44,8 +44,11 @@ class SelfAttention(nn.Module):
     def _split(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
 
-    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
-        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+    def forward(self, x: Tensor, bias: Tensor, rows: int | None = None) -> Tensor:
+        """``rows``: compute the output of the first ``rows`` positions only (keys and values still
+        come from every position)."""
+        x_q = x if rows is None else x[:, :rows]
+        q, k, v = self._split(self.query(x_q)), self._split(self.key(x)), self._split(self.value(x))
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + bias
         probs = self.dropout(logits.softmax(dim=-1))
         return (probs @ v).transpose(1, 2).flatten(-2)
@@ -68,8 +71,8 @@ class Attention(nn.Module):
         self.self = SelfAttention(hidden, heads, dropout)
         self.output = SelfOutput(hidden, eps, dropout)
 
-    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
-        return self.output(self.self(x, bias), x)
+    def forward(self, x: Tensor, bias: Tensor, rows: int | None = None) -> Tensor:
+        return self.output(self.self(x, bias, rows), x if rows is None else x[:, :rows])
 
 
 class Intermediate(nn.Module):
@@ -101,8 +104,11 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(hidden, inner)
         self.output = Output(hidden, inner, eps, dropout)
 
-    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
-        x = self.attention(x, bias)
+    def forward(self, x: Tensor, bias: Tensor, rows: int | None = None) -> Tensor:
+        """(batch, length, hidden) -> (batch, length, hidden), or (batch, rows, hidden) for the first
+        ``rows`` positions only: every position-wise part (query projection, attention output, feed-forward)
+        then runs on those rows alone, and the result equals the same rows of the full output."""
+        x = self.attention(x, bias, rows)
         return self.output(self.intermediate(x), x)
 
 
@@ -146,10 +152,19 @@ class BertEncoder(nn.Module):
             token_type = torch.full_like(input_ids, token_type)
         return self.embeddings(input_ids, token_type, positions)
 
-    def run_layers(self, hidden: Tensor, mask: Tensor, start: int = 0, end: int | None = None) -> Tensor:
+    def run_layers(self, hidden: Tensor, mask: Tensor, start: int = 0, end: int | None = None,
+                   last_rows: int | None = None) -> Tensor:
+        """Layers ``start:end`` over (batch, length, hidden) states with a (batch, length) key mask.
+
+        ``last_rows``: the last layer computes only the first ``last_rows`` positions (batch,
+        last_rows, hidden). A model that reads only [CLS] (BERT-cat) passes 1 and skips, in the last
+        layer, the query projection, attention output and feed-forward of every other token: exactly
+        the same score for about 1/7 fewer FLOPs in a 6-layer encoder.
+        """
         bias = attention_bias(mask, hidden.dtype)
-        for layer in self.encoder.layer[start:end]:
-            hidden = layer(hidden, bias)
+        layers = list(self.encoder.layer[start:end])
+        for i, layer in enumerate(layers):
+            hidden = layer(hidden, bias, last_rows if i == len(layers) - 1 else None)
         return hidden
 
     def forward(self, input_ids: Tensor, mask: Tensor, token_type: int | Tensor = 0,

@@ -26,7 +26,8 @@ class BertCat(Ranker):
     def score(self, q: Tokens, p: Tokens) -> Tensor:
         # The passage's own [CLS] is dropped: the pair reads [CLS] q [SEP] p [SEP].
         ids, mask, segment = pack_pairs(q.ids, q.mask, p.ids[:, 1:], p.mask[:, 1:])
-        hidden = self.bert(ids, mask, token_type=segment)
+        # only [CLS] is read: the last layer computes that row alone (BertEncoder.run_layers)
+        hidden = self.bert.run_layers(self.bert.embed(ids, segment), mask, last_rows=1)
         cls = hidden[:, 0]
         if self.pooler is not None:
             cls = torch.tanh(self.pooler(cls))

@@ -1,5 +1,5 @@
-"""ONNX Runtime execution: sessions with explicit providers and one scorer per artifact
-(arrays in, arrays out). Nothing here imports torch.
+"""Graph execution (arrays in, arrays out): ONNX Runtime sessions with explicit providers, or OpenVINO
+(``RuntimeConfig.backend``), and one scorer per artifact. Nothing here imports torch.
 """
 
 from reranker.runtime.config import RuntimeConfig

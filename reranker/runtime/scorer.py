@@ -1,4 +1,4 @@
-"""One artifact's graphs on ONNX Runtime: padded arrays in, arrays out.
+"""One artifact's graphs on ONNX Runtime or OpenVINO (``RuntimeConfig.backend``): padded arrays in, arrays out.
 
 The scorer knows no text, no passage store and no batching policy: the engine tokenises,
 looks passages up, plans batches and pads (its prepare stage), then calls these methods.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from reranker.errors import ConfigError
 from reranker.runtime.config import RuntimeConfig
-from reranker.runtime.sessions import Graph
+from reranker.runtime.sessions import Graph, open_graph
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,10 @@ CAST_FP16_TO_FP32 = (b'\x08\x08:m\n\x17\n\x01x\x12\x01y"\x04Cast*\t\n\x02to\x18\
 
 
 class OnnxScorer:
-    """The graphs of one artifact, each in its own session.
+    """The graphs of one artifact, each in its own session (ONNX Runtime) or compiled model (OpenVINO).
 
     A cross-encoder has ``cross_encoder``; split models have ``query_encoder``,
-    ``passage_encoder`` and ``scorer``. Raises :class:`ArtifactError` for a graph ONNX Runtime
+    ``passage_encoder`` and ``scorer``. Raises :class:`ArtifactError` for a graph the backend
     cannot load and :class:`ConfigError` for an unusable provider or an unknown set of graphs.
     """
 
@@ -40,10 +41,11 @@ class OnnxScorer:
         if names not in ({"cross_encoder"}, {"query_encoder", "passage_encoder", "scorer"}):
             raise ConfigError(f"an artifact has either a cross_encoder graph or query_encoder, passage_encoder and "
                               f"scorer graphs; got {sorted(names)}")
-        self.graphs = {name: Graph(Path(path), self.cfg) for name, path in graphs.items()}
+        self.graphs = {name: open_graph(Path(path), self.cfg) for name, path in graphs.items()}
         self.split = "scorer" in self.graphs
         self.provider = next(iter(self.graphs.values())).provider
-        """The execution provider ONNX Runtime chose (e.g. ``CPUExecutionProvider``)."""
+        """What runs the graphs: the execution provider ONNX Runtime chose (e.g. ``CPUExecutionProvider``)
+        or OpenVINO (``OpenVINO 2026.4.1 CPU``)."""
         self._cast = Graph(CAST_FP16_TO_FP32, RuntimeConfig(provider="cpu", intra_op_threads=self.cfg.intra_op_threads,
                                                             allow_spinning=self.cfg.allow_spinning)) if self.split else None
 
@@ -54,7 +56,7 @@ class OnnxScorer:
             return array
         return self._cast.run({"x": array})[0]
 
-    def _encoder(self, name: str) -> Graph:
+    def _encoder(self, name: str) -> Any:
         if not self.split:
             raise ConfigError("a cross-encoder has no query or passage encoder: score token ids with score()")
         return self.graphs[name]

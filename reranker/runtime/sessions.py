@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -27,9 +28,20 @@ def requested_providers(cfg: RuntimeConfig) -> list[str]:
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
+def open_graph(path: Path, cfg: RuntimeConfig) -> Any:
+    """One graph file on the backend ``cfg`` names: :class:`Graph` (ONNX Runtime) or
+    :class:`~reranker.runtime.openvino_graph.OpenVinoGraph`; both have ``run``, ``inputs``,
+    ``input_types`` and ``provider``."""
+    if cfg.backend == "openvino":
+        from reranker.runtime.openvino_graph import OpenVinoGraph
+
+        return OpenVinoGraph(path, cfg)
+    return Graph(path, cfg)
+
+
 class Graph:
-    """One ONNX graph (a file, or the bytes of a model) in one session; feeds only the inputs the graph
-    declares."""
+    """One ONNX graph (a file, or the bytes of a model) in one ONNX Runtime session; feeds only the
+    inputs the graph declares."""
 
     def __init__(self, path: Path | bytes, cfg: RuntimeConfig) -> None:
         options = ort.SessionOptions()
