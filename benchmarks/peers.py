@@ -77,8 +77,14 @@ def ov_int8_static(model: Any, calibration: list[tuple[str, str]]) -> Any:
     return model
 
 
+OURS = {"fp32": ("fp32", "onnxruntime"), "int8": ("int8", "onnxruntime"),
+        "bf16, OpenVINO": ("fp32", "openvino"), "int8-static, OpenVINO": ("int8-static", "openvino")}
+"""Our served teacher: system name -> (artifact precision, runtime backend). OpenVINO runs the fp32
+artifact at its default precision (bf16 on this CPU)."""
+
+
 def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Scorer], Callable[[], None]]:
-    """Our teacher per precision, in process (LocalEngine) and over gRPC (one client, own server)."""
+    """Our teacher per precision and backend, in process (LocalEngine) and over gRPC (one client, own server)."""
     from reranker.client import RerankerClient
     from reranker.engine import LocalEngine, RuntimeConfig
 
@@ -86,9 +92,11 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
     engines = {}
     lines = ['default_model = "fp32"', "[server]", "grace_seconds = 5", "max_queue_ms = 0", "[runtime]",
              'provider = "cpu"']
-    for name, art in artifacts.items():
-        engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu"))
-        lines += ["[[models]]", f'name = "{name}"', f'artifact = "{art}"']
+    for name, (precision, backend) in OURS.items():
+        art = artifacts[precision]
+        engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend))  # type: ignore[arg-type]
+        model = name.replace(", ", "-").replace(" ", "-")
+        lines += ["[[models]]", f'name = "{model}"', f'artifact = "{art}"', f'backend = "{backend}"']
     config = work / "peers-server.toml"
     config.write_text("\n".join(lines) + "\n")
     proc, target, _ = start_server(config)
@@ -98,15 +106,17 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
         return lambda q, c: np.array(engines[name].scores(q, [i for i, _ in c], [t for _, t in c])[0], np.float32)
 
     def remote(name: str) -> Scorer:
+        model = name.replace(", ", "-").replace(" ", "-")
+
         def score(q: str, c: list[tuple[str, str]]) -> np.ndarray:
-            res = client.rerank(q, c, model=name)
+            res = client.rerank(q, c, model=model)
             out = np.zeros(len(c), np.float32)
             for r in res.results:
                 out[r.index] = r.score
             return out
         return score
 
-    for name in artifacts:
+    for name in OURS:
         out[f"ours, teacher {name}, gRPC"] = remote(name)
         out[f"ours, teacher {name}, in process"] = local(name)
 
@@ -149,19 +159,18 @@ def main() -> None:
     max_length = cfg.query_max_len + cfg.passage_max_len
     hf_dir = to_hf_cross_encoder(args.teacher, args.work / "hf-teacher")
     artifacts = {}
-    for p in ("fp32", "int8"):
-        artifacts[p] = args.work / f"onnx-teacher-{p}"
-        if not (artifacts[p] / "manifest.json").is_file():
-            export_model(args.teacher, artifacts[p], precision=p)
-    folder = DataFolder.open(DL19)
-    run = folder.run("bm25")
-    qids = sorted(run)
-    requests = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]]) for q in qids[: args.queries]]
     dev = DataFolder.open(ROOT / "data/msmarco-passage/msmarco-dev-small-600")
     dev_run = dev.run("bm25")
     calibration = [(dev.queries[q], dev.passages[p]) for q in sorted(dev_run) for p, _ in dev_run[q][:3]]
     calibration = calibration[: args.calibration]
-
+    for p in ("fp32", "int8", "int8-static"):
+        artifacts[p] = args.work / f"onnx-teacher-{p}"
+        if not (artifacts[p] / "manifest.json").is_file():
+            export_model(args.teacher, artifacts[p], precision=p, calibration=calibration if p == "int8-static" else ())
+    folder = DataFolder.open(DL19)
+    run = folder.run("bm25")
+    qids = sorted(run)
+    requests = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]]) for q in qids[: args.queries]]
     systems: dict[str, Callable[[int], Scorer] | Scorer] = {}
     errors: dict[str, str] = dict(NOT_INSTALLABLE)
     peers = {

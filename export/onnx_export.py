@@ -245,7 +245,8 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         if precision == "int8-static":
             from reranker_export.quantize import quantize_static
 
-            quantized = quantize_static(tmp, graphs, Preprocessor(loaded.tokenizer, loaded.config), calibration)
+            quantized = quantize_static(tmp, graphs, Preprocessor(loaded.tokenizer, loaded.config), calibration,
+                                        int8_exclude)
         shutil.copy(Path(model_dir) / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copy(Path(model_dir) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         parity = verify_parity(loaded, tmp, precision)
@@ -255,7 +256,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         source = json.loads((Path(model_dir) / MANIFEST).read_text())
         info = {
             "arch": cfg.arch, "precision": precision, "opset": opset, "graphs": list(graphs),
-            "int8_exclude": int8_exclude if precision == "int8" else None, "quantization": quantized,
+            "int8_exclude": int8_exclude if precision.startswith("int8") else None, "quantization": quantized,
             "query_max_len": cfg.query_max_len, "passage_max_len": cfg.passage_max_len,
             "hidden_size": cfg.encoder.hidden_size, "state_dim": state_dim if spec(cfg.arch).split else None,
             "layers": cfg.encoder.num_layers,

@@ -13,6 +13,7 @@ each query): use MS MARCO dev or training queries, never the test set.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,11 @@ def _feeds(graph: str, prep: Preprocessor, pairs: Sequence[tuple[str, str]], dir
     return feeds
 
 
-def quantize_static(dir_: Path, graphs: Sequence[str], prep: Preprocessor, pairs: Sequence[tuple[str, str]]) -> dict:
+def quantize_static(dir_: Path, graphs: Sequence[str], prep: Preprocessor, pairs: Sequence[tuple[str, str]],
+                    exclude: str | None = None) -> dict:
     """Replace each fp32 ``{graph}.onnx`` in ``dir_`` by its static int8 QDQ graph; returns what the
-    manifest records (library, version, recipe, number of calibration pairs)."""
+    manifest records (library, version, recipe, number of calibration pairs). ``exclude``: a regex of
+    node names left unquantised (e.g. the feed-forward outputs, ``layer\\.\\d+/output/dense``)."""
     try:
         import nncf
         import onnx
@@ -84,8 +87,16 @@ def quantize_static(dir_: Path, graphs: Sequence[str], prep: Preprocessor, pairs
     for g in graphs:
         path = dir_ / f"{g}.onnx"
         log.info("int8-static: calibrating %s on %d pairs", g, len(pairs))
-        model = nncf.quantize(onnx.load(str(path)), nncf.Dataset(feeds[g]), model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(feeds[g]))
+        model = onnx.load(str(path))
+        scope = {}
+        if exclude:
+            matched = [n.name for n in model.graph.node if n.op_type == "MatMul" and re.search(exclude, n.name)]
+            if not matched:
+                raise ConfigError(f"--int8-exclude {exclude!r} matches no MatMul node of {path.name}")
+            scope = {"ignored_scope": nncf.IgnoredScope(names=matched)}
+        model = nncf.quantize(model, nncf.Dataset(feeds[g]), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(feeds[g]), **scope)
         onnx.save(model, str(path))
     return {"library": "nncf", "version": nncf.__version__, "recipe": "post-training static int8, QDQ, "
-            "ModelType.TRANSFORMER (per-channel weights, SmoothQuant, bias correction)", "pairs": len(pairs)}
+            "ModelType.TRANSFORMER (per-channel weights, SmoothQuant, bias correction)", "pairs": len(pairs),
+            "excluded": exclude}

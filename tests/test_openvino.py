@@ -3,6 +3,7 @@ refused settings (tiny random models)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -15,15 +16,15 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-from reranker.config import ARCHES  # noqa: E402
-from reranker.data import DataFolder  # noqa: E402
-from reranker.engine import BatcherConfig, LocalEngine, ModelSpec, RuntimeConfig  # noqa: E402
-from reranker.errors import ConfigError  # noqa: E402
-from reranker.runtime.openvino_graph import OpenVinoGraph  # noqa: E402
-from reranker_export.onnx_export import export_model  # noqa: E402
-from reranker_export.quantize import calibration_pairs  # noqa: E402
+from reranker.config import ARCHES
+from reranker.data import DataFolder
+from reranker.engine import BatcherConfig, LocalEngine, ModelSpec, RuntimeConfig
+from reranker.errors import ConfigError
+from reranker.runtime.openvino_graph import OpenVinoGraph
+from reranker_export.onnx_export import export_model
+from reranker_export.quantize import calibration_pairs
 
-from .conftest import DL19_MINI  # noqa: E402
+from .conftest import DL19_MINI
 
 ORT = RuntimeConfig(provider="cpu")
 OV_F32 = RuntimeConfig(provider="cpu", backend="openvino", inference_precision="f32")
@@ -112,3 +113,22 @@ def test_int8_static_needs_calibration_pairs(tiny_exports, tmp_path: Path) -> No
         export_model(tiny_exports["bert_cat"][0], tmp_path / "q", precision="int8-static")
     with pytest.raises(ConfigError, match="calibration pairs"):
         calibration_pairs(DL19_MINI, 10_000, per_query=0)
+
+
+def test_one_model_on_openvino_beside_onnx_runtime(tiny_exports, tmp_path: Path) -> None:
+    """A server config puts one model on OpenVINO and leaves the other on [runtime]'s backend."""
+    from reranker.engine import Engine
+    from reranker.server.config import load_config
+
+    config = tmp_path / "server.toml"
+    config.write_text(f'[runtime]\nprovider = "cpu"\n[[models]]\nname = "teacher"\nartifact = "{tiny_exports["bert_cat"][1]}"\n'
+                      f'backend = "openvino"\n[[models]]\nname = "student"\nartifact = "{tiny_exports["colbert"][1]}"\n')
+    cfg = load_config(config)
+    assert [m.backend for m in cfg.models] == ["openvino", ""]
+    engine = Engine.from_config(cfg.engine)
+    providers = {name: m.description.provider for name, m in engine.models.items()}
+    asyncio.run(engine.close())
+    assert providers["teacher"].startswith("OpenVINO") and providers["student"] == "CPUExecutionProvider"
+    config.write_text(config.read_text().replace('backend = "openvino"', 'backend = "tensorrt"'))
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        load_config(config)

@@ -143,8 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-pairs", type=int, default=300, help="int8-static: calibration pairs")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--int8-exclude", default=None, metavar="REGEX",
-                   help="int8: keep the MatMul nodes whose name matches in fp32 (e.g. 'output/dense' for "
-                        "the feed-forward outputs)")
+                   help="int8, int8-static: keep the MatMul nodes whose name matches in floating point (e.g. "
+                        "'layer\\.\\d+/output/dense' for the feed-forward outputs)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="convert a transformers / sentence-transformers model into a checkpoint",

@@ -23,7 +23,8 @@ Example::
 
     [[models]]
     name = "teacher"
-    artifact = "artifacts/bert-cat"
+    artifact = "artifacts/bert-cat-int8"   # reranker export --precision int8-static
+    backend = "openvino"                   # optional: this model on OpenVINO, the others on [runtime]'s
     fusion = { rule = "minmax", weight = 0.6 }   # optional: fuse with first-stage scores
 
 ``[batching]`` fills :class:`reranker.engine.BatcherConfig`, ``[runtime]``
