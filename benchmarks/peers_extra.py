@@ -155,10 +155,8 @@ LOADERS: dict[str, Callable[[Context], ByBatch]] = {
 def versions() -> dict[str, str]:
     out = {}
     for p in PACKAGES:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return out
 
 
