@@ -234,6 +234,7 @@ def quality_of(systems: dict[str, Any], best_batch: dict[str, int], folder: Data
         if extra and name in extra:  # scored in its runner, on the same queries in the same order
             try:
                 scores[name] = dict(zip(qids, extra[name].scores(name, best_batch.get(name, 32)), strict=True))
+                print(f"quality: {name} scored (in its venv)", flush=True)
             except Exception as exc:
                 print(f"quality: {name} failed: {type(exc).__name__}: {exc}", flush=True)
             continue
