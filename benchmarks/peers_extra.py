@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -50,8 +51,15 @@ class Context:
     def __init__(self, hf_dir: Path, work: Path, max_length: int) -> None:
         self.work, self.max_length = work, max_length
         self.hf = work / "hf"
-        if not (self.hf / "config.json").is_file():
-            shutil.copytree(hf_dir, self.hf, dirs_exist_ok=True)
+        # Exports are cached in ``work`` for one model: another model's weights start it afresh.
+        digest = hashlib.sha256(b"".join((hf_dir / f).read_bytes() for f in ("config.json", "model.safetensors")
+                                         if (hf_dir / f).is_file())).hexdigest()
+        stamp = work / "source.sha256"
+        if not stamp.is_file() or stamp.read_text().strip() != digest:
+            for cached in ("hf", "hf-home", "onnx-fp32", "onnx-int8", "st-onnx"):
+                shutil.rmtree(work / cached, ignore_errors=True)
+            shutil.copytree(hf_dir, self.hf)
+            stamp.write_text(digest + "\n")
         # Truncate as the other peers do (CrossEncoder(max_length=...)): the tokenizer's own limit.
         cfg_path = self.hf / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text())

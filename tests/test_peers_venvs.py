@@ -141,6 +141,12 @@ def test_the_real_runner_reports_an_unknown_system_and_answers_errors(tmp_path: 
     # the copy truncates as the other peers do; the handed folder is left alone
     assert json.loads((tmp_path / "work/hf/tokenizer_config.json").read_text())["model_max_length"] == 48
     assert json.loads((hf / "tokenizer_config.json").read_text())["model_max_length"] == 512
+    # another model's weights in the same work folder: the cached copy and exports start afresh
+    (tmp_path / "work/onnx-fp32").mkdir()
+    (hf / "config.json").write_text('{"hidden_size": 8}')
+    pv.Runner(Path(sys.executable), hf, pairs, [8], 48, tmp_path / "work", ("no such peer",), pv.RUNNER).close()
+    assert not (tmp_path / "work/onnx-fp32").exists()
+    assert (tmp_path / "work/hf/config.json").read_text() == '{"hidden_size": 8}'
 
 
 def test_serve_times_scores_and_rejects_bad_commands(monkeypatch: pytest.MonkeyPatch, runner_module: ModuleType) -> None:
