@@ -1,17 +1,19 @@
 """What a team would pick instead to serve the teacher, side by side with ours, on the same weights and
-the same real pairs: sentence-transformers' CrossEncoder on each backend it offers here, and our
-teacher in process and over gRPC (fp32 and int8).
+the same real pairs: sentence-transformers' CrossEncoder on each backend it offers here, infinity, and
+our teacher in process and over gRPC (fp32 and int8).
 
     benchmarks/peers-setup.sh          # the `bench` extra, torch kept at 2.13.0
+    benchmarks/peers-extra-setup.sh    # optional: infinity and ST's ONNX backend, in venvs of their own
     .venv/bin/python -m benchmarks.peers --teacher runs/bench-latency/minilm-*/ckpt-bert_cat \\
         --json benchmarks/results/peers-cpu.json
 
 Speed: the BM25 top-100 of --queries DL19 queries (500 pairs by default), one query per call, each
 system in turn within each of --rounds rounds (so all saw the same machine load), best of the
-CrossEncoder batch sizes 16/32/64, median over rounds. Quality (--quality-queries > 0): nDCG@10 on
-DL19 BM25 top-100 and the largest score difference from the CrossEncoder in torch fp32. OpenVINO
-int8 is calibrated on MS MARCO dev pairs (never on DL19). A peer that cannot load or run is
-reported with its error, not dropped.
+CrossEncoder batch sizes 16/32/64, median over rounds. The systems of .venv-peers / .venv-peers-st
+(benchmarks/peers_venvs.py) take their turn in the same rounds, timed inside their subprocess.
+Quality (--quality-queries > 0): nDCG@10 on DL19 BM25 top-100 and the largest score difference from
+the CrossEncoder in torch fp32. OpenVINO int8 is calibrated on MS MARCO dev pairs (never on DL19).
+A peer that cannot install, load or run is reported with its reason, not dropped.
 """
 
 from __future__ import annotations
@@ -29,17 +31,11 @@ import numpy as np
 
 from benchmarks._common import DL19, ROOT, start_server
 from benchmarks.latency_report import machine
+from benchmarks.peers_venvs import close_runners, start_runners
 from reranker.data import DataFolder
 
 Scorer = Callable[[str, list[tuple[str, str]]], np.ndarray]
 """(query, [(id, text)] of one query) -> scores in candidate order."""
-NOT_INSTALLABLE = {
-    "ST, ONNX fp32 / int8": "sentence-transformers 6.2 needs transformers>=5; its ONNX backend needs optimum-onnx, "
-                            "whose only release (0.1.0) needs transformers<4.58: no version of both installs together",
-    "infinity": "infinity-emb 0.0.78 [torch,optimum] pulls sentence-transformers 3.4.1, transformers 4.57.6 and "
-                "numpy 1.26.4 (pip --dry-run): it cannot share a venv with sentence-transformers 6.2 (a venv of its own "
-                "was not tried)",
-}
 
 
 def cross_encoder(hf_dir: Path, backend: str, max_length: int, **kwargs: Any):
@@ -172,7 +168,7 @@ def main() -> None:
     qids = sorted(run)
     requests = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]]) for q in qids[: args.queries]]
     systems: dict[str, Callable[[int], Scorer] | Scorer] = {}
-    errors: dict[str, str] = dict(NOT_INSTALLABLE)
+    errors: dict[str, str] = {}
     peers = {
         "ST, torch fp32": lambda: st_scorer(cross_encoder(hf_dir, "torch", max_length)),
         "ST, torch bf16 autocast": lambda: st_scorer(cross_encoder(hf_dir, "torch", max_length), bf16=True),
@@ -190,9 +186,15 @@ def main() -> None:
             systems[name] = make()
         except Exception as exc:  # a peer that cannot load is a result
             errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+    batches = [int(b) for b in args.batches.split(",")]
+    quality_reqs = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]])
+                    for q in qids[: args.quality_queries]]
+    extra, extra_errors, extra_versions = start_runners(hf_dir, requests, quality_reqs, batches, max_length,
+                                                        args.work, skip)
+    errors.update(extra_errors)
+    systems.update(extra)
     ours, close = our_scorers(artifacts, args.work)
     systems.update({k: v for k, v in ours.items() if k not in skip})
-    batches = [int(b) for b in args.batches.split(",")]
     try:
         speed: dict[str, list[float]] = {k: [] for k in systems}
         best_batch: dict[str, int] = {}
@@ -201,7 +203,11 @@ def main() -> None:
             for name in names:
                 s = systems[name]
                 try:
-                    if name.startswith("ST"):
+                    if name in extra:
+                        rates = extra[name].time(name, None if r else 1)
+                        best_batch[name] = max(rates, key=rates.__getitem__)
+                        rate = rates[best_batch[name]]
+                    elif name.startswith("ST"):
                         rates = {b: timed(s(b), requests if r else requests[:1]) for b in batches}  # type: ignore[operator]
                         best_batch[name] = max(rates, key=rates.__getitem__)
                         rate = rates[best_batch[name]]
@@ -213,25 +219,34 @@ def main() -> None:
                 if r:
                     speed[name].append(rate)
                     print(f"round {r} {name:40s} {rate:8.1f} pairs/s", flush=True)
-        quality = quality_of(systems, best_batch, folder, qids[: args.quality_queries]) if args.quality_queries else {}
+        quality = quality_of(systems, best_batch, folder, qids[: args.quality_queries], extra) \
+            if args.quality_queries else {}
     finally:
         close()
+        close_runners(extra)
     report = report_of(speed, best_batch, quality, errors)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": "python -m benchmarks.peers " + " ".join(
             f"{k}={v}" for k, v in vars(args).items()), "machine": machine([]), "pairs": sum(len(c) for _, c in requests),
-            "teacher": str(args.teacher), **report}, indent=2, default=str) + "\n")
+            "teacher": str(args.teacher), "venvs": extra_versions, **report}, indent=2, default=str) + "\n")
 
 
 def quality_of(systems: dict[str, Any], best_batch: dict[str, int], folder: DataFolder,
-               qids: list[str]) -> dict[str, dict[str, float]]:
+               qids: list[str], extra: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """nDCG@10 on ``qids``' BM25 top-100 and the largest |score - ST torch fp32 score| per system."""
     from reranker.eval.irm import evaluate_with_ir_measures
 
     run = folder.run("bm25")
     scores: dict[str, dict[str, np.ndarray]] = {}
     for name, s in systems.items():
+        if extra and name in extra:  # scored in its runner, on the same queries in the same order
+            try:
+                scores[name] = dict(zip(qids, extra[name].scores(name, best_batch.get(name, 32)), strict=True))
+                print(f"quality: {name} scored (in its venv)", flush=True)
+            except Exception as exc:
+                print(f"quality: {name} failed: {type(exc).__name__}: {exc}", flush=True)
+            continue
         score = s(best_batch.get(name, 32)) if name.startswith("ST") else s
         scores[name] = {}
         for q in qids:
