@@ -201,7 +201,7 @@ def test_int8_can_keep_named_nodes_in_fp32(exported, tmp_path: Path) -> None:
     assert manifest["int8_exclude"] == r"layer\.0/output/dense"
     graph = onnx.load(str(tmp_path / "q" / "cross_encoder.onnx")).graph
     kept = [n.name for n in graph.node if n.op_type == "MatMul" and "output/dense" in n.name]
-    assert kept == ["/bert/layer.0/output/dense/MatMul"]  # that one stayed a float MatMul
+    assert len(kept) == 1 and kept[0].endswith("layer.0/output/dense/MatMul")  # that one stayed a float MatMul
     assert any(n.op_type == "MatMulInteger" for n in graph.node)  # the rest is int8
     with pytest.raises(ConfigError, match="matches no"):
         export_model(ckpt, tmp_path / "r", precision="int8", int8_exclude="no-such-node")
