@@ -1,9 +1,10 @@
 """A model-agnostic asyncio dynamic batcher.
 
 Requests submit their work items as one unit; a single worker packs items of concurrent requests
-into batches (at most ``max_batch_size`` items and ``max_batch_cost`` cost, sorted by cost so that
-similar lengths run together), waiting at most ``max_wait_s`` for a batch to fill, and runs each
-batch in a thread so the event loop stays responsive.
+into batches (at most ``max_batch_size`` items and ``max_batch_cost`` cost: the oldest waiting item
+and its neighbours in cost, so that similar lengths run together), waiting at most ``max_wait_s``
+for a batch to fill, and runs the ready batches in one trip to a worker thread so the event loop
+stays responsive.
 
 Contract (tested with pure async fakes):
 
