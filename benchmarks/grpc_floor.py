@@ -1,11 +1,11 @@
 """The floor under the gRPC overhead: what a Rerank round trip costs with no model behind it.
 
-Three servers, each in its own process, answer a 100-candidate Rerank with a canned 100-result
-response: grpcio's plain asyncio servicer (``echo``), the project's own servicer and wrappers
-(auth, metrics, status mapping, message conversion) over an engine that answers at once
-(``ours``), and ours with the engine behind the real path's thread hops left out. Requests
-alternate between the servers; ``--gap-ms`` idles between requests as the benchmark's in-process
-leg does (an idle server wakes more slowly than a busy one).
+Two servers, each in its own process, answer a 100-candidate Rerank with 100 results: grpcio's
+plain asyncio servicer returning a canned response (``echo``), and the project's own servicer and
+wrappers (auth, metrics, status mapping, message conversion) over an engine that answers at once
+(``ours``: no pre stage, no batcher, no thread hop). Requests alternate between the servers;
+``--gap-ms`` idles before each request as the latency benchmark's in-process leg does (an idle
+server wakes more slowly than a busy one).
 
     .venv/bin/python -m benchmarks.grpc_floor --requests 400 --gap-ms 12
 """
