@@ -8,7 +8,9 @@ import time
 
 import pytest
 
+from reranker.engine import batcher as batcher_module
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
+from reranker.engine.pending import Item, PendingQueue, Ticket
 from reranker.errors import CapacityError, ConfigError, DeadlineError
 
 
@@ -165,3 +167,74 @@ def test_ready_batches_share_one_worker_trip() -> None:
     assert out == [2 * i for i in range(10)]
     assert [s.size for s in stats] == [4, 4, 2]
     assert len(threads) == 3 and trips == [3]
+
+
+class _Counted(Item):
+    """An item that counts every read and write of its fields (the batcher's visits to a pair)."""
+
+    visits = 0
+
+    def __getattribute__(self, name: str):
+        _Counted.visits += 1
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        _Counted.visits += 1
+        object.__setattr__(self, name, value)
+
+
+def _visits_per_item(monkeypatch: pytest.MonkeyPatch, requests: int, size: int) -> float:
+    """Queue ``requests`` x ``size`` items behind a blocked batch, release it, and count the batcher's
+    visits per item until every request is answered."""
+    monkeypatch.setattr(batcher_module, "Item", _Counted)
+    gate = threading.Event()
+
+    def run_batch(items: list[int]) -> list[int]:
+        if items == [-1]:
+            gate.wait(5)
+        return [2 * i for i in items]
+
+    async def main():
+        b = Batcher(run_batch, BatcherConfig(max_batch_size=16, max_batch_cost=16 * 40, max_wait_s=0.0),
+                    cost=lambda x: 1 + abs(x) % 37)
+        blocker = asyncio.ensure_future(b.submit([-1]))
+        await asyncio.sleep(0.02)  # the blocker's batch is running: everything below queues behind it
+        _Counted.visits = 0
+        jobs = [asyncio.ensure_future(b.submit(list(range(k * size, (k + 1) * size)), deadline=time.monotonic() + 60))
+                for k in range(requests)]
+        await asyncio.sleep(0)
+        assert b.queue_depth == requests * size
+        gate.set()
+        outs = await asyncio.gather(*jobs)
+        await blocker
+        await b.close()
+        assert outs == [[2 * i for i in range(k * size, (k + 1) * size)] for k in range(requests)]
+
+    run(main())
+    return _Counted.visits / (requests * size)
+
+
+def test_planning_a_batch_does_not_scan_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Visits per pair stay flat when the queue is 16x deeper (a scan per batch would make them grow
+    with the queue: quadratic work overall); counted, not timed."""
+    small = _visits_per_item(monkeypatch, 1, 200)
+    large = _visits_per_item(monkeypatch, 16, 200)
+    assert large <= 1.3 * small + 2, f"{small:.1f} visits per pair with 200 queued, {large:.1f} with 3,200"
+    assert large < 60
+
+
+def test_queue_takes_the_oldest_and_its_cost_neighbours() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        q = PendingQueue()
+        old, new = Ticket(None), Ticket(None)
+        q.add(old, [Item(c, c, old, loop.create_future(), 1.0) for c in (5, 1, 9)])
+        q.add(new, [Item(c, c, new, loop.create_future(), 2.0) for c in (5, 6, 4, 1, 9, 20)])
+        assert q.oldest().payload == 5 and q.max_cost() == 20
+        # the oldest (5) then dearer neighbours (5, 6, 9, 9) while 5 x 9 <= 45, then none cheaper fits 6 x 9
+        assert [i.payload for i in q.take(max_items=8, max_cost=45)] == [5, 5, 6, 9, 9]
+        assert [i.payload for i in q.take(max_items=2, max_cost=1000)] == [1, 1]  # the old request's 1 leads
+        assert [i.payload for i in q.drop(new)] == [4, 20] and len(q) == 0
+        assert q.drop(new) == [] and q.expired(now=1e9) == []
+    finally:
+        loop.close()

@@ -1,9 +1,10 @@
 """A model-agnostic asyncio dynamic batcher.
 
 Requests submit their work items as one unit; a single worker packs items of concurrent requests
-into batches (at most ``max_batch_size`` items and ``max_batch_cost`` cost, sorted by cost so that
-similar lengths run together), waiting at most ``max_wait_s`` for a batch to fill, and runs each
-batch in a thread so the event loop stays responsive.
+into batches (at most ``max_batch_size`` items and ``max_batch_cost`` cost: the oldest waiting item
+and its neighbours in cost, so that similar lengths run together), waiting at most ``max_wait_s``
+for a batch to fill, and runs the ready batches in one trip to a worker thread so the event loop
+stays responsive.
 
 Contract (tested with pure async fakes):
 
@@ -13,7 +14,8 @@ Contract (tested with pure async fakes):
   once with :class:`CapacityError`, before any work;
 * a caller's deadline travels with its items: items whose deadline passed, or whose caller
   cancelled, are dropped without being computed, from the queue and again before each batch
-  runs (a batch holding only abandoned items does not run), and every drop is counted.
+  runs (a batch holding only abandoned items does not run), and every drop is counted;
+* planning a batch costs O(its items), not O(the queue) (:mod:`reranker.engine.pending`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from reranker.engine.pending import Item, PendingQueue, Ticket
 from reranker.errors import CapacityError, ConfigError, DeadlineError
 
 T = TypeVar("T")
@@ -66,26 +69,6 @@ class BatchStats:
     seconds: float
 
 
-@dataclass(eq=False)
-class _Ticket:
-    """One request's stake in the queue."""
-
-    deadline: float | None
-    cancelled: bool = False
-
-    def expired(self, now: float) -> bool:
-        return self.cancelled or (self.deadline is not None and now >= self.deadline)
-
-
-@dataclass(eq=False)
-class _Item(Generic[T, R]):
-    payload: T
-    cost: int
-    ticket: _Ticket
-    future: asyncio.Future[R]
-    enqueued: float = field(default_factory=time.monotonic)
-
-
 class Batcher(Generic[T, R]):
     """Runs ``run_batch(list of items) -> list of results`` on batches packed across callers."""
 
@@ -95,8 +78,9 @@ class Batcher(Generic[T, R]):
                  on_drop: Callable[[int], None] | None = None) -> None:
         self._run_batch, self.cfg, self._cost = run_batch, cfg, cost
         self._on_batch, self._on_drop = on_batch, on_drop
-        self._pending: list[_Item[T, R]] = []
-        self._queued = 0
+        self._queue = PendingQueue()
+        self._batch_s = 0.0
+        """Running mean of a batch's seconds (how long a trip to the worker thread takes per batch)."""
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -104,7 +88,7 @@ class Batcher(Generic[T, R]):
     @property
     def queue_depth(self) -> int:
         """Items waiting for a batch."""
-        return self._queued
+        return len(self._queue)
 
     def start(self) -> None:
         if self._worker is None:
@@ -121,20 +105,22 @@ class Batcher(Generic[T, R]):
         """Queue one request's items and wait for all their results (in order).
 
         ``deadline`` is a ``time.monotonic()`` instant; work still queued after it is dropped.
+        Raises CapacityError (queue full or shutting down), DeadlineError (dropped) or what
+        ``run_batch`` raised for a batch holding one of the items.
         """
         if self._closed:
             raise CapacityError("the server is shutting down and accepts no new work")
         if not payloads:
             return []
-        if self._queued + len(payloads) > self.cfg.max_queue:
-            raise CapacityError(f"server over capacity: {self._queued} pairs queued, this request adds "
+        if len(self._queue) + len(payloads) > self.cfg.max_queue:
+            raise CapacityError(f"server over capacity: {len(self._queue)} pairs queued, this request adds "
                                 f"{len(payloads)}, the queue holds at most {self.cfg.max_queue}; retry later")
         self.start()
-        loop = asyncio.get_running_loop()
-        ticket = _Ticket(deadline)
-        items = [_Item(p, max(1, int(self._cost(p))), ticket, loop.create_future()) for p in payloads]
-        self._pending.extend(items)
-        self._queued += len(items)
+        loop, now = asyncio.get_running_loop(), time.monotonic()
+        ticket = Ticket(deadline)
+        items: list[Item[T, R]] = [Item(p, max(1, int(self._cost(p))), ticket, loop.create_future(), now)
+                                   for p in payloads]
+        self._queue.add(ticket, items)
         self._wakeup.set()
         try:
             return list(await asyncio.gather(*(i.future for i in items)))
@@ -143,17 +129,12 @@ class Batcher(Generic[T, R]):
             for i in items:
                 if not i.future.done():
                     i.future.cancel()
+            dropped = self._queue.drop(ticket)
+            if dropped:
+                self._fail(dropped)
             raise
 
-    def _drop_expired(self) -> None:
-        now = time.monotonic()
-        expired = [i for i in self._pending if i.ticket.expired(now)]
-        if expired:
-            self._pending = [i for i in self._pending if not i.ticket.expired(now)]
-            self._queued -= len(expired)
-            self._fail(expired)
-
-    def _fail(self, dropped: list[_Item[T, R]]) -> None:
+    def _fail(self, dropped: list[Item[T, R]]) -> None:
         """Drop abandoned items uncomputed: their callers get DeadlineError, the drop is counted."""
         for item in dropped:
             if not item.future.done():
@@ -162,36 +143,12 @@ class Batcher(Generic[T, R]):
         if self._on_drop:
             self._on_drop(len(dropped))
 
-    def _take_batch(self) -> list[_Item[T, R]]:
-        """The oldest item plus the items closest to it in cost, within the batch limits."""
-        self._pending.sort(key=lambda i: (i.cost, i.enqueued))
-        oldest = min(range(len(self._pending)), key=lambda k: self._pending[k].enqueued)
-        lo = hi = oldest
-        top = self._pending[oldest].cost
-        # grow the window around the oldest item towards the cheaper and dearer neighbours
-        while hi - lo + 1 < self.cfg.max_batch_size:
-            grow_hi = hi + 1 < len(self._pending)
-            grow_lo = lo > 0
-            if not (grow_hi or grow_lo):
-                break
-            if grow_hi and (hi + 2 - lo) * max(top, self._pending[hi + 1].cost) <= self.cfg.max_batch_cost:
-                hi += 1
-                top = max(top, self._pending[hi].cost)
-            elif grow_lo and (hi + 2 - lo) * top <= self.cfg.max_batch_cost:
-                lo -= 1
-            else:
-                break
-        batch = self._pending[lo:hi + 1]
-        del self._pending[lo:hi + 1]
-        self._queued -= len(batch)
-        return batch
-
-    def _run_batches(self, batches: list[list[_Item[T, R]]]) -> list[tuple[list[_Item[T, R]], Sequence[R] | Exception,
-                                                                           float]]:
+    def _run_batches(self, batches: list[list[Item[T, R]]]) -> list[tuple[list[Item[T, R]], Sequence[R] | Exception,
+                                                                          float]]:
         """Run several batches in the worker thread: each batch's live items (those of callers that
         are still waiting: abandoned items are dropped here too, batch by batch), their results or
         exception, and the batch's time."""
-        out: list[tuple[list[_Item[T, R]], Sequence[R] | Exception, float]] = []
+        out: list[tuple[list[Item[T, R]], Sequence[R] | Exception, float]] = []
         for batch in batches:
             now = time.monotonic()
             live = [i for i in batch if not i.ticket.expired(now)]
@@ -210,18 +167,21 @@ class Batcher(Generic[T, R]):
 
     def _wait_left(self) -> float:
         """Seconds the oldest waiting item may still wait for its batch to grow (<= 0: run now)."""
-        return min(i.enqueued for i in self._pending) + self.cfg.max_wait_s - time.monotonic()
+        return self._queue.oldest().enqueued + self.cfg.max_wait_s - time.monotonic()
 
     def _full(self) -> bool:
-        if len(self._pending) >= self.cfg.max_batch_size:
-            return True
-        top = max(i.cost for i in self._pending)
-        return len(self._pending) * top >= self.cfg.max_batch_cost
+        n = len(self._queue)
+        return n >= self.cfg.max_batch_size or n * self._queue.max_cost() >= self.cfg.max_batch_cost
+
+    def _ready(self, batches_in_trip: int) -> bool:
+        """Whether one more batch joins this trip: a full one, one whose wait is over, or a partial one
+        whose wait would end before the trip's batches do (waiting for it would only cost a second trip)."""
+        return self._full() or self._wait_left() <= batches_in_trip * self._batch_s
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._pending:
+            if not self._queue:
                 if self._closed:
                     return
                 self._wakeup.clear()
@@ -233,21 +193,25 @@ class Batcher(Generic[T, R]):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
                 continue
-            self._drop_expired()
-            if not self._pending:
+            expired = self._queue.expired(time.monotonic())
+            if expired:
+                self._fail(expired)
+            if not self._queue:
                 continue
             # every batch that is ready now runs in one trip to the worker thread: a request of
             # 100 pairs in batches of 16 pays one thread hop, not seven
-            batches = [self._take_batch()]
-            while (self._pending and len(batches) < self.cfg.max_batches_per_run
-                   and (self._full() or self._wait_left() <= 0)):
-                batches.append(self._take_batch())
+            cfg = self.cfg
+            batches = [self._queue.take(cfg.max_batch_size, cfg.max_batch_cost)]
+            while self._queue and len(batches) < cfg.max_batches_per_run and self._ready(len(batches)):
+                batches.append(self._queue.take(cfg.max_batch_size, cfg.max_batch_cost))
             outcomes = await loop.run_in_executor(None, self._run_batches, batches)
             for batch, (live, outcome, seconds) in zip(batches, outcomes, strict=True):
                 if len(live) < len(batch):
-                    self._fail([i for i in batch if i not in live])
+                    kept = {id(i) for i in live}
+                    self._fail([i for i in batch if id(i) not in kept])
                 if not live:
                     continue
+                self._batch_s += 0.2 * (seconds - self._batch_s) if self._batch_s else seconds
                 if self._on_batch:
                     self._on_batch(BatchStats(len(live), len(live) * max(i.cost for i in live), seconds))
                 if isinstance(outcome, Exception):  # one failure reaches every caller of the batch

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from reranker.engine import Engine, FusionRule, ModelDescription, RerankInput
+from reranker.engine import Engine, FusionRule, ModelDescription, RerankInput, RerankOutput
 from reranker.errors import (
     ArtifactError,
     CapacityError,
@@ -67,8 +67,9 @@ def _safe_parser(message_type: Any) -> Callable[[bytes], Any]:
 
 
 def add_to_server(service: RerankerService, server: Any) -> None:
-    """Register the service; undecodable requests reach it as MalformedRequest (INVALID_ARGUMENT),
-    not as a deserialisation failure that gRPC would report as UNKNOWN."""
+    """Register the service as registered methods (gRPC matches their paths in its core, with no
+    generic-handler lookup in Python per call); undecodable requests reach it as MalformedRequest
+    (INVALID_ARGUMENT), not as a deserialisation failure that gRPC would report as UNKNOWN."""
     handlers = {
         "Rerank": grpc.unary_unary_rpc_method_handler(
             service.Rerank, request_deserializer=_safe_parser(pb.RerankRequest),
@@ -77,7 +78,7 @@ def add_to_server(service: RerankerService, server: Any) -> None:
             service.ListModels, request_deserializer=_safe_parser(pb.ListModelsRequest),
             response_serializer=pb.ListModelsResponse.SerializeToString),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
 
 
 def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb.ModelInfo:
@@ -102,6 +103,34 @@ def request_fusion(request: pb.RerankRequest, engine: Engine) -> FusionRule | No
 
 
 SOURCE = {True: pb.Result.SOURCE_STORE, False: pb.Result.SOURCE_TEXT}
+
+
+def rerank_input(request: pb.RerankRequest, engine: Engine) -> RerankInput:
+    """The engine's input from a request message (one pass over the candidates)."""
+    ids: list[str] = []
+    texts: list[str] = []
+    first: list[float | None] = []
+    for c in request.candidates:
+        ids.append(c.id)
+        texts.append(c.text)
+        first.append(c.first_stage_score if c.HasField("first_stage_score") else None)
+    return RerankInput(request.query, ids, texts, request.model, request.top_k,
+                       first_stage=first if any(s is not None for s in first) else (),
+                       fusion=request_fusion(request, engine))
+
+
+def rerank_response(out: RerankOutput) -> pb.RerankResponse:
+    """The engine's answer as the API's message (fields at their default are not set: ~2x faster)."""
+    response = pb.RerankResponse(model=out.model, timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms,
+                                                                   total_ms=out.total_ms))
+    add = response.results.add
+    for r in out.results:
+        if r.truncated:
+            add(id=r.id, index=r.index, score=r.score, truncated=True, source=SOURCE[r.from_store],
+                model_score=r.model_score)
+        else:
+            add(id=r.id, index=r.index, score=r.score, source=SOURCE[r.from_store], model_score=r.model_score)
+    return response
 
 
 class RerankerService(pb_grpc.RerankerServicer):
@@ -149,20 +178,11 @@ class RerankerService(pb_grpc.RerankerServicer):
         async def body() -> pb.RerankResponse:
             remaining = context.time_remaining()
             deadline = time.monotonic() + remaining if remaining is not None else None
-            cands = request.candidates
-            first = [c.first_stage_score if c.HasField("first_stage_score") else None for c in cands]
             assert self.engine is not None  # checked by _guarded
-            req = RerankInput(request.query, [c.id for c in cands], [c.text for c in cands], request.model,
-                              request.top_k, first_stage=first if any(s is not None for s in first) else (),
-                              fusion=request_fusion(request, self.engine))
-            out = await self.engine.rerank(req, deadline=deadline)
+            out = await self.engine.rerank(rerank_input(request, self.engine), deadline=deadline)
             self.metrics.request(out.model, "OK", out.total_ms / 1000.0, out.queue_ms / 1000.0,
                                  out.stats["candidates"], out.stats["truncated"])
-            return pb.RerankResponse(
-                model=out.model,
-                results=[pb.Result(id=r.id, index=r.index, score=r.score, truncated=r.truncated,
-                                   source=SOURCE[r.from_store], model_score=r.model_score) for r in out.results],
-                timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms))
+            return rerank_response(out)
 
         return await self._guarded("Rerank", context, request, body)
 
