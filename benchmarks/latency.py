@@ -157,13 +157,15 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
     key = hashlib.sha256(f"{args.base}\n{args.lengths}".encode()).hexdigest()[:8]
     args.work = args.work / f"{Path(args.base).name}-{key}"
     _, pids = lb.passage_ids(args.data, args.queries)
-    served = lb.models(args.archs.split(","), args.work, lb.store_key(pids), tuple(args.precisions.split(",")))
+    served = lb.models(args.archs.split(","), args.work, lb.store_key(pids), tuple(args.precisions.split(",")),
+                       student_precisions=tuple(args.student_precisions.split(",")))
     if lb.missing(served):
         print(f"benchmarks.latency: building {len(lb.missing(served))} artifact(s)/store(s) under {args.work} "
               "(once; cached)", flush=True)
         subprocess.run([sys.executable, "-m", "benchmarks.latency_build", "--work", str(args.work), "--data",
                         str(args.data), "--queries", str(args.queries), "--archs", args.archs, "--base", args.base,
-                        "--lengths", args.lengths, "--provider", args.provider, "--precisions", args.precisions],
+                        "--lengths", args.lengths, "--provider", args.provider, "--precisions", args.precisions,
+                        "--student-precisions", args.student_precisions],
                        check=True, cwd=ROOT)
     return served, lb.write_config(args.work, served, args.provider, 1000, args.batch_size)
 
@@ -192,6 +194,8 @@ def main() -> None:
     ap.add_argument("--base", default="minilm", help="initial weights: 'minilm' (real shapes) or a BERT directory")
     ap.add_argument("--lengths", default=lb.MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
     ap.add_argument("--precisions", default="fp32,int8", help="of the teacher (fp32, fp16, int8)")
+    ap.add_argument("--student-precisions", default="fp32",
+                    help="of the students served from their stores (fp32, int8: each with a store of its own)")
     ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")
     ap.add_argument("--json", type=Path, default=None)

@@ -36,9 +36,10 @@ def passage_ids(data: Path, queries: int, depth: int = 100) -> tuple[list[str], 
 
 
 def models(archs: list[str], work: Path, store_key: str, precisions: tuple[str, ...] = ("fp32", "int8"),
-           text_archs: tuple[str, ...] = ("colbert",)) -> list[dict]:
+           text_archs: tuple[str, ...] = ("colbert",), student_precisions: tuple[str, ...] = ("fp32",)) -> list[dict]:
     """The served models: the cross-encoder teacher per precision (no store), each split model from its
-    store, and those of ``text_archs`` also without a store (passages sent as text)."""
+    store per ``student_precisions`` (a store of its own per precision: the passage encoder differs),
+    and those of ``text_archs`` also without a store (passages sent as text, fp32)."""
     from reranker.arch import spec
 
     out = []
@@ -48,8 +49,10 @@ def models(archs: list[str], work: Path, store_key: str, precisions: tuple[str, 
                 out.append({"name": "teacher" + ("" if p == "fp32" else f"-{p}"), "arch": arch,
                             "artifact": str(work / f"onnx-{arch}-{p}")})
             continue
-        out.append({"name": arch.replace("_", "-"), "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32"),
-                    "store": str(work / f"store-{arch}-{store_key}")})
+        for p in student_precisions:
+            tag = "" if p == "fp32" else f"-{p}"
+            out.append({"name": arch.replace("_", "-") + tag, "arch": arch, "artifact": str(work / f"onnx-{arch}-{p}"),
+                        "store": str(work / f"store-{arch}{tag}-{store_key}")})
         if arch in text_archs:
             out.append({"name": f"{arch}-text", "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32")})
     return out
@@ -126,10 +129,12 @@ def main() -> None:
     ap.add_argument("--lengths", default=MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
     ap.add_argument("--provider", default="cpu")
     ap.add_argument("--precisions", default="fp32,int8", help="of the cross-encoder teacher")
+    ap.add_argument("--student-precisions", default="fp32", help="of the students served from their stores")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     _, pids = passage_ids(args.data, args.queries)
-    served = models(args.archs.split(","), args.work, store_key(pids), tuple(args.precisions.split(",")))
+    served = models(args.archs.split(","), args.work, store_key(pids), tuple(args.precisions.split(",")),
+                    student_precisions=tuple(args.student_precisions.split(",")))
     build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
     print(write_config(args.work, served, args.provider, 1000))
 
