@@ -113,10 +113,15 @@ def test_gpu_script_falls_back_to_the_cpu(bench_run: tuple[Path, dict], tiny_bas
 
 
 def test_students_in_int8_get_stores_of_their_own(tmp_path: Path) -> None:
-    from benchmarks.latency_build import models
-
-    served = models(["bert_cat", "colbert"], tmp_path, "k", ("fp32",), student_precisions=("fp32", "int8"))
-    by_name = {m["name"]: m for m in served}
-    assert set(by_name) == {"teacher", "colbert", "colbert-int8", "colbert-text"}
-    assert by_name["colbert-int8"]["artifact"].endswith("onnx-colbert-int8")
-    assert by_name["colbert-int8"]["store"] != by_name["colbert"]["store"]  # built by the int8 passage encoder
+    code = f"""
+from pathlib import Path
+from benchmarks.latency_build import models
+served = models(["bert_cat", "colbert"], Path({str(tmp_path)!r}), "k", ("fp32",), student_precisions=("fp32", "int8"))
+by_name = {{m["name"]: m for m in served}}
+assert set(by_name) == {{"teacher", "colbert", "colbert-int8", "colbert-text"}}, by_name
+assert by_name["colbert-int8"]["artifact"].endswith("onnx-colbert-int8")
+assert by_name["colbert-int8"]["store"] != by_name["colbert"]["store"]  # built by the int8 passage encoder
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
