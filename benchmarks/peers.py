@@ -86,13 +86,13 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
 
     out: dict[str, Scorer] = {}
     engines = {}
+    served = {name: name.replace(", ", "-").replace(" ", "-") for name in OURS}  # system -> server model name
     lines = ['default_model = "fp32"', "[server]", "grace_seconds = 5", "max_queue_ms = 0", "[runtime]",
              'provider = "cpu"']
     for name, (precision, backend) in OURS.items():
         art = artifacts[precision]
         engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend))  # type: ignore[arg-type]
-        model = name.replace(", ", "-").replace(" ", "-")
-        lines += ["[[models]]", f'name = "{model}"', f'artifact = "{art}"', f'backend = "{backend}"']
+        lines += ["[[models]]", f'name = "{served[name]}"', f'artifact = "{art}"', f'backend = "{backend}"']
     config = work / "peers-server.toml"
     config.write_text("\n".join(lines) + "\n")
     proc, target, _ = start_server(config)
@@ -102,10 +102,8 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
         return lambda q, c: np.array(engines[name].scores(q, [i for i, _ in c], [t for _, t in c])[0], np.float32)
 
     def remote(name: str) -> Scorer:
-        model = name.replace(", ", "-").replace(" ", "-")
-
         def score(q: str, c: list[tuple[str, str]]) -> np.ndarray:
-            res = client.rerank(q, c, model=model)
+            res = client.rerank(q, c, model=served[name])
             out = np.zeros(len(c), np.float32)
             for r in res.results:
                 out[r.index] = r.score
@@ -148,6 +146,7 @@ def main() -> None:
     from reranker.models.checkpoint import load_checkpoint
     from reranker.models.hf_export import to_hf_cross_encoder
     from reranker_export.onnx_export import export_model
+    from reranker_export.quantize import calibration_pairs
 
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -155,10 +154,7 @@ def main() -> None:
     max_length = cfg.query_max_len + cfg.passage_max_len
     hf_dir = to_hf_cross_encoder(args.teacher, args.work / "hf-teacher")
     artifacts = {}
-    dev = DataFolder.open(ROOT / "data/msmarco-passage/msmarco-dev-small-600")
-    dev_run = dev.run("bm25")
-    calibration = [(dev.queries[q], dev.passages[p]) for q in sorted(dev_run) for p, _ in dev_run[q][:3]]
-    calibration = calibration[: args.calibration]
+    calibration = calibration_pairs(ROOT / "data/msmarco-passage/msmarco-dev-small-600", args.calibration, run="bm25")
     for p in ("fp32", "int8", "int8-static"):
         artifacts[p] = args.work / f"onnx-teacher-{p}"
         if not (artifacts[p] / "manifest.json").is_file():

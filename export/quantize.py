@@ -16,7 +16,6 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -46,28 +45,29 @@ def calibration_pairs(folder: str | Path, n: int = DEFAULT_PAIRS, per_query: int
     return pairs[:n]
 
 
-def _feeds(graph: str, prep: Preprocessor, pairs: Sequence[tuple[str, str]], dir_: Path) -> list[dict[str, np.ndarray]]:
-    """One feed (batch of 1) per pair, for the inputs of ``graph``; the scorer's come from the fp32
-    encoder graphs in ``dir_``."""
-    feeds = []
-    encoders: dict[str, Any] = {}
-    if graph == "scorer":
-        import onnxruntime as ort
+def _feeds(graphs: Sequence[str], prep: Preprocessor, pairs: Sequence[tuple[str, str]],
+           dir_: Path) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Per graph, one feed (batch of 1) per pair, each pair tokenised once; the scorer's states come
+    from the fp32 encoder graphs in ``dir_``."""
+    from reranker.runtime.config import RuntimeConfig
+    from reranker.runtime.sessions import Graph
 
-        encoders = {side: ort.InferenceSession(str(dir_ / f"{side}_encoder.onnx"), providers=["CPUExecutionProvider"])
-                    for side in ("query", "passage")}
+    encoders = {side: Graph(dir_ / f"{side}_encoder.onnx", RuntimeConfig(provider="cpu"))
+                for side in ("query", "passage")} if "scorer" in graphs else {}
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in graphs}
     for query, passage in pairs:
         q, p = prep.queries([query]), prep.passages([passage])
-        if graph == "cross_encoder":
-            feeds.append({"q_ids": q.input_ids, "q_mask": q.attention_mask, "p_ids": p.input_ids, "p_mask": p.attention_mask})
-        elif graph == "query_encoder":
-            feeds.append({"ids": q.input_ids, "mask": q.attention_mask})
-        elif graph == "passage_encoder":
-            feeds.append({"ids": p.input_ids, "mask": p.attention_mask})
-        else:
-            qv, qm = encoders["query"].run(None, {"ids": q.input_ids, "mask": q.attention_mask})
-            pv, pm = encoders["passage"].run(None, {"ids": p.input_ids, "mask": p.attention_mask})
-            feeds.append({"q_vectors": qv, "q_mask": qm, "p_vectors": pv, "p_mask": pm})
+        qt, pt = {"ids": q.input_ids, "mask": q.attention_mask}, {"ids": p.input_ids, "mask": p.attention_mask}
+        by_graph = {"query_encoder": qt, "passage_encoder": pt}
+        if "cross_encoder" in feeds:
+            by_graph["cross_encoder"] = {"q_ids": q.input_ids, "q_mask": q.attention_mask, "p_ids": p.input_ids,
+                                         "p_mask": p.attention_mask}
+        if encoders:
+            qv, qm = encoders["query"].run(qt)
+            pv, pm = encoders["passage"].run(pt)
+            by_graph["scorer"] = {"q_vectors": qv, "q_mask": qm, "p_vectors": pv, "p_mask": pm}
+        for g in graphs:
+            feeds[g].append(by_graph[g])
     return feeds
 
 
@@ -83,7 +83,7 @@ def quantize_static(dir_: Path, graphs: Sequence[str], prep: Preprocessor, pairs
         raise ConfigError("--precision int8-static needs nncf and onnx: pip install 'reranker[train]'") from exc
     if not pairs:
         raise ConfigError("--precision int8-static needs calibration pairs (reranker export --calibration DATA_FOLDER)")
-    feeds = {g: _feeds(g, prep, pairs, dir_) for g in graphs}  # every feed before any graph changes
+    feeds = _feeds(graphs, prep, pairs, dir_)  # every feed before any graph changes
     for g in graphs:
         path = dir_ / f"{g}.onnx"
         log.info("int8-static: calibrating %s on %d pairs", g, len(pairs))

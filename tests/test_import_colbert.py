@@ -29,8 +29,8 @@ from safetensors.torch import load_file  # noqa: E402
 from reranker.cli import main  # noqa: E402
 from reranker.errors import ConfigError, InvalidInputError  # noqa: E402
 
-WORDS = ("the a of is what how who define flea fleas live year lifespan long cost concrete floor robert gray "  # noqa: SIM905
-         "visceral means feelings deep an insect american captain").split()
+from .test_import import WORDS  # noqa: E402  (the same small vocabulary)
+
 PUNCT = list(".,?!'-:;")
 QUERIES = ["what is the lifespan of a flea?", "who is robert gray", "define: visceral", "cost, concrete floor!"]
 DOCS = ["fleas live a year. an insect!", "an american captain, robert gray; a captain's captain.",
@@ -238,26 +238,25 @@ def test_imported_colbert_exports_and_serves_from_a_store(saved, tmp_path, name)
     np.testing.assert_allclose(texts, expected, atol=1e-5)
 
 
+def _edited_copy(source: Path, dest: Path, pattern: str, **changes: object) -> Path:
+    """A copy of a saved model with ``changes`` merged into the JSON file matching ``pattern``."""
+    shutil.copytree(source, dest)
+    path = next(dest.glob(pattern))
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return dest
+
+
 def test_unsupported_colbert_variants_are_refused_with_the_reason(saved, tmp_path) -> None:
     from reranker.models.hf_import import import_model
 
-    l2 = tmp_path / "l2"
-    shutil.copytree(saved["stanford"], l2)
-    meta = json.loads((l2 / "artifact.metadata").read_text())
-    (l2 / "artifact.metadata").write_text(json.dumps({**meta, "similarity": "l2"}))
+    l2 = _edited_copy(saved["stanford"], tmp_path / "l2", "artifact.metadata", similarity="l2")
     with pytest.raises(ConfigError, match="similarity 'l2' / interaction 'colbert' is not supported"):
         import_model(l2, tmp_path / "a")
     with pytest.raises(ConfigError, match="pads queries to 12 tokens; --query-max-len 32"):
         import_model(saved["stanford"], tmp_path / "b", query_max_len=32)
-    biased = tmp_path / "biased"
-    shutil.copytree(saved["pylate"], biased)
-    dense_cfg = next(biased.glob("*Dense/config.json"))
-    dense_cfg.write_text(json.dumps({**json.loads(dense_cfg.read_text()), "bias": True}))
+    biased = _edited_copy(saved["pylate"], tmp_path / "biased", "*Dense/config.json", bias=True)
     with pytest.raises(ConfigError, match="Dense with bias=True"):
         import_model(biased, tmp_path / "c")
-    no_prefix = tmp_path / "no-prefix"
-    shutil.copytree(saved["pylate"], no_prefix)
-    cfg = json.loads((no_prefix / "config_sentence_transformers.json").read_text())
-    (no_prefix / "config_sentence_transformers.json").write_text(json.dumps({**cfg, "query_prefix": ""}))
+    no_prefix = _edited_copy(saved["pylate"], tmp_path / "no-prefix", "config_sentence_transformers.json", query_prefix="")
     with pytest.raises(ConfigError, match="empty query/document prefixes"):
         import_model(no_prefix, tmp_path / "d")
