@@ -54,14 +54,22 @@ def load_member(spec: str, args: argparse.Namespace) -> Any:
     from reranker.teachers.members import load_member as load
 
     device = str(torch_device(args.device))
-    return load(spec, device=device, bf16=args.precision == "bf16", threads=args.torch_threads,
+    return load(spec, device=device, bf16=resolve_precision(args.precision, device) == "bf16", threads=args.torch_threads,
                 batch_size=args.batch_size)
 
 
 def precision_arg(p: argparse.ArgumentParser) -> None:
     """``--precision`` of the commands that score with teacher members."""
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="inference precision of torch and Hugging Face models (bf16: autocast; fast on CPUs with AVX-512 bf16)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
+                   help="inference precision of torch and Hugging Face models (bf16: autocast; fast on CPUs with "
+                        "AVX-512 bf16, emulated and slow on AVX2-only CPUs; auto: bf16 only where it is native)")
+
+
+def resolve_precision(name: str, device: str) -> str:
+    """``auto`` -> ``bf16`` or ``fp32`` for ``device`` on this machine (reranker.machine.auto_precision)."""
+    from reranker.machine import auto_precision
+
+    return auto_precision(device) if name == "auto" else name
 
 
 def load_model(spec: str, device: str = "cpu") -> Any:

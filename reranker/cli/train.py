@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from reranker.cli._common import (
@@ -18,6 +19,9 @@ from reranker.cli._common import (
 from reranker.cli.dataclass_args import add_dataclass_args, dataclass_kwargs
 from reranker.config import ARCHES, ModelConfig
 from reranker.errors import RerankerError
+
+EXIT_PAUSED = 75
+"""Exit status of ``reranker train`` when it stopped at its deadline with steps left (EX_TEMPFAIL)."""
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -39,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from reranker.manifest import read_manifest
     from reranker.models.checkpoint import CHECKPOINT_KIND, init_from_base, load_checkpoint, resolve_base_dir
     from reranker.training.config import TrainConfig
-    from reranker.training.trainer import Trainer
+    from reranker.training.trainer import PAUSED, Trainer
 
     set_torch_threads(args.torch_threads)
     cfg = TrainConfig(**dataclass_kwargs(TrainConfig, args))
@@ -58,8 +62,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     triples = read_training_file(args.triples)
     info = {"base_model": base, "init": str(args.init), "data": [str(d) for d in args.data],
             "triples_file": str(args.triples), "loss": cfg.loss, "seed": cfg.seed}
-    summary = Trainer(loaded, collection, triples, cfg, args.out, info=info).train(resume=args.resume)
+    deadline = args.deadline or (time.time() + 60 * args.time_limit_minutes if args.time_limit_minutes else None)
+    summary = Trainer(loaded, collection, triples, cfg, args.out, info=info).train(resume=args.resume, deadline=deadline)
     best = summary["best_validation"]
+    if summary["status"] == PAUSED:
+        print(f"paused {args.arch} at step {summary['steps']} of {cfg.last_step} (deadline): continue with --resume")
+        return EXIT_PAUSED
     print(f"trained {args.arch} for {summary['steps']} steps -> {args.out}"
           + (f"; best validation nDCG@10 {best['ndcg@10']:.4f} at step {best['step']}" if best else ""))
     return 0
@@ -140,6 +148,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--triples", required=True, type=Path, help="triples (ranknet) or teacher score file")
     p.add_argument("--out", required=True, type=Path, help="output model directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--time-limit-minutes", type=float, default=None,
+                       help=f"pause after this many minutes: checkpoint, exit with status {EXIT_PAUSED}, continue with --resume")
+    limit.add_argument("--deadline", type=float, default=None,
+                       help=f"pause at this Unix time (seconds), as --time-limit-minutes does (exit status {EXIT_PAUSED})")
     torch_args(p)
     add_dataclass_args(p, TrainConfig)
     add_dataclass_args(p, ModelConfig, skip=("arch",), prefix="model-")

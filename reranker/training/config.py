@@ -10,8 +10,8 @@ from reranker.errors import ConfigError
 
 LOSS_NAMES = ("margin-mse", "ranknet", "pointwise-mse")
 LossName = Literal["margin-mse", "ranknet", "pointwise-mse"]
-PRECISIONS = ("fp32", "bf16")
-Precision = Literal["fp32", "bf16"]
+PRECISIONS = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 VAL_FIELDS = ("val_fraction", "val_seed", "val_max_queries", "val_run", "val_depth", "eval_batch_size")
@@ -36,9 +36,11 @@ class TrainConfig:
     head_lr: float = 0.0
     """Peak learning rate of the parameters the architecture starts at random (TK's contextualiser,
     mixer and kernel weights; the score heads of BERT-cat and PreTT; ColBERT's projection); 0 = ``lr``."""
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     """``bf16``: forward passes under torch's bf16 autocast (weights, optimiser and loss stay fp32);
-    about 1.5-2x the steps per hour on CPUs with AVX-512 bf16. Validation always runs in fp32."""
+    about 1.5-2x the steps per hour on CPUs with AVX-512 bf16, 13x slower on AVX2-only CPUs (emulated).
+    ``auto``: bf16 on CUDA and on CPUs with native bf16 (``reranker.machine``), fp32 elsewhere; a run
+    resumed on another machine may change precision. Validation always runs in fp32."""
     warmup_steps: int = 100
     """Linear warm-up steps; the rate then decays linearly to 0 at ``steps``."""
     weight_decay: float = 0.01

