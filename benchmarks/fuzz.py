@@ -7,9 +7,12 @@ Starts ``reranker serve`` from the config (it must bind 127.0.0.1; only loopback
 and sends a bounded number of generated requests, within a bounded time, from concurrent clients
 with occasional bursts: random and mutated bytes, odd Unicode (control, zero-width, combining,
 right-to-left, emoji, typed special tokens), sizes from nothing to over every limit, stored,
-missing, empty and duplicate ids, unknown models, tiny deadlines and cancelled calls. Every answer
-must be OK or a precise code; INTERNAL, UNKNOWN or UNAVAILABLE is a failure, and health must say
-SERVING at the end. The report counts codes by kind, client- and server-side.
+missing, empty and duplicate ids, unknown models, tiny deadlines and cancelled calls; client input
+of 3,000 to 20,000 characters that error messages would quote (model names, missing ids); bearer
+headers in odd spellings; channels that send keepalive pings every second; and SIGHUP sent to the
+server every ``--sighup-every`` requests. Every answer must be OK or a precise code; INTERNAL,
+UNKNOWN or UNAVAILABLE is a failure, and health must say SERVING at the end. The report counts
+codes by kind, client- and server-side.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import threading
 import time
@@ -36,7 +40,10 @@ BAD = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DATA_LOSS", "UNIMPLEMENTED"}
 WEIRD = ["", " ", "\x00", "\u200b\u200b", "\u202eevil\u202c", "e\u0301\u0301\u0301", "🦄" * 40, "\t\n\r", "\ufeffq",
          "ﬁ ﬂ ǅ", "[MASK]", "[mask] [SEP] [pad]", "[CLS][SEP][PAD][MASK][UNK]", "\x7f\x1b[31m", "𝔣𝔩𝔢𝔞", "日本語のテキスト",
          "مرحبا بالعالم", "a" * 2001, "x " * 12000]
-KINDS = ("valid", "unicode", "sizes", "ids", "model", "raw-bytes", "mutated", "deadline", "cancel")
+KINDS = ("valid", "unicode", "sizes", "ids", "model", "raw-bytes", "mutated", "deadline", "cancel", "long-text", "auth")
+AUTH = ["Bearer x", "bearer x", "BEARER x", "Basic eA==", "", "Bearer " + "x" * 3000, "Bearer  x", "Token x"]
+PINGING = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_permit_without_calls", 1),
+           ("grpc.http2.max_pings_without_data", 0)]
 
 
 def unicode_text(rng: random.Random, n: int) -> str:
@@ -77,6 +84,12 @@ def request_of(rng: random.Random, kind: str, pids: list[str], passages: list[st
         else:
             cands.append(cands[0] if cands else pb.Candidate(id=""))
     model = "" if kind != "model" else rng.choice(["", *models, "nope", "🦄", "a" * 300, "\x00"])
+    if kind == "long-text":  # strings an error message would quote
+        size = rng.choice([3_000, 15_000, 20_000])
+        if rng.random() < 0.5:
+            model = "m" * size
+        else:
+            cands = [pb.Candidate(id=f"{i}" * size) for i in range(rng.choice([1, 10]))]
     return pb.RerankRequest(query=query, candidates=cands, model=model, top_k=rng.choice([0, 0, 1, 5, 10**6]))
 
 
@@ -105,6 +118,7 @@ def main() -> None:
     ap.add_argument("--burst-every", type=int, default=250, help="every N requests, a burst of --burst calls at once")
     ap.add_argument("--burst", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sighup-every", type=int, default=1000, help="send SIGHUP to the server every N requests (0 = never)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     proc, target, metrics_target = start_server(args.config)
@@ -131,6 +145,7 @@ def main() -> None:
             raw = channel.unary_unary("/reranker.v1.Reranker/Rerank")
             req = request_of(rng, kind, pids, passages, queries, models)
             timeout = 30.0
+            metadata = [("authorization", rng.choice(AUTH))] if kind == "auth" else None
             try:
                 if kind == "raw-bytes":
                     raw(bytes(rng.randrange(256) for _ in range(rng.randint(0, 300))), timeout=timeout)
@@ -144,7 +159,7 @@ def main() -> None:
                 else:
                     if kind == "deadline":
                         timeout = rng.choice([0.001, 0.01, 0.05, 0.15, 0.3])
-                    raw(req.SerializeToString(), timeout=timeout)
+                    raw(req.SerializeToString(), timeout=timeout, metadata=metadata)
                 code = "OK"
             except grpc.FutureCancelledError:
                 code = "CANCELLED"
@@ -156,8 +171,10 @@ def main() -> None:
             with lock:
                 outcomes[(kind, code)] += 1
 
-        channels = [grpc.insecure_channel(target) for _ in range(args.concurrency)]
-        sent, next_burst = 0, args.burst_every
+        # every other channel pings every second, idle or not (the keepalive policy must allow it)
+        channels = [grpc.insecure_channel(target, options=PINGING if k % 2 else []) for k in range(args.concurrency)]
+        next_hup = args.sighup_every
+        sent, next_burst, hups = 0, args.burst_every, 0
         with ThreadPoolExecutor(max(args.concurrency, args.burst)) as pool:
             while sent < args.requests and time.monotonic() < deadline:
                 size = args.concurrency
@@ -166,6 +183,9 @@ def main() -> None:
                 size = min(size, args.requests - sent)
                 list(pool.map(lambda k: one(k, channels[k % len(channels)]), range(sent, sent + size)))
                 sent += size
+                if args.sighup_every and sent >= next_hup:  # log rotation: the server must neither stop nor drop work
+                    proc.send_signal(signal.SIGHUP)
+                    hups, next_hup = hups + 1, next_hup + args.sighup_every
         elapsed = time.monotonic() - started
         for ch in channels:
             ch.close()
@@ -183,7 +203,8 @@ def main() -> None:
             codes[code] += n
         report = {
             "requests": sent, "seconds": round(elapsed, 1), "concurrency": args.concurrency,
-            "bursts": f"{args.burst} at once every {args.burst_every}", "codes": dict(codes),
+            "bursts": f"{args.burst} at once every {args.burst_every}", "sighups": hups,
+            "server_alive": proc.poll() is None, "codes": dict(codes),
             "codes_by_kind": {k: {c: n for (kk, c), n in sorted(outcomes.items()) if kk == k} for k in KINDS},
             "server_codes_rerank": dict(server_codes),
             "internal_or_unknown": sum(n for c, n in codes.items() if c in BAD) + sum(
@@ -192,7 +213,7 @@ def main() -> None:
         }
         print(json.dumps(report, indent=2))
         write_json(args.json, report)
-        if report["internal_or_unknown"] or healthy != "SERVING" or not still:
+        if report["internal_or_unknown"] or healthy != "SERVING" or not still or not report["server_alive"]:
             sys.exit(1)
     finally:
         proc.terminate()

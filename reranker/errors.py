@@ -42,9 +42,55 @@ class ArtifactError(RerankerError):
     """A checkpoint, ONNX artifact or passage store is missing, corrupt or mismatched."""
 
 
+class StoreDamagedError(ArtifactError):
+    """A passage store's data is damaged (a centroid id out of range, ...): found while serving."""
+
+
 class CapacityError(RerankerError):
     """The server is over its queue capacity and sheds the request."""
 
 
 class DeadlineError(RerankerError):
     """The caller's deadline passed (or it cancelled) before the work was done."""
+
+
+QUOTE_CHARS = 100
+"""Most characters of one client-supplied string an error message quotes."""
+
+
+def quoted(text: str, limit: int = QUOTE_CHARS) -> str:
+    """A client-supplied string for an error message: its repr, cut to ``limit`` characters with its
+    length when longer, so that a message never grows with the client's input.
+
+    >>> quoted("flea")
+    "'flea'"
+    >>> quoted("x" * 3000, 5)
+    "'xxxxx'... (3,000 chars)"
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} chars)"
+
+
+def some(items: list[str], shown: int = 3, limit: int = QUOTE_CHARS) -> str:
+    """A bounded list of client-supplied strings: at most ``shown``, each :func:`quoted`, and the count of the rest.
+
+    >>> some(["a", "b", "c", "d", "e"], shown=2)
+    "e.g. 'a', 'b' and 3 more"
+    >>> some(["a"])
+    "'a'"
+    """
+    head = ", ".join(quoted(x, limit) for x in items[:shown])
+    if len(items) <= shown:
+        return head
+    return f"e.g. {head} and {len(items) - shown:,} more"
+
+
+def bounded(message: str, limit: int = 2000) -> str:
+    """``message`` cut to ``limit`` characters (a transport's last guard: status details travel in
+    a header that peers cap at 16 KiB).
+
+    >>> bounded("abcdef", 4)
+    'a...'
+    """
+    return message if len(message) <= limit else message[: limit - 3] + "..."

@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from reranker.errors import ConfigError, InvalidInputError
+from reranker.errors import ConfigError, InvalidInputError, quoted
 
 RULES = ("none", "minmax", "zscore", "rrf")
 """Fusion rules, see the module docstring."""
@@ -42,7 +42,7 @@ class FusionRule:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise ConfigError(f"fusion rule must be one of {RULES}, got {self.rule!r}")
+            raise ConfigError(f"fusion rule must be one of {RULES}, got {quoted(self.rule)}")
         if not (math.isfinite(self.weight) and 0.0 <= self.weight <= 1.0):
             raise ConfigError(f"fusion weight must be in [0, 1] (the re-ranker's share), got {self.weight}")
         if not (math.isfinite(self.rrf_k) and self.rrf_k > 0):
@@ -141,7 +141,7 @@ def parse_rule(text: str, *, rrf_k: float = 60.0) -> FusionRule:
     try:
         w = float(weight) if weight else 0.5
     except ValueError:
-        raise ConfigError(f"fusion {text!r}: the weight after ':' must be a number in [0, 1]") from None
+        raise ConfigError(f"fusion {quoted(text)}: the weight after ':' must be a number in [0, 1]") from None
     return FusionRule(rule, w, rrf_k)
 
 

@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from reranker.store.compress import CodecConfig
 
 
+def cmd_store_verify(args: argparse.Namespace) -> int:
+    from reranker.store.verify import verify_store
+
+    report = verify_store(args.store)
+    print(f"store {report.directory}: ok ({report.passages:,} passages, {report.tokens:,} tokens, codec {report.codec}, "
+          f"{report.files} files matched their sha256, {report.bytes / 1e6:.1f} MB of passage state read)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from reranker_export.onnx_export import export_model
 
@@ -191,6 +200,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ray.add_argument("--actors", type=int, default=1, help="encoder actors (each holds ONNX Runtime sessions)")
     ray.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start a local one)")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("store", help="passage-store tools (verify)")
+    store = p.add_subparsers(dest="store_command", required=True, metavar="STORE_COMMAND")
+    v = store.add_parser("verify", help="check a passage store in full: sha256 of every file, centroid ids, finite vectors",
+                         description="Reads every byte of the store (opening it for serving checks only what is cheap). "
+                                     "Exit status 2 and a message naming the damaged files or passages when it fails.")
+    v.add_argument("store", type=Path, help="the store directory")
+    v.set_defaults(func=cmd_store_verify)
 
     p = sub.add_parser("recode", help="write a passage store again with another codec (no text is encoded)",
                        description="Reads every state of a built store and writes a new store with the codec, "

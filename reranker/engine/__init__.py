@@ -6,9 +6,10 @@ Its public face is this module: the server builds an :class:`Engine` from an
 
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
 from reranker.engine.config import EngineConfig, Limits, ModelSpec
-from reranker.engine.engine import Engine, RerankInput, RerankOutput, Scored
+from reranker.engine.engine import Engine
 from reranker.engine.loader import passage_encoder
 from reranker.engine.local import LocalEngine
+from reranker.engine.messages import RerankInput, RerankOutput, Scored
 from reranker.engine.served import ModelDescription, NullSink, ServedModel, StatsSink
 from reranker.fusion import FusionRule
 from reranker.runtime.config import RuntimeConfig

@@ -128,10 +128,15 @@ class Admission:
         stake.prepared = True
         self._release(stake)
 
-    def done(self, stake: Stake, answered: bool = False) -> None:
+    def done(self, stake: Stake, answered: bool = False, running_s: float = 0.0) -> None:
         """The request has its answer (``answered``) or error; its work ahead is released once its pre
-        stage ended too. An answer calibrates :attr:`scale`."""
+        stage ended too, except that an abandoned request whose pre stage still runs keeps only
+        ``running_s`` (the unit its thread is in) in the estimate: the rest is never done, so a
+        request right after it is not refused for it. An answer calibrates :attr:`scale`."""
         stake.finished = True
+        if not stake.prepared and stake.seconds > running_s:
+            self.ahead_s = max(0.0, self.ahead_s - (stake.seconds - max(running_s, 0.0)))
+            stake.seconds = max(running_s, 0.0)
         if answered and stake.expected >= MIN_CALIBRATION_S:
             seen = (time.monotonic() - stake.admitted) / stake.expected
             self.scale = min(MAX_SCALE, max(MIN_SCALE, (1.0 - EWMA) * self.scale + EWMA * seen))

@@ -89,6 +89,9 @@ class EngineConfig:
     warmup: bool = True
     """Send one request per model through the request path before serving, so that the first
     client does not pay for initialisation."""
+    verify_stores: bool = False
+    """Check the sha256 of every file of every passage store at start (reads whole stores; the
+    default checks sizes, the small files, the codec and, up to 256 MiB, the centroid ids)."""
 
     def __post_init__(self) -> None:
         if not self.models:

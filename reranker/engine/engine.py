@@ -15,7 +15,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,63 +22,16 @@ import numpy as np
 from reranker.engine.admission import Admission, Stake, Watch
 from reranker.engine.config import EngineConfig
 from reranker.engine.loader import open_model
+from reranker.engine.messages import RerankInput, RerankOutput, Scored
 from reranker.engine.prepare import PassageItem, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
-from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError
+from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted, some
 from reranker.fusion import FusionRule
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WARMUP = ("warm up query", "a short passage to warm up every graph")
-
-
-@dataclass(frozen=True)
-class RerankInput:
-    """One request: a query and its candidates (ids, and texts where the store lacks them)."""
-
-    query: str
-    ids: Sequence[str]
-    texts: Sequence[str]
-    """One per id; empty = look the id up in the model's passage store."""
-    model: str = ""
-    """Empty = the default model."""
-    top_k: int = 0
-    """0 = all candidates."""
-    first_stage: Sequence[float | None] = ()
-    """Empty, or one first-stage score per id (None: not sent); fused by the model's rule."""
-    fusion: FusionRule | None = None
-    """Overrides the model's fusion rule for this request (None = the model's)."""
-
-
-@dataclass(frozen=True)
-class Scored:
-    id: str
-    index: int
-    """Position of the candidate in the request."""
-    score: float
-    """The fused score when a fusion rule applies, else the model's."""
-    truncated: bool
-    """The text was cut (to the model's passage length or to max_passage_chars)."""
-    from_store: bool
-    """The state came from the passage store by id (a text sent with it was not used)."""
-    model_score: float = 0.0
-    """The model's own score (equal to ``score`` without fusion)."""
-
-
-@dataclass
-class RerankOutput:
-    """The answer: results sorted by score (descending) and where the time went, in milliseconds."""
-
-    model: str
-    results: list[Scored]
-    queue_ms: float = 0.0
-    """Longest wait of one of the request's pairs for its batch."""
-    inference_ms: float = 0.0
-    """Compute time: the pre stage plus every batch that held one of the request's pairs."""
-    total_ms: float = 0.0
-    stats: dict[str, int] = field(default_factory=dict)
-    """``candidates`` and ``truncated`` counts."""
 
 
 class Engine:
@@ -105,6 +57,7 @@ class Engine:
             raise ConfigError(f"default model {default!r} is not among the served models {sorted(self.models)}")
         self.default = default
         self.sink = sink if sink is not None else NullSink()
+        self._logged_invalid: set[tuple[str, str]] = set()
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
@@ -133,7 +86,7 @@ class Engine:
     def resolve(self, name: str) -> ServedModel:
         model = self.models.get(name or self.default)
         if model is None:
-            raise NotFoundError(f"unknown model {name!r}; this server serves {', '.join(sorted(self.models))} "
+            raise NotFoundError(f"unknown model {quoted(name)}; this server serves {', '.join(sorted(self.models))} "
                                 f"(empty = the default, {self.default})")
         return model
 
@@ -206,10 +159,15 @@ class Engine:
             if not scored:
                 self.sink.dropped(model.name, len(req.ids), "pre")
             raise
+        except StoreDamagedError as exc:
+            self.sink.store_damaged(model.name, str(exc))
+            raise
         finally:
-            self.admission.done(stake, answered)
-        self.sink.queue_depth(model.name, model.batcher.queue_depth)
-        own = np.array([r.score for r in results], dtype=np.float32)
+            # an abandoned pre stage keeps only its running unit in the estimate of the work ahead
+            self.admission.done(stake, answered, running_s=model.costs.encode_s * min(
+                stake.encodes, model.prepare.budget.max_batch_size))
+            self.sink.queue_depth(model.name, model.batcher.queue_depth)  # on every path, errors too
+        own, invalid = self._finite(model.name, req.ids, np.array([r.score for r in results], dtype=np.float32))
         rule = self.fusion_for(req, model)
         scores = np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64) \
             if rule.active else own
@@ -219,12 +177,29 @@ class Engine:
         if req.top_k:
             order = order[: req.top_k]
         out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated or cut[i], passages[i].from_store,
-                      float(own[i])) for i in order.tolist()]
+                      float(own[i]), bool(invalid[i])) for i in order.tolist()]
         total = time.monotonic() - started
         truncated = sum(p.truncated or c for p, c in zip(passages, cut, strict=True))
         return RerankOutput(model.name, out, queue_ms=queue_s * 1000.0,
                             inference_ms=(pre_seconds + sum(batches.values())) * 1000.0, total_ms=total * 1000.0,
-                            stats={"candidates": len(passages), "truncated": truncated})
+                            stats={"candidates": len(passages), "truncated": truncated, "invalid": int(invalid.sum())})
+
+    def _finite(self, model: str, ids: Sequence[str], own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's scores with NaN / infinity replaced by one below every finite score (they rank
+        last and cannot reach fusion), and the mask of those replaced; counted, and logged once per passage."""
+        invalid = ~np.isfinite(own)
+        if invalid.any():
+            finite = own[~invalid]
+            own = own.copy()
+            own[invalid] = (float(finite.min()) if finite.size else 0.0) - 1.0
+            bad = [ids[i] for i in np.flatnonzero(invalid).tolist()]
+            self.sink.invalid_scores(model, len(bad))
+            new = [pid for pid in bad if (model, pid) not in self._logged_invalid]
+            if new and len(self._logged_invalid) < 100_000:
+                self._logged_invalid.update((model, pid) for pid in new)
+                log.warning("model %s scored %d candidate(s) NaN or infinite (damaged stored state?): %s", model,
+                            len(new), some(new))
+        return own, invalid
 
     async def _pre_stage(self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch,
                          stake: Stake) -> tuple[QueryItem, list[PassageItem]]:

@@ -29,7 +29,7 @@ def open_scorer(artifact: Artifact, runtime: RuntimeConfig) -> OnnxScorer:
 def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedModel:
     """One served model; raises ArtifactError for a missing, corrupt or mismatched artifact or store."""
     artifact = Artifact.open(spec.artifact)
-    store = PassageStore.open(spec.store, artifact) if spec.store else None
+    store = PassageStore.open(spec.store, artifact, verify_vectors=cfg.verify_stores) if spec.store else None
     runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
     scorer = open_scorer(artifact, runtime)
     prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)

@@ -12,7 +12,8 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from reranker.engine.config import EngineConfig, ModelSpec
-from reranker.engine.engine import Engine, RerankInput, RerankOutput
+from reranker.engine.engine import Engine
+from reranker.engine.messages import RerankInput, RerankOutput
 from reranker.engine.served import StatsSink
 from reranker.fusion import FusionRule
 

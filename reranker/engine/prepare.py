@@ -15,7 +15,7 @@ import numpy as np
 
 from reranker.arch import ArchSpec
 from reranker.engine.batcher import BatcherConfig
-from reranker.errors import ConfigError, InvalidInputError, NotFoundError
+from reranker.errors import ConfigError, InvalidInputError, NotFoundError, some
 from reranker.runtime import OnnxScorer
 from reranker.store import PassageStore
 from reranker.tokenization import Preprocessor
@@ -179,8 +179,7 @@ class Prepare:
                 missing.append(pid)
         if missing:
             where = "in the passage store" if self.store is not None else "stored (this model has no passage store)"
-            shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {shown}")
+            raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {some(missing)}")
         if stored:  # one decode for all stored candidates (compressed stores decode in one pass)
             assert self.store is not None
             for i, state in zip(stored, self.store.get_many([ids[i] for i in stored]), strict=True):

@@ -27,6 +27,12 @@ class StatsSink(Protocol):
     def dropped(self, model: str, items: int, stage: str) -> None:
         """``items`` pairs of abandoned requests not computed, at ``stage`` (admission, pre, batch)."""
         return None
+    def invalid_scores(self, model: str, items: int) -> None:
+        """``items`` scores came out NaN or infinite and were replaced (ranked last)."""
+        return None
+    def store_damaged(self, model: str, message: str) -> None:
+        """A lookup found the model's passage store damaged (``message`` names the passages)."""
+        return None
 
 
 class NullSink(StatsSink):
@@ -109,7 +115,11 @@ class ServedModel:
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""
         self.batcher: Batcher[Pair, PairResult] = Batcher(
             self.run_batch, batching, cost=lambda pair: pair.passage.length + pair.query.length,
-            on_batch=self._on_batch, on_drop=lambda n: self.sink.dropped(name, n, "batch"))
+            on_batch=self._on_batch, on_drop=self._on_drop)
+
+    def _on_drop(self, items: int) -> None:
+        self.sink.dropped(self.name, items, "batch")
+        self.sink.queue_depth(self.name, self.batcher.queue_depth)
 
     def _on_batch(self, stats: BatchStats) -> None:
         self.costs.observe_pairs(stats.size, stats.seconds)

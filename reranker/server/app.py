@@ -10,14 +10,13 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-from prometheus_client import start_http_server
 
 from reranker.engine import Engine
 from reranker.errors import ConfigError
 from reranker.server.auth import Auth, credentials, read_token
 from reranker.server.config import ServerConfig
 from reranker.server.interceptor import Instrumented
-from reranker.server.metrics import Metrics
+from reranker.server.metrics import Metrics, serve_metrics
 from reranker.server.service import RerankerService, add_to_server
 from reranker.v1 import reranker_pb2 as pb
 
@@ -64,17 +63,17 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     """
     metrics = metrics or Metrics()
     auth = Auth(read_token(cfg))
-    options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
-               ("grpc.max_send_message_length", cfg.max_message_bytes),
-               ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options)
-    counted = Instrumented(server, metrics)  # every service's calls counted: reranker, health, reflection
+    server = grpc.aio.server(options=cfg.grpc_options())
+    # every service's calls counted (reranker, health, reflection); reflection needs the token when one
+    # is set, health stays open (probes carry no token)
+    counted = Instrumented(server, metrics, auth=auth, guarded=(reflection.SERVICE_NAME,))
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, counted)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), counted)
+    if cfg.reflection:
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), counted)
     service = RerankerService(None, metrics, auth, cfg.max_message_bytes)
     add_to_server(service, counted)
     address = f"{cfg.host}:{cfg.port}"
@@ -84,11 +83,16 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
         raise ConfigError(f"cannot bind the gRPC server to {address}")
     http, metrics_port = None, None
     if cfg.metrics_port >= 0:
-        http, _ = start_http_server(cfg.metrics_port, registry=metrics.registry)
+        http = serve_metrics(cfg.metrics_host or cfg.host, cfg.metrics_port, metrics.registry,
+                             auth.allowed_header if cfg.metrics_auth else None)
         metrics_port = http.server_port
     await server.start()
     log.info("gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models", cfg.host, port,
              "TLS" if creds else "plaintext", metrics_port)
+    log.info("keepalive: client pings every >= %gs accepted (with or without calls), server pings idle "
+             "connections every %gs; max connection age %s", cfg.keepalive_min_ping_interval_s, cfg.keepalive_time_s,
+             f"{cfg.max_connection_age_s:g}s (+{cfg.max_connection_age_grace_s:g}s grace)"
+             if cfg.max_connection_age_s else "unlimited")
     try:
         if engine is None:
             engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
@@ -103,16 +107,44 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     service.engine = engine
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    for name in engine.models:  # one health entry per model: NOT_SERVING once its store is found damaged
+        await health_servicer.set(model_health_name(name), health_pb2.HealthCheckResponse.SERVING)
+    loop = asyncio.get_running_loop()
+
+    turned: dict[str, asyncio.Task[None]] = {}
+
+    def damaged(model: str, message: str) -> None:
+        if model not in turned:  # once per model
+            log.error("model %s: %s; its health (%s) is NOT_SERVING", model, message, model_health_name(model))
+            turned[model] = loop.create_task(
+                health_servicer.set(model_health_name(model), health_pb2.HealthCheckResponse.NOT_SERVING))
+
+    metrics.on_store_damaged.append(damaged)
     log.info("serving %s (default %s)", ", ".join(engine.models), engine.default)
     return Running(server, engine, health_servicer, metrics, port, metrics_port, cfg.grace_seconds, http)
 
 
+def model_health_name(model: str) -> str:
+    """The health-check service name of one served model, e.g. ``reranker.v1.Reranker/default``."""
+    return f"{SERVICE_NAME}/{model}"
+
+
 async def serve_forever(cfg: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    running = await start(cfg)
-    stop = asyncio.Event()
+    """Run until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING, in-flight calls finish
+    within ``grace_seconds``). SIGHUP (log rotation, a closed terminal) is logged and ignored: the
+    server neither stops nor reloads. Every signal is logged."""
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_stop(sig: signal.Signals) -> None:
+        log.info("received %s: draining (health NOT_SERVING, in-flight requests get %.1fs)", sig.name,
+                 cfg.grace_seconds)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("received SIGHUP: ignored (the server does not "
+                                                            "reload; restart it to load new models or stores)"))
+    running = await start(cfg)
     await stop.wait()
     await running.stop()

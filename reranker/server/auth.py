@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
@@ -13,19 +14,36 @@ from reranker.server.config import ServerConfig
 
 
 class Auth:
-    """Bearer-token check, constant-time; no token configured = open."""
+    """Bearer-token check, constant-time; no token configured = open. The scheme is matched
+    case-insensitively (RFC 7235: ``Bearer``, ``bearer`` and ``BEARER`` are one scheme)."""
 
     def __init__(self, token: str | None) -> None:
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = token.encode() if token else None
 
-    def allowed(self, context: grpc.aio.ServicerContext) -> bool:
+    @property
+    def enabled(self) -> bool:
+        return self._expected is not None
+
+    def allowed_header(self, value: str | bytes | None) -> bool:
+        """Whether an ``authorization`` header value carries the token."""
         if self._expected is None:
             return True
-        for key, value in context.invocation_metadata() or ():
+        if value is None:
+            return False
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        scheme, _, given = text.strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._expected)
+
+    def allowed_metadata(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
+        if self._expected is None:
+            return True
+        for key, value in metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
+                return self.allowed_header(value)
         return False
+
+    def allowed(self, context: grpc.aio.ServicerContext) -> bool:
+        return self.allowed_metadata(context.invocation_metadata())  # type: ignore[arg-type]
 
 
 def read_token(cfg: ServerConfig) -> str | None:

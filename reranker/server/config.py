@@ -74,6 +74,26 @@ class ServerConfig:
     """File holding the bearer token clients must send (authorization: Bearer ...)."""
     token_env: str = ""
     """Environment variable holding the bearer token (alternative to token_file)."""
+    metrics_host: str = ""
+    """Address of the Prometheus listener (default: ``host``, so a server bound to 127.0.0.1 does not
+    expose its metrics on every interface)."""
+    metrics_auth: bool = False
+    """Require the bearer token on /metrics too (needs token_file or token_env)."""
+    reflection: bool = True
+    """Serve gRPC reflection (grpcurl, Postman); covered by the bearer token when one is set."""
+    keepalive_min_ping_interval_s: float = 1.0
+    """Clients may send keepalive pings this often or less often, with or without calls in flight
+    (gRPC's default, 5 minutes, answers a client pinging every 10 s with GOAWAY 'too_many_pings');
+    a client pinging faster gets GOAWAY after 2 strikes (a ping flood)."""
+    keepalive_time_s: float = 60.0
+    """The server pings an idle connection this often to find dead peers."""
+    keepalive_timeout_s: float = 20.0
+    """A connection whose ping is not answered within this is closed."""
+    max_connection_age_s: float = 0.0
+    """Close connections after this long (GOAWAY, so that clients reconnect and load balancers
+    rebalance during rolling restarts); 0 = never."""
+    max_connection_age_grace_s: float = 30.0
+    """In-flight calls on a connection closed for its age get this long to finish."""
     pre_workers: int = 2
     """Threads that prepare requests (tokenise, encode queries and passages sent as text)."""
     max_pending_requests: int = 64
@@ -88,6 +108,8 @@ class ServerConfig:
     """The batching budget (per model)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     """ONNX Runtime settings."""
+    verify_stores: bool = False
+    """Check the sha256 of every passage-store file at start (``reranker store verify`` does it offline)."""
     warmup: bool = True
     """Warm up the in-process engine (``EngineConfig.warmup``). The server always sends one request per
     model through the request path before health turns SERVING, whatever this says: SERVING means a
@@ -100,7 +122,7 @@ class ServerConfig:
                               runtime=self.runtime, pre_workers=self.pre_workers,
                               max_pending_requests=self.max_pending_requests,
                               max_pending_encodes=self.max_pending_encodes, max_queue_ms=self.max_queue_ms,
-                              warmup=self.warmup)
+                              warmup=self.warmup, verify_stores=self.verify_stores)
         object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port"):
             value = getattr(self, name)
@@ -114,6 +136,32 @@ class ServerConfig:
             raise ConfigError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
         if self.grace_seconds < 0:
             raise ConfigError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+        times = ("keepalive_min_ping_interval_s", "keepalive_time_s", "keepalive_timeout_s", "max_connection_age_s",
+                 "max_connection_age_grace_s")
+        bad = {n: getattr(self, n) for n in times if not 0 <= getattr(self, n) <= 86_400}
+        if bad:
+            raise ConfigError(f"keepalive and connection-age settings are seconds in [0, 86400], got {bad}")
+        if self.keepalive_time_s < 1 or self.keepalive_timeout_s < 1:
+            raise ConfigError("keepalive_time_s and keepalive_timeout_s must be >= 1 second")
+        if self.metrics_auth and not (self.token_file or self.token_env):
+            raise ConfigError("metrics_auth needs a bearer token: set token_file or token_env")
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        """The gRPC core options of these settings (message sizes, keepalive policy, connection age)."""
+        ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+        options = [("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.max_send_message_length", self.max_message_bytes), ("grpc.so_reuseport", 0),
+                   ("grpc.keepalive_time_ms", ms(self.keepalive_time_s)),
+                   ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout_s)),
+                   ("grpc.keepalive_permit_without_calls", 1),
+                   # on a server: the shortest interval of received pings that is not a strike
+                   ("grpc.http2.min_ping_interval_without_data_ms", ms(self.keepalive_min_ping_interval_s)),
+                   ("grpc.http2.max_pings_without_data", 0),  # the server's own pings on idle connections
+                   ("grpc.http2.max_ping_strikes", 2)]
+        if self.max_connection_age_s:
+            options += [("grpc.max_connection_age_ms", ms(self.max_connection_age_s)),
+                        ("grpc.max_connection_age_grace_ms", ms(self.max_connection_age_grace_s))]
+        return options
 
     @property
     def default(self) -> str:

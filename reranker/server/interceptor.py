@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from reranker.server.auth import Auth
 from reranker.server.metrics import Metrics
 
 DEADLINE_SLACK_S = 0.005
@@ -63,8 +64,16 @@ class Instrumented:
     registration, not with a ``grpc.aio.ServerInterceptor``: an interceptor's asynchronous lookup
     let calls that arrived just before a graceful stop be cancelled instead of finished.)"""
 
-    def __init__(self, server: grpc.aio.Server, metrics: Metrics) -> None:
+    def __init__(self, server: grpc.aio.Server, metrics: Metrics, *, auth: Auth | None = None,
+                 guarded: Sequence[str] = ()) -> None:
         self.server, self.metrics = server, metrics
+        self.auth, self.guarded = auth, frozenset(guarded)
+        """Services whose calls need the bearer token (the Reranker service checks it itself)."""
+
+    async def _check(self, service: str, context: grpc.aio.ServicerContext) -> None:
+        if service in self.guarded and self.auth is not None and not self.auth.allowed(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self.server.add_generic_rpc_handlers(tuple(_Generic(h, self) for h in handlers))
@@ -106,6 +115,7 @@ class Instrumented:
             else:
                 self.metrics.grpc_received.labels(*labels).inc()
             try:
+                await self._check(service, context)
                 response = await behavior(request, context)
                 self.metrics.grpc_sent.labels(*labels).inc()
                 return response
@@ -129,6 +139,7 @@ class Instrumented:
             else:
                 self.metrics.grpc_received.labels(*labels).inc()
             try:
+                await self._check(service, context)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for message in result:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from reranker.engine import BatchStats
 
@@ -41,6 +48,13 @@ class Metrics:
                                      "Pairs of abandoned requests (deadline passed or caller cancelled) not computed, "
                                      "by the stage that dropped them (pre: before or while preparing; batch: queued "
                                      "or about to run)", ["model", "stage"], registry=r)
+        self.invalid = Counter("reranker_invalid_scores_total",
+                               "Scores that came out NaN or infinite and were replaced (the candidate ranked last)",
+                               ["model"], registry=r)
+        self.damaged = Gauge("reranker_store_damaged", "1 once a lookup found the model's passage store damaged",
+                             ["model"], registry=r)
+        self.on_store_damaged: list[Callable[[str, str], None]] = []
+        """Called with (model, message) when a store is found damaged (the server turns its health)."""
         self.model_info = Gauge("reranker_model_info", "Served models (value 1)",
                                 ["model", "arch", "precision", "provider"], registry=r)
         grpc_labels = ["grpc_type", "grpc_service", "grpc_method"]
@@ -85,7 +99,40 @@ class Metrics:
     def dropped(self, model: str, items: int, stage: str) -> None:
         self.dropped_pairs.labels(model, stage).inc(items)
 
+    def invalid_scores(self, model: str, items: int) -> None:
+        self.invalid.labels(model).inc(items)
+
+    def store_damaged(self, model: str, message: str) -> None:
+        self.damaged.labels(model).set(1)
+        for callback in self.on_store_damaged:
+            callback(model, message)
+
     # --- gRPC (reranker.server.interceptor) ----------------------------------------------------
     def handled(self, labels: tuple[str, str, str], code: str, seconds: float) -> None:
         self.grpc_handled.labels(*labels, code).inc()
         self.grpc_seconds.labels(*labels).observe(seconds)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry,
+                  allowed: Callable[[str | None], bool] | None = None) -> ThreadingWSGIServer:
+    """The Prometheus exposition on ``host:port`` (``[::]`` and IPv6 addresses work; port 0 = any free)
+    in a daemon thread; with ``allowed``, a request whose ``Authorization`` header it refuses gets 401."""
+    app = make_wsgi_app(registry)
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if allowed is not None and not allowed(environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+            return [b"missing or wrong bearer token: send 'Authorization: Bearer <token>'\n"]
+        return app(environ, start_response)
+
+    address = host.strip("[]") or "0.0.0.0"
+    family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+    httpd: ThreadingWSGIServer = make_server(address, port, guarded, server_class, handler_class=_Quiet)  # type: ignore[assignment]
+    threading.Thread(target=httpd.serve_forever, name="reranker-metrics", daemon=True).start()
+    return httpd

@@ -21,6 +21,8 @@ from reranker.errors import (
     InvalidInputError,
     NotFoundError,
     RerankerError,
+    StoreDamagedError,
+    bounded,
 )
 from reranker.server.auth import Auth
 from reranker.server.interceptor import cancelled_code, deadline_of
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 
 STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (StoreDamagedError, grpc.StatusCode.DATA_LOSS),
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
@@ -125,7 +128,10 @@ def rerank_response(out: RerankOutput) -> pb.RerankResponse:
                                                                    total_ms=out.total_ms))
     add = response.results.add
     for r in out.results:
-        if r.truncated:
+        if r.invalid:
+            add(id=r.id, index=r.index, score=r.score, truncated=r.truncated, source=SOURCE[r.from_store],
+                model_score=r.model_score, invalid_score=True)
+        elif r.truncated:
             add(id=r.id, index=r.index, score=r.score, truncated=True, source=SOURCE[r.from_store],
                 model_score=r.model_score)
         else:
@@ -157,7 +163,7 @@ class RerankerService(pb_grpc.RerankerServicer):
             return await body()
         except RerankerError as exc:
             code = status_for(exc)
-            await context.abort(code, str(exc))
+            await context.abort(code, bounded(str(exc)))
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:  # the deadline ran out or the client went away; its work is dropped

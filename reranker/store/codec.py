@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reranker.errors import ArtifactError, ConfigError
+from reranker.errors import ArtifactError, ConfigError, StoreDamagedError
 
 PLAIN = ("float16", "float32")
 CODECS = (*PLAIN, "residual")
@@ -129,6 +129,10 @@ class ResidualCodec:
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.cutoffs = np.ascontiguousarray(cutoffs, dtype=np.float32)
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
+        for what, table in (("centroids", self.centroids), ("cutoffs", self.cutoffs), ("weights", self.weights)):
+            if not np.isfinite(table).all():
+                raise ConfigError(f"residual codec: its {what} hold {int((~np.isfinite(table)).sum())} NaN or infinite "
+                                  "values")
         self.nbits, self.normalize, self.dim = nbits, bool(normalize), dim
         self.id_dtype = "uint16" if k <= 1 << 16 else "uint32"
         per = 8 // nbits  # dimensions per byte
@@ -161,8 +165,16 @@ class ResidualCodec:
         codes = np.packbits(bits.reshape(len(x), -1), axis=1)
         return {"centroid_ids.bin": ids.astype(self.id_dtype)[:, None], "residual_codes.bin": codes}
 
+    def check_ids(self, ids: np.ndarray) -> int:
+        """How many of ``ids`` (centroid ids as stored) are out of range: a damaged store."""
+        return int(np.count_nonzero(ids >= len(self.centroids))) if ids.size else 0
+
     def decode(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Raises :class:`StoreDamagedError` for a centroid id out of range (a damaged store)."""
         ids = np.asarray(rows["centroid_ids.bin"]).reshape(-1)
+        if ids.size and int(ids.max()) >= len(self.centroids):
+            raise StoreDamagedError(f"{self.check_ids(ids)} stored centroid id(s) are out of range (the codec has "
+                                    f"{len(self.centroids)} centroids)")
         codes = np.asarray(rows["residual_codes.bin"])
         index = codes.astype(np.intp)
         index += self._row_base

@@ -22,13 +22,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reranker.errors import ArtifactError
+from reranker.errors import ArtifactError, StoreDamagedError, some
 from reranker.manifest import sha256_file, verify_manifest
 from reranker.store.codec import PARAM_FILES, Codec, bytes_per_token, load_codec
 
 STORE_KIND = "reranker-passage-store"
 STORE_DTYPES = ("float16", "float32")
 SMALL_FILES = ("offsets.npy", "truncated.npy", "ids.txt")
+CHECK_IDS_AT_OPEN_BYTES = 256 * 1024 * 1024
+"""Centroid-id files up to this size are bounds-checked when a store opens (larger ones: at each
+lookup, and in full by ``reranker store verify``)."""
 
 
 class ArtifactIdentity(Protocol):
@@ -64,6 +67,23 @@ class PassageStore:
         self.row = {pid: i for i, pid in enumerate(self.ids)}
         if len(self.row) != len(self.ids):
             raise ArtifactError(f"store {directory} has duplicate passage ids")
+        ids = self.columns.get("centroid_ids.bin")
+        if ids is not None and ids.nbytes <= CHECK_IDS_AT_OPEN_BYTES:
+            self.check_centroid_ids()
+
+    def check_centroid_ids(self, chunk: int = 1 << 24) -> None:
+        """Bounds-check every stored centroid id (in chunks of the memory map); :class:`ArtifactError`
+        naming the first passages that hold an id out of range. A no-op for plain stores."""
+        ids = self.columns.get("centroid_ids.bin")
+        check = getattr(self.codec, "check_ids", None)
+        if ids is None or check is None:
+            return
+        bad = sum(check(np.asarray(ids[a:a + chunk])) for a in range(0, len(ids), chunk))
+        if bad:
+            rows = np.flatnonzero(np.asarray(ids).reshape(-1) >= len(self.codec.centroids))  # type: ignore[attr-defined]
+            passages = sorted({self.ids[int(i)] for i in np.searchsorted(self.offsets, rows[:1000], side="right") - 1})
+            raise ArtifactError(f"store {self.directory} is damaged: {bad:,} centroid ids are out of range, in "
+                                f"passages {some(passages)}; rebuild it with 'reranker index'")
 
     @classmethod
     def open(cls, directory: str | Path, artifact: ArtifactIdentity | None = None, *,
@@ -120,7 +140,16 @@ class PassageStore:
         ends = np.array([self.offsets[self.row[p] + 1] for p in pids], dtype=np.int64)
         lengths = ends - starts
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-        decoded = self.codec.decode({name: col[rows] for name, col in self.columns.items()})
+        gathered = {name: col[rows] for name, col in self.columns.items()}
+        try:
+            decoded = self.codec.decode(gathered)
+        except StoreDamagedError as exc:
+            check = self.codec.check_ids  # type: ignore[attr-defined]
+            parts = np.split(gathered["centroid_ids.bin"], np.cumsum(lengths)[:-1])
+            bad = [pid for pid, part in zip(pids, parts, strict=True) if check(part)]
+            raise StoreDamagedError(f"passage store {self.directory.name} is damaged: {exc} in passage(s) "
+                                    f"{some(bad)}; send their text instead, or rebuild the store "
+                                    "('reranker store verify' checks every file)") from None
         return np.split(decoded, np.cumsum(lengths)[:-1])
 
     def is_truncated(self, pid: str) -> bool:

@@ -40,7 +40,7 @@ class RerankRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("id", "index", "score", "truncated", "source", "model_score")
+    __slots__ = ("id", "index", "score", "truncated", "source", "model_score", "invalid_score")
     class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SOURCE_UNSPECIFIED: _ClassVar[Result.Source]
@@ -55,13 +55,15 @@ class Result(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    INVALID_SCORE_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     score: float
     truncated: bool
     source: Result.Source
     model_score: float
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ..., model_score: _Optional[float] = ...) -> None: ...
+    invalid_score: bool
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ..., model_score: _Optional[float] = ..., invalid_score: _Optional[bool] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_ms", "inference_ms", "total_ms")

@@ -1,0 +1,59 @@
+"""What a request to the engine holds and what it answers (transport-agnostic)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from reranker.fusion import FusionRule
+
+
+@dataclass(frozen=True)
+class RerankInput:
+    """One request: a query and its candidates (ids, and texts where the store lacks them)."""
+
+    query: str
+    ids: Sequence[str]
+    texts: Sequence[str]
+    """One per id; empty = look the id up in the model's passage store."""
+    model: str = ""
+    """Empty = the default model."""
+    top_k: int = 0
+    """0 = all candidates."""
+    first_stage: Sequence[float | None] = ()
+    """Empty, or one first-stage score per id (None: not sent); fused by the model's rule."""
+    fusion: FusionRule | None = None
+    """Overrides the model's fusion rule for this request (None = the model's)."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    id: str
+    index: int
+    """Position of the candidate in the request."""
+    score: float
+    """The fused score when a fusion rule applies, else the model's."""
+    truncated: bool
+    """The text was cut (to the model's passage length or to max_passage_chars)."""
+    from_store: bool
+    """The state came from the passage store by id (a text sent with it was not used)."""
+    model_score: float = 0.0
+    """The model's own score (equal to ``score`` without fusion)."""
+    invalid: bool = False
+    """The model's score was NaN or infinite (a damaged stored state, or a model fault): it was replaced
+    by a score below every other candidate's: it ranks last by the model, and fusion sees a finite score."""
+
+
+@dataclass
+class RerankOutput:
+    """The answer: results sorted by score (descending) and where the time went, in milliseconds."""
+
+    model: str
+    results: list[Scored]
+    queue_ms: float = 0.0
+    """Longest wait of one of the request's pairs for its batch."""
+    inference_ms: float = 0.0
+    """Compute time: the pre stage plus every batch that held one of the request's pairs."""
+    total_ms: float = 0.0
+    stats: dict[str, int] = field(default_factory=dict)
+    """``candidates``, ``truncated`` and ``invalid`` counts."""
