@@ -92,7 +92,7 @@ def main() -> None:
     head = ["| model | steps | validation nDCG@10 | DL19 nDCG@10 | DL19 MRR@10 | DL21 nDCG@10 |", "|---" * 6 + "|"]
     lines = ["**Teacher and references** (nDCG@10 re-ranking the BM25 top 100; validation: 30 held-out "
              "queries of the labelled training pools; DL19 and DL21 never used for training or choices)", "", *head]
-    fusion = _load(runs / "teacher-scores-colbert.tsv.fusion.json")
+    fusion = _load(runs / "teacher-scores-colbert.tsv.ensemble.json")
     weights = dict(zip((Path(p).name.removeprefix("scores-").removesuffix(".tsv") for p in fusion["inputs"]),
                        fusion["weights"], strict=True)) if fusion else {}
     refs: list[tuple[str, Path, str]] = [("BM25 (first stage)", runs / "first-stage", "-")]
@@ -102,7 +102,7 @@ def main() -> None:
         if max(g["weights"]) == 1.0:
             alone[list(weights)[g["weights"].index(1.0)]] = g["ndcg@10"]
     refs.append(("**ensemble teacher** (per-query z-score mean) †", runs / "ensemble", "-"))
-    wider = _load(args.wider / "teacher-scores-colbert.tsv.fusion.json") if args.wider else None
+    wider = _load(args.wider / "teacher-scores-colbert.tsv.ensemble.json") if args.wider else None
     if wider:  # the same pipeline with more members (RUNS=runs/ens4 benchmarks/reproduce.sh members ensemble)
         names = [Path(p).name.removeprefix("scores-").removesuffix(".tsv") for p in wider["inputs"]]
         for m in names:
@@ -127,7 +127,7 @@ def main() -> None:
         record["reference"][name] = r
         lines.append(_row(name, steps, r))
     if fusion:
-        lines += ["", f"† validation of the ensemble and its members: the weight search's figure (`reranker fuse "
+        lines += ["", f"† validation of the ensemble and its members: the weight search's figure (`reranker ensemble "
                       f"--pick-weights`), nDCG@10 over the distillation pairs (BM25 or judged-pool top 20) of "
                       f"{fusion['validation']['queries']} held-out queries, not the 30-query split of the other rows."]
 

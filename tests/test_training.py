@@ -191,11 +191,11 @@ def test_pipeline_end_to_end_cli(tiny_base: Path, tmp_path: Path, capsys) -> Non
     assert val["ndcg@10"] == pytest.approx(manifest["best_validation"]["ndcg@10"], abs=1e-6)
     assert val["validation_queries"] == manifest["validation_queries"]
     # ensemble weights picked on that split
-    assert main(["fuse", "--in", str(tmp_path / "scores.tsv"), "--in", str(tmp_path / "scores.tsv"),
+    assert main(["ensemble", "--in", str(tmp_path / "scores.tsv"), "--in", str(tmp_path / "scores.tsv"),
                  "--pick-weights", "0.5", "--data", data, "--val-fraction", "0.34", "--scale-like", "1",
-                 "--out", str(tmp_path / "fused.tsv")]) == 0
-    fusion = json.loads((tmp_path / "fused.tsv.fusion.json").read_text())
-    assert len(fusion["validation"]["grid"]) == 3 and fusion["validation"]["queries"] == 1
+                 "--out", str(tmp_path / "ensemble.tsv")]) == 0
+    record = json.loads((tmp_path / "ensemble.tsv.ensemble.json").read_text())
+    assert len(record["validation"]["grid"]) == 3 and record["validation"]["queries"] == 1
 
 
 def test_cli_reports_bad_input_cleanly(tmp_path: Path, capsys) -> None:

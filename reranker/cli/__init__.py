@@ -1,8 +1,9 @@
 """The ``reranker`` command: one CLI for every step, from triples to serving.
 
 Each command group is a module of thin adapters (arguments -> the package's functions):
-:mod:`.data` (triples), :mod:`.train` (score, train, validate, init, pack), :mod:`.eval`
-(evaluate, fuse), :mod:`.fusion` (pick-fusion), :mod:`.artifacts` (export, index), :mod:`.serve` (serve, rerank). Heavy
+:mod:`.data` (triples, bm25), :mod:`.train` (score, train, validate, init, pack), :mod:`.eval`
+(evaluate), :mod:`.ensemble` (ensemble), :mod:`.fusion` (pick-fusion), :mod:`.artifacts` (export,
+import, index, store verify, recode), :mod:`.serve` (serve, rerank). Heavy
 modules (torch) are imported inside the commands that need them.
 """
 
@@ -15,11 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from reranker import __version__
-from reranker.cli import artifacts, data, fusion, serve, train
+from reranker.cli import artifacts, data, ensemble, fusion, serve, train
 from reranker.cli import eval as evaluation
 from reranker.errors import RerankerError
 
-GROUPS = (data, train, evaluation, fusion, artifacts, serve)
+GROUPS = (data, train, evaluation, ensemble, fusion, artifacts, serve)
 """Command-group modules, in the order their commands are listed."""
 
 

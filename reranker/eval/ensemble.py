@@ -1,9 +1,10 @@
-"""Score fusion: weighted mean ensembles of several models' scores for the same (query, passage) pairs.
+"""Teacher ensembles: weighted means of several models' scores for the same (query, passage) pairs
+(combining *models*; combining a model with the first stage is :mod:`reranker.fusion`).
 
 Different architectures score on different scales (BERT-cat logits, ColBERT sums of cosines, raw dot
 products), so members are first brought to a common scale per query: ``zscore`` subtracts each
 query's mean score and divides by its standard deviation over that query's scored passages. The
-fused score is the weighted mean of the normalised member scores, times ``scale`` (Margin-MSE is
+ensemble score is the weighted mean of the normalised member scores, times ``scale`` (Margin-MSE is
 sensitive to the teacher's scale, so a teacher can be expressed in a student's score units).
 
 Weights are picked on held-out training queries (:func:`pick_weights`), never on the test set.
@@ -52,11 +53,11 @@ def mean_query_std(scores: Mapping[tuple[str, str], float]) -> float:
     return math.fsum(stds) / len(stds) if stds else 0.0
 
 
-def fuse(members: Sequence[Mapping[tuple[str, str], float]], weights: Sequence[float] | None = None, *,
+def combine(members: Sequence[Mapping[tuple[str, str], float]], weights: Sequence[float] | None = None, *,
          normalize: Normalize = "zscore", scale: float = 1.0) -> PairScores:
     """Weighted mean of the members' (normalised) scores; every member must score the same pairs."""
     if not members:
-        raise ConfigError("fusion needs at least one member")
+        raise ConfigError("an ensemble needs at least one member")
     if normalize not in NORMALIZE:
         raise ConfigError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
     if weights is None:
@@ -72,7 +73,7 @@ def fuse(members: Sequence[Mapping[tuple[str, str], float]], weights: Sequence[f
         if set(m) != keys:
             missing = sorted(keys ^ set(m))[:3]
             raise ConfigError(f"member {i} does not score the same (query, passage) pairs as member 1 "
-                              f"(e.g. {missing}); fuse scores of the same triples or runs")
+                              f"(e.g. {missing}); ensemble scores of the same triples or runs")
     normed = [zscore(m) if normalize == "zscore" else dict(m) for m in members]
     total = sum(weights)
     return {k: scale * math.fsum(w * n[k] for w, n in zip(weights, normed, strict=True)) / total for k in members[0]}
@@ -110,7 +111,7 @@ def pick_weights(members: Sequence[Mapping[tuple[str, str], float]], qrels: Mapp
         subset = [zscore(m) for m in subset]
     results = []
     for weights in weight_grid(len(members), step):
-        run = as_run(fuse(subset, weights, normalize="none"))
+        run = as_run(combine(subset, weights, normalize="none"))
         results.append((weights, evaluate_run(judged, run, rel_level=rel_level)["ndcg@10"]))
     results.sort(key=lambda r: -r[1])
     return results
