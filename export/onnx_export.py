@@ -260,7 +260,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
             "query_max_len": cfg.query_max_len, "passage_max_len": cfg.passage_max_len,
             "hidden_size": cfg.encoder.hidden_size, "state_dim": state_dim if spec(cfg.arch).split else None,
             "layers": cfg.encoder.num_layers,
-            "checkpoint": {"path": str(Path(model_dir).resolve()), "manifest_sha256": sha256_file(Path(model_dir) / MANIFEST),
+            "checkpoint": {"path": Path(model_dir).resolve().name, "manifest_sha256": sha256_file(Path(model_dir) / MANIFEST),
                            "weights_sha256": sha256_file(Path(model_dir) / WEIGHTS_FILE),
                            "base_model": source.get("base_model"), "steps": source.get("steps")},
             "parity": {**parity.figures, "max_abs_score": parity.score_scale, "tolerance": TOLERANCE[precision]},
