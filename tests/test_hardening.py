@@ -117,15 +117,18 @@ def test_a_damaged_store_found_while_serving_is_data_loss_and_turns_the_models_h
 def test_nan_states_rank_last_flagged_and_never_reach_fusion(stores, folder, tmp_path) -> None:
     pid = _damaged_copy(stores["fp16"], tmp_path / "nan", 7, "nan")
     query, ids = _request(folder, pid)
-    firsts = [float(i) for i in range(len(ids))]  # the damaged passage has the lowest first-stage score
+    firsts = [float(len(ids) - i) for i in range(len(ids))]  # the damaged passage has the highest first-stage score
     with LocalEngine.of(str(stores["artifact"]), str(tmp_path / "nan"), runtime=CPU) as engine:
         out = engine.rerank(query, ids)
         assert out.results[-1].id == pid and out.results[-1].invalid
         assert all(np.isfinite(r.score) for r in out.results) and out.stats["invalid"] == 1
         assert not any(r.invalid for r in out.results[:-1])
-        fused = engine.rerank(query, ids, first_stage=firsts, fusion=FusionRule("minmax", 0.5))
-    assert fused.results[-1].id == pid and all(np.isfinite(r.score) for r in fused.results)
-    assert len({round(r.score, 6) for r in fused.results}) == len(ids)  # no fused score collapsed to 0
+        for rule in ("minmax", "zscore", "rrf"):
+            fused = engine.rerank(query, ids, first_stage=firsts, fusion=FusionRule(rule, 0.5))
+            assert fused.results[-1].id == pid and all(np.isfinite(r.score) for r in fused.results)
+            assert len({round(r.score, 6) for r in fused.results[:-1]}) == len(ids) - 1  # nothing collapsed to one value
+        top = engine.rerank(query, ids, top_k=3)
+    assert pid not in [r.id for r in top.results]
 
 
 def test_invalid_scores_are_flagged_and_counted_over_grpc(stores, folder, tmp_path) -> None:
@@ -263,7 +266,9 @@ def test_queue_depth_returns_to_zero_after_dropped_work(stores, folder) -> None:
             client.rerank(query, ids)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.5)
-        assert metric(server.metrics(), "reranker_queue_depth", model="student") == 0
+        text = server.metrics()
+        assert 'reranker_queue_depth{model="student"}' in text  # the gauge was set (to the queued pairs) ...
+        assert metric(text, "reranker_queue_depth", model="student") == 0  # ... and is back at 0
     finally:
         model.prepare.scorer.score = original
         server.stop()

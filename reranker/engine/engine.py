@@ -37,25 +37,20 @@ WARMUP = ("warm up query", "a short passage to warm up every graph")
 class Engine:
     """Serves several models; one is the default."""
 
-    def __init__(self, models: Sequence[ServedModel], default: str, sink: StatsSink | None = None, *,
-                 pre_workers: int = 2, max_pending_requests: int = 64, max_pending_encodes: int = 400,
-                 max_queue_ms: float = 0.0) -> None:
-        if min(pre_workers, max_pending_requests, max_pending_encodes) < 1 or max_queue_ms < 0:
-            raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1 and "
-                              f"max_queue_ms >= 0, got {pre_workers}, {max_pending_requests}, {max_pending_encodes} "
-                              f"and {max_queue_ms}")
+    def __init__(self, models: Sequence[ServedModel], cfg: EngineConfig, sink: StatsSink | None = None) -> None:
+        """``models`` opened from ``cfg.models`` (same names, same order); every limit and default comes
+        from ``cfg``, validated where it is defined. ConfigError when the models do not match ``cfg``."""
+        names = [m.name for m in models]
+        if names != [spec.name for spec in cfg.models]:
+            raise ConfigError(f"the engine's models {names} are not the configured ones {[s.name for s in cfg.models]}")
         # The pre stage runs on two bounded pools: queries (tokenise, encode) and store lookups on
         # one, passages sent as text on the other, so that a cheap request never waits behind another
         # request's passage encoding. Waiting work counts against the admission bounds until it ends.
-        self._query_pool = ThreadPoolExecutor(max_workers=pre_workers, thread_name_prefix="reranker-query")
-        self._encode_pool = ThreadPoolExecutor(max_workers=pre_workers, thread_name_prefix="reranker-encode")
-        self.admission = Admission(max_pending_requests, max_pending_encodes, max_queue_ms / 1000.0)
+        self._query_pool = ThreadPoolExecutor(max_workers=cfg.pre_workers, thread_name_prefix="reranker-query")
+        self._encode_pool = ThreadPoolExecutor(max_workers=cfg.pre_workers, thread_name_prefix="reranker-encode")
+        self.admission = Admission(cfg.max_pending_requests, cfg.max_pending_encodes, cfg.max_queue_ms / 1000.0)
         self.models = {m.name: m for m in models}
-        if len(self.models) != len(models):
-            raise ConfigError("model names must be unique")
-        if default not in self.models:
-            raise ConfigError(f"default model {default!r} is not among the served models {sorted(self.models)}")
-        self.default = default
+        self.default = cfg.default
         self.sink = sink if sink is not None else NullSink()
         self._logged_invalid: set[tuple[str, str]] = set()
 
@@ -63,9 +58,7 @@ class Engine:
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
         """Open every model of ``cfg`` (artifact checksums verified, stores checked against them)."""
         sink = sink if sink is not None else NullSink()
-        return cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg.default, sink, pre_workers=cfg.pre_workers,
-                   max_pending_requests=cfg.max_pending_requests, max_pending_encodes=cfg.max_pending_encodes,
-                   max_queue_ms=cfg.max_queue_ms)
+        return cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg, sink)
 
     @property
     def max_pending_requests(self) -> int:
@@ -160,7 +153,8 @@ class Engine:
                 self.sink.dropped(model.name, len(req.ids), "pre")
             raise
         except StoreDamagedError as exc:
-            self.sink.store_damaged(model.name, str(exc))
+            with contextlib.suppress(Exception):  # a failing sink must not hide the DATA_LOSS
+                self.sink.store_damaged(model.name, str(exc))
             raise
         finally:
             # an abandoned pre stage keeps only its running unit in the estimate of the work ahead
@@ -173,7 +167,7 @@ class Engine:
             if rule.active else own
         queue_s = max((r.waited for r in results), default=0.0)
         batches = {r.batch_started: r.batch_seconds for r in results}
-        order = np.argsort(-scores, kind="stable")
+        order = np.lexsort((-scores, invalid))  # by score, invalid candidates last (stable on ties)
         if req.top_k:
             order = order[: req.top_k]
         out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated or cut[i], passages[i].from_store,
@@ -185,20 +179,24 @@ class Engine:
                             stats={"candidates": len(passages), "truncated": truncated, "invalid": int(invalid.sum())})
 
     def _finite(self, model: str, ids: Sequence[str], own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's scores with NaN / infinity replaced by one below every finite score (they rank
-        last and cannot reach fusion), and the mask of those replaced; counted, and logged once per passage."""
+        """The model's scores with NaN / infinity replaced by the lowest finite score (fusion sees only
+        finite scores that leave the others' normalisation as it would be without the candidate; the
+        caller ranks the replaced ones last), and the mask of those replaced; counted, and logged once
+        per passage id (ids kept as at most 100 characters, up to 100,000 of them)."""
         invalid = ~np.isfinite(own)
         if invalid.any():
             finite = own[~invalid]
             own = own.copy()
-            own[invalid] = (float(finite.min()) if finite.size else 0.0) - 1.0
+            own[invalid] = float(finite.min()) if finite.size else 0.0
             bad = [ids[i] for i in np.flatnonzero(invalid).tolist()]
             self.sink.invalid_scores(model, len(bad))
-            new = [pid for pid in bad if (model, pid) not in self._logged_invalid]
+            new = [pid for pid in bad if (model, pid[:100]) not in self._logged_invalid]
             if new and len(self._logged_invalid) < 100_000:
-                self._logged_invalid.update((model, pid) for pid in new)
+                self._logged_invalid.update((model, pid[:100]) for pid in new)
                 log.warning("model %s scored %d candidate(s) NaN or infinite (damaged stored state?): %s", model,
                             len(new), some(new))
+            elif new:
+                log.warning("model %s scored %d more candidate(s) NaN or infinite", model, len(new))
         return own, invalid
 
     async def _pre_stage(self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch,

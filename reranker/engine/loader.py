@@ -16,6 +16,7 @@ from reranker.engine.prepare import Prepare
 from reranker.engine.served import ServedModel, StatsSink
 from reranker.runtime import OnnxScorer, RuntimeConfig
 from reranker.store import PassageStore
+from reranker.store.verify import verify_store
 from reranker.tokenization import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ def open_scorer(artifact: Artifact, runtime: RuntimeConfig) -> OnnxScorer:
 def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedModel:
     """One served model; raises ArtifactError for a missing, corrupt or mismatched artifact or store."""
     artifact = Artifact.open(spec.artifact)
-    store = PassageStore.open(spec.store, artifact, verify_vectors=cfg.verify_stores) if spec.store else None
+    if spec.store and cfg.verify_stores:
+        verify_store(spec.store)  # every file's sha256, every centroid id, every vector finite
+    store = PassageStore.open(spec.store, artifact) if spec.store else None
     runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
     scorer = open_scorer(artifact, runtime)
     prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)

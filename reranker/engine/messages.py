@@ -41,7 +41,7 @@ class Scored:
     """The model's own score (equal to ``score`` without fusion)."""
     invalid: bool = False
     """The model's score was NaN or infinite (a damaged stored state, or a model fault): it was replaced
-    by a score below every other candidate's: it ranks last by the model, and fusion sees a finite score."""
+    by the lowest finite score of the request (what fusion sees) and the candidate ranks last."""
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -44,9 +45,12 @@ class Running:
     metrics_port: int | None
     grace: float
     _http: object | None = None
+    _on_damaged: object | None = None
 
     async def stop(self) -> None:
         """Graceful stop: health NOT_SERVING first, refuse new RPCs, let in-flight ones finish."""
+        if self._on_damaged in self.metrics.on_store_damaged:
+            self.metrics.on_store_damaged.remove(self._on_damaged)  # type: ignore[arg-type]
         await self.health.enter_graceful_shutdown()
         log.info("shutting down: health NOT_SERVING, waiting up to %.1fs for in-flight requests", self.grace)
         await self.server.stop(self.grace)
@@ -121,7 +125,7 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
 
     metrics.on_store_damaged.append(damaged)
     log.info("serving %s (default %s)", ", ".join(engine.models), engine.default)
-    return Running(server, engine, health_servicer, metrics, port, metrics_port, cfg.grace_seconds, http)
+    return Running(server, engine, health_servicer, metrics, port, metrics_port, cfg.grace_seconds, http, damaged)
 
 
 def model_health_name(model: str) -> str:
@@ -131,20 +135,28 @@ def model_health_name(model: str) -> str:
 
 async def serve_forever(cfg: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING, in-flight calls finish
-    within ``grace_seconds``). SIGHUP (log rotation, a closed terminal) is logged and ignored: the
+    within ``grace_seconds``). While the models load, SIGTERM and SIGINT end the process at once, as
+    they would without handlers. SIGHUP (log rotation, a closed terminal) is logged and ignored: the
     server neither stops nor reloads. Every signal is logged."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def while_loading(sig: signal.Signals) -> None:
+        log.info("received %s while loading models: exiting", sig.name)
+        loop.remove_signal_handler(sig)
+        os.kill(os.getpid(), sig)  # the default action: end now
 
     def on_stop(sig: signal.Signals) -> None:
         log.info("received %s: draining (health NOT_SERVING, in-flight requests get %.1fs)", sig.name,
                  cfg.grace_seconds)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop, sig)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("received SIGHUP: ignored (the server does not "
                                                             "reload; restart it to load new models or stores)"))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, while_loading, sig)
     running = await start(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
     await stop.wait()
     await running.stop()

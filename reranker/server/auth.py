@@ -48,7 +48,15 @@ class Auth:
 
 def read_token(cfg: ServerConfig) -> str | None:
     """The configured bearer token (from token_file or token_env), None when there is none;
-    :class:`ConfigError` when the file cannot be read or the token is empty."""
+    :class:`ConfigError` when the file cannot be read, or the token is empty or not printable ASCII
+    (gRPC metadata and HTTP headers carry nothing else)."""
+    token = _raw_token(cfg)
+    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+        raise ConfigError("the bearer token must be printable ASCII without spaces")
+    return token
+
+
+def _raw_token(cfg: ServerConfig) -> str | None:
     if cfg.token_file:
         try:
             token = Path(cfg.token_file).read_text().strip()

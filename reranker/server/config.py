@@ -143,12 +143,17 @@ class ServerConfig:
             raise ConfigError(f"keepalive and connection-age settings are seconds in [0, 86400], got {bad}")
         if self.keepalive_time_s < 1 or self.keepalive_timeout_s < 1:
             raise ConfigError("keepalive_time_s and keepalive_timeout_s must be >= 1 second")
+        if self.keepalive_min_ping_interval_s < 0.01:
+            raise ConfigError("keepalive_min_ping_interval_s must be >= 0.01 s (0 would accept a ping flood), got "
+                              f"{self.keepalive_min_ping_interval_s}")
+        if 0 < self.max_connection_age_s < 1:
+            raise ConfigError(f"max_connection_age_s must be 0 (never) or >= 1 s, got {self.max_connection_age_s}")
         if self.metrics_auth and not (self.token_file or self.token_env):
             raise ConfigError("metrics_auth needs a bearer token: set token_file or token_env")
 
     def grpc_options(self) -> list[tuple[str, int]]:
         """The gRPC core options of these settings (message sizes, keepalive policy, connection age)."""
-        ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+        ms = lambda seconds: max(1, round(seconds * 1000))  # noqa: E731
         options = [("grpc.max_receive_message_length", self.max_message_bytes),
                    ("grpc.max_send_message_length", self.max_message_bytes), ("grpc.so_reuseport", 0),
                    ("grpc.keepalive_time_ms", ms(self.keepalive_time_s)),

@@ -11,14 +11,15 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from reranker.engine import BatchStats
+from reranker.engine import BatchStats, StatsSink
+from reranker.errors import ConfigError
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0)
 """Sub-millisecond to a minute: re-ranking spans both."""
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
-class Metrics:
+class Metrics(StatsSink):
     """Implements the engine's StatsSink and the gRPC method metrics."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -118,6 +119,32 @@ class _Quiet(WSGIRequestHandler):
         return None
 
 
+def _addresses(host: str, port: int) -> list[tuple[str, socket.AddressFamily]]:
+    """Where to bind ``host``: a wildcard is ``::`` (dual-stack) then ``0.0.0.0`` (a kernel without
+    IPv6); a name or an address its addresses, IPv4 first (what ``localhost`` scrapes usually reach)."""
+    address = host.strip("[]")
+    if address in ("", "::"):
+        return [("::", socket.AF_INET6), ("0.0.0.0", socket.AF_INET)]
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"metrics_host {host!r} cannot be resolved: {exc}") from exc
+    found: list[tuple[str, socket.AddressFamily]] = sorted({(str(info[4][0]), info[0]) for info in infos},
+                                                           key=lambda a: a[1] != socket.AF_INET)
+    return found
+
+
+def _bind(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> ThreadingWSGIServer:
+    errors = []
+    for address, family in _addresses(host, port):
+        server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+        try:
+            return make_server(address, port, app, server_class, handler_class=_Quiet)  # type: ignore[return-value]
+        except OSError as exc:
+            errors.append(f"{address}: {exc}")
+    raise ConfigError(f"cannot bind the metrics listener to {host}:{port} ({'; '.join(errors)})")
+
+
 def serve_metrics(host: str, port: int, registry: CollectorRegistry,
                   allowed: Callable[[str | None], bool] | None = None) -> ThreadingWSGIServer:
     """The Prometheus exposition on ``host:port`` (``[::]`` and IPv6 addresses work; port 0 = any free)
@@ -130,9 +157,6 @@ def serve_metrics(host: str, port: int, registry: CollectorRegistry,
             return [b"missing or wrong bearer token: send 'Authorization: Bearer <token>'\n"]
         return app(environ, start_response)
 
-    address = host.strip("[]") or "0.0.0.0"
-    family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
-    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
-    httpd: ThreadingWSGIServer = make_server(address, port, guarded, server_class, handler_class=_Quiet)  # type: ignore[assignment]
+    httpd = _bind(host, port, guarded)
     threading.Thread(target=httpd.serve_forever, name="reranker-metrics", daemon=True).start()
     return httpd

@@ -46,7 +46,10 @@ class ArtifactIdentity(Protocol):
 class PassageStore:
     """Read-only access to a built store."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], codec: Codec | None = None) -> None:
+    def __init__(self, directory: Path, manifest: dict[str, Any], codec: Codec | None = None, *,
+                 check_ids: bool | None = None) -> None:
+        """``check_ids``: bounds-check every centroid id now (None: when the id file is at most
+        :data:`CHECK_IDS_AT_OPEN_BYTES`)."""
         self.directory, self.manifest = directory, manifest
         self.ids = (directory / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
         self.offsets = np.load(directory / "offsets.npy")
@@ -68,7 +71,7 @@ class PassageStore:
         if len(self.row) != len(self.ids):
             raise ArtifactError(f"store {directory} has duplicate passage ids")
         ids = self.columns.get("centroid_ids.bin")
-        if ids is not None and ids.nbytes <= CHECK_IDS_AT_OPEN_BYTES:
+        if ids is not None and (check_ids if check_ids is not None else ids.nbytes <= CHECK_IDS_AT_OPEN_BYTES):
             self.check_centroid_ids()
 
     def check_centroid_ids(self, chunk: int = 1 << 24) -> None:
@@ -78,10 +81,17 @@ class PassageStore:
         check = getattr(self.codec, "check_ids", None)
         if ids is None or check is None:
             return
-        bad = sum(check(np.asarray(ids[a:a + chunk])) for a in range(0, len(ids), chunk))
+        bad, rows = 0, list[int]()
+        limit = len(self.codec.centroids)  # type: ignore[attr-defined]
+        for a in range(0, len(ids), chunk):
+            part = np.asarray(ids[a:a + chunk]).reshape(-1)
+            found = check(part)
+            if found:
+                bad += found
+                if len(rows) < 1000:
+                    rows += (np.flatnonzero(part >= limit)[:1000] + a).tolist()
         if bad:
-            rows = np.flatnonzero(np.asarray(ids).reshape(-1) >= len(self.codec.centroids))  # type: ignore[attr-defined]
-            passages = sorted({self.ids[int(i)] for i in np.searchsorted(self.offsets, rows[:1000], side="right") - 1})
+            passages = sorted({self.ids[int(i)] for i in np.searchsorted(self.offsets, np.asarray(rows), side="right") - 1})
             raise ArtifactError(f"store {self.directory} is damaged: {bad:,} centroid ids are out of range, in "
                                 f"passages {some(passages)}; rebuild it with 'reranker index'")
 
@@ -115,7 +125,11 @@ class PassageStore:
                                        checksums=True if verify_vectors else SMALL_FILES)
                 if part["artifact_sha256"] != manifest["artifact_sha256"]:
                     raise ArtifactError(f"shard {directory / name} was built for another artifact than {directory}")
-                shards.append(cls(directory / name, part, codec))
+                shards.append(cls(directory / name, part, codec, check_ids=False))
+            if sum(s.columns["centroid_ids.bin"].nbytes for s in shards if "centroid_ids.bin" in s.columns) \
+                    <= CHECK_IDS_AT_OPEN_BYTES:
+                for shard in shards:  # the size rule holds for the store as a whole, not per shard
+                    shard.check_centroid_ids()
             return ShardedPassageStore(directory, manifest, shards)  # type: ignore[return-value]
         return cls(directory, manifest)
 
