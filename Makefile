@@ -20,9 +20,12 @@ run: setup
 test: setup
 	$(VENV)/bin/pytest -q
 
+# What CI runs before the tests (and .pre-commit-config.yaml before a commit).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy reranker export
+	$(PY) scripts/check_links.py
 
 clean:
 	rm -rf $(VENV) runs

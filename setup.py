@@ -3,5 +3,4 @@ top-level ``export/`` folder installed under the name ``reranker_export``."""
 
 from setuptools import find_packages, setup
 
-setup(packages=[*find_packages(include=["reranker", "reranker.*"]), "reranker_export"],
-      package_dir={"reranker_export": "export"})
+setup(packages=[*find_packages(include=["reranker", "reranker.*"]), "reranker_export"], package_dir={"reranker_export": "export"})

@@ -55,16 +55,18 @@ def ensure_store(artifact: Artifact, passages: Mapping[str, str], store_dir: Pat
     return store_dir
 
 
-def local_engine(artifact: Path | str, store: Path | str | None = None,
-                 runtime: RuntimeConfig = CPU) -> LocalEngine:
+def local_engine(artifact: Path | str, store: Path | str | None = None, runtime: RuntimeConfig = CPU) -> LocalEngine:
     """One model in process, through the engine's request path (pre stage, batcher, core stage)."""
     return LocalEngine.of(str(artifact), str(store) if store else "", runtime=runtime)
 
 
 def start_server(config: Path) -> tuple[subprocess.Popen, str, str]:
     """``reranker serve --config`` on free ports; (process, gRPC target, metrics target) once it serves."""
-    proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0",
-                             "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0", "--metrics-port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     grpc_port = metrics_port = None
     assert proc.stderr is not None
     for line in proc.stderr:

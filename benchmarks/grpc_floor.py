@@ -31,8 +31,10 @@ IDS = [str(1000000 + i) for i in range(100)]
 
 
 def canned() -> pb.RerankResponse:
-    return pb.RerankResponse(model="colbert", results=[
-        pb.Result(id=p, index=i, score=0.5, source=pb.Result.SOURCE_STORE, model_score=0.5) for i, p in enumerate(IDS)])
+    return pb.RerankResponse(
+        model="colbert",
+        results=[pb.Result(id=p, index=i, score=0.5, source=pb.Result.SOURCE_STORE, model_score=0.5) for i, p in enumerate(IDS)],
+    )
 
 
 async def serve(kind: str, port: int) -> None:
@@ -52,8 +54,11 @@ async def serve(kind: str, port: int) -> None:
         from reranker.server.metrics import Metrics
         from reranker.server.service import RerankerService, add_to_server
 
-        out = RerankOutput("colbert", [Scored(p, i, 0.5, False, True, 0.5) for i, p in enumerate(IDS)],
-                           stats={"candidates": len(IDS), "truncated": 0})
+        out = RerankOutput(
+            "colbert",
+            [Scored(p, i, 0.5, False, True, 0.5) for i, p in enumerate(IDS)],
+            stats={"candidates": len(IDS), "truncated": 0},
+        )
 
         class Instant:
             """An engine that answers every request at once (no pre stage, no batcher)."""
@@ -82,8 +87,10 @@ def main() -> None:
         asyncio.run(serve(args.serve[0], int(args.serve[1])))
         return
     kinds = ("echo", "ours")
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.grpc_floor", "--serve", k, str(args.port + i)])
-             for i, k in enumerate(kinds)]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "benchmarks.grpc_floor", "--serve", k, str(args.port + i)])
+        for i, k in enumerate(kinds)
+    ]
     try:
         stubs = {}
         for i, k in enumerate(kinds):
@@ -101,10 +108,16 @@ def main() -> None:
                 stubs[k].Rerank(request, timeout=60)
                 if r >= 20:  # the first rounds warm up
                     times[k].append((time.perf_counter() - t) * 1000)
-        rows = {k: {"p50_ms": round(statistics.median(v), 3), "p10_ms": round(percentile(v, 0.1), 3),
-                    "p90_ms": round(percentile(v, 0.9), 3), "requests": len(v)} for k, v in times.items()}
-        result = {"command": "python -m benchmarks.grpc_floor " + " ".join(sys.argv[1:]), "gap_ms": args.gap_ms,
-                  "servers": rows}
+        rows = {
+            k: {
+                "p50_ms": round(statistics.median(v), 3),
+                "p10_ms": round(percentile(v, 0.1), 3),
+                "p90_ms": round(percentile(v, 0.9), 3),
+                "requests": len(v),
+            }
+            for k, v in times.items()
+        }
+        result = {"command": "python -m benchmarks.grpc_floor " + " ".join(sys.argv[1:]), "gap_ms": args.gap_ms, "servers": rows}
         print(json.dumps(result, indent=2))
         write_json(args.json, result)
     finally:

@@ -51,8 +51,7 @@ from benchmarks.latency_report import delta, machine, print_table, scrape, summa
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
 
-QUICK = {"candidates": "100", "concurrency": "1,4", "requests": 8, "cell_seconds": 4.0, "rounds": 5, "queries": 10,
-         "warmup": 1}
+QUICK = {"candidates": "100", "concurrency": "1,4", "requests": 8, "cell_seconds": 4.0, "rounds": 5, "queries": 10, "warmup": 1}
 
 
 def make_requests(folder: DataFolder, qids: list[str], n: int, by_id: bool) -> list[tuple[str, list]]:
@@ -74,8 +73,17 @@ def make_requests(folder: DataFolder, qids: list[str], n: int, by_id: bool) -> l
     return out
 
 
-def run_cell(target: str, token: str | None, model: str, requests: list[tuple[str, list]], concurrency: int,
-             count: int, seconds: float, warmup: int, backoff_s: float) -> dict[str, Any]:
+def run_cell(
+    target: str,
+    token: str | None,
+    model: str,
+    requests: list[tuple[str, list]],
+    concurrency: int,
+    count: int,
+    seconds: float,
+    warmup: int,
+    backoff_s: float,
+) -> dict[str, Any]:
     """``concurrency`` closed-loop clients until ``count`` requests were issued or ``seconds`` passed."""
     clients = [RerankerClient(target, token=token, timeout=600) for _ in range(concurrency)]
     for i in range(warmup):
@@ -116,20 +124,28 @@ def run_cell(target: str, token: str | None, model: str, requests: list[tuple[st
         c.close()
     n, total = len(latencies), sum(codes.values())
     stat = {f"p{q}_ms": round(percentile(latencies, q / 100), 2) if n else None for q in (50, 95, 99)}
-    return {"requests": total, "ok": n, "shed": codes.get("RESOURCE_EXHAUSTED", 0),
-            "shed_rate": round(codes.get("RESOURCE_EXHAUSTED", 0) / max(total, 1), 3),
-            "errors": {c: k for c, k in codes.items() if c not in ("OK", "RESOURCE_EXHAUSTED")},
-            "seconds": round(elapsed, 3), **stat, "qps": round(n / elapsed, 2)}
+    return {
+        "requests": total,
+        "ok": n,
+        "shed": codes.get("RESOURCE_EXHAUSTED", 0),
+        "shed_rate": round(codes.get("RESOURCE_EXHAUSTED", 0) / max(total, 1), 3),
+        "errors": {c: k for c, k in codes.items() if c not in ("OK", "RESOURCE_EXHAUSTED")},
+        "seconds": round(elapsed, 3),
+        **stat,
+        "qps": round(n / elapsed, 2),
+    }
 
 
-def interleaved(target: str, token: str | None, served: list[dict], requests: dict[str, list], rounds: int,
-                provider: str) -> dict[str, Any]:
+def interleaved(
+    target: str, token: str | None, served: list[dict], requests: dict[str, list], rounds: int, provider: str
+) -> dict[str, Any]:
     """Round-robin over ``served``: each round sends every model one request over gRPC and the same one
     in process (alternating which goes first), so every figure saw the same machine load."""
     from reranker.engine import LocalEngine, RuntimeConfig
 
-    engines = {m["name"]: LocalEngine.of(m["artifact"], m.get("store", ""), runtime=RuntimeConfig(provider=provider))
-               for m in served}
+    engines = {
+        m["name"]: LocalEngine.of(m["artifact"], m.get("store", ""), runtime=RuntimeConfig(provider=provider)) for m in served
+    }
     times: dict[str, dict[str, list[float]]] = {m["name"]: {"grpc": [], "in_process": []} for m in served}
     try:
         with RerankerClient(target, token=token, timeout=600) as client:
@@ -157,16 +173,45 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
     key = hashlib.sha256(f"{args.base}\n{args.lengths}".encode()).hexdigest()[:8]
     args.work = args.work / f"{Path(args.base).name}-{key}"
     _, pids = lb.passage_ids(args.data, args.queries)
-    served = lb.models(args.archs.split(","), args.work, lb.store_key(pids), tuple(args.precisions.split(",")),
-                       student_precisions=tuple(args.student_precisions.split(",")))
+    served = lb.models(
+        args.archs.split(","),
+        args.work,
+        lb.store_key(pids),
+        tuple(args.precisions.split(",")),
+        student_precisions=tuple(args.student_precisions.split(",")),
+    )
     if lb.missing(served):
-        print(f"benchmarks.latency: building {len(lb.missing(served))} artifact(s)/store(s) under {args.work} "
-              "(once; cached)", flush=True)
-        subprocess.run([sys.executable, "-m", "benchmarks.latency_build", "--work", str(args.work), "--data",
-                        str(args.data), "--queries", str(args.queries), "--archs", args.archs, "--base", args.base,
-                        "--lengths", args.lengths, "--provider", args.provider, "--precisions", args.precisions,
-                        "--student-precisions", args.student_precisions],
-                       check=True, cwd=ROOT)
+        print(
+            f"benchmarks.latency: building {len(lb.missing(served))} artifact(s)/store(s) under {args.work} (once; cached)",
+            flush=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.latency_build",
+                "--work",
+                str(args.work),
+                "--data",
+                str(args.data),
+                "--queries",
+                str(args.queries),
+                "--archs",
+                args.archs,
+                "--base",
+                args.base,
+                "--lengths",
+                args.lengths,
+                "--provider",
+                args.provider,
+                "--precisions",
+                args.precisions,
+                "--student-precisions",
+                args.student_precisions,
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     return served, lb.write_config(args.work, served, args.provider, 1000, args.batch_size)
 
 
@@ -194,8 +239,11 @@ def main() -> None:
     ap.add_argument("--base", default="minilm", help="initial weights: 'minilm' (real shapes) or a BERT directory")
     ap.add_argument("--lengths", default=lb.MODEL_OPTIONS, help="JSON model options (ModelConfig fields)")
     ap.add_argument("--precisions", default="fp32,int8", help="of the teacher (fp32, fp16, int8)")
-    ap.add_argument("--student-precisions", default="fp32",
-                    help="of the students served from their stores (fp32, int8: each with a store of its own)")
+    ap.add_argument(
+        "--student-precisions",
+        default="fp32",
+        help="of the students served from their stores (fp32, int8: each with a store of its own)",
+    )
     ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")
     ap.add_argument("--json", type=Path, default=None)
@@ -232,16 +280,37 @@ def main() -> None:
                     if not by_id and c > args.text_max_concurrency:
                         continue
                     before = scrape(args.metrics)
-                    cell = run_cell(args.server, args.token, m.name, requests, c, args.requests, args.cell_seconds,
-                                    args.warmup if c == 1 else 0, args.shed_backoff_ms / 1000)
+                    cell = run_cell(
+                        args.server,
+                        args.token,
+                        m.name,
+                        requests,
+                        c,
+                        args.requests,
+                        args.cell_seconds,
+                        args.warmup if c == 1 else 0,
+                        args.shed_backoff_ms / 1000,
+                    )
                     after = scrape(args.metrics)
-                    record = {"model": m.name, "arch": m.arch, "precision": m.precision, "provider": m.provider,
-                              "input": "ids" if by_id else "text", "candidates": n, "concurrency": c, **cell,
-                              "pairs_per_s": round(cell["qps"] * n, 1), **delta(after, before, m.name)}
+                    record = {
+                        "model": m.name,
+                        "arch": m.arch,
+                        "precision": m.precision,
+                        "provider": m.provider,
+                        "input": "ids" if by_id else "text",
+                        "candidates": n,
+                        "concurrency": c,
+                        **cell,
+                        "pairs_per_s": round(cell["qps"] * n, 1),
+                        **delta(after, before, m.name),
+                    }
                     records.append(record)
-                    print(f"{m.name:14s} {record['input']:4s} N={n:<4d} C={c:<3d} p50 {cell['p50_ms']} ms  p99 "
-                          f"{cell['p99_ms']}  {cell['qps']} q/s  {record['pairs_per_s']} pairs/s  shed "
-                          f"{cell['shed_rate']:.1%}", flush=True)
+                    print(
+                        f"{m.name:14s} {record['input']:4s} N={n:<4d} C={c:<3d} p50 {cell['p50_ms']} ms  p99 "
+                        f"{cell['p99_ms']}  {cell['qps']} q/s  {record['pairs_per_s']} pairs/s  shed "
+                        f"{cell['shed_rate']:.1%}",
+                        flush=True,
+                    )
         phase = {}
         timed = [m for m in served if (m.get("store") or m["name"] == "teacher") and m["name"] in reqs100]
         if timed and args.rounds:
@@ -252,9 +321,19 @@ def main() -> None:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             command = "python -m benchmarks.latency " + " ".join(sys.argv[1:])
-            args.json.write_text(json.dumps({"command": command, "machine": machine(listed),
-                                             "seconds": round(time.perf_counter() - started, 1), "records": records,
-                                             "interleaved": phase}, indent=2) + "\n")
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "command": command,
+                        "machine": machine(listed),
+                        "seconds": round(time.perf_counter() - started, 1),
+                        "records": records,
+                        "interleaved": phase,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
     finally:
         if proc is not None:
             proc.terminate()

@@ -35,8 +35,14 @@ def passage_ids(data: Path, queries: int, depth: int = 100) -> tuple[list[str], 
     return qids, list(seen)
 
 
-def models(archs: list[str], work: Path, store_key: str, precisions: tuple[str, ...] = ("fp32", "int8"),
-           text_archs: tuple[str, ...] = ("colbert",), student_precisions: tuple[str, ...] = ("fp32",)) -> list[dict]:
+def models(
+    archs: list[str],
+    work: Path,
+    store_key: str,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
+    text_archs: tuple[str, ...] = ("colbert",),
+    student_precisions: tuple[str, ...] = ("fp32",),
+) -> list[dict]:
     """The served models: the cross-encoder teacher per precision (no store), each split model from its
     store per ``student_precisions`` (a store of its own per precision: the passage encoder differs),
     and those of ``text_archs`` also without a store (passages sent as text, fp32)."""
@@ -46,13 +52,24 @@ def models(archs: list[str], work: Path, store_key: str, precisions: tuple[str, 
     for arch in archs:
         if not spec(arch).split:
             for p in precisions:
-                out.append({"name": "teacher" + ("" if p == "fp32" else f"-{p}"), "arch": arch,
-                            "artifact": str(work / f"onnx-{arch}-{p}")})
+                out.append(
+                    {
+                        "name": "teacher" + ("" if p == "fp32" else f"-{p}"),
+                        "arch": arch,
+                        "artifact": str(work / f"onnx-{arch}-{p}"),
+                    }
+                )
             continue
         for p in student_precisions:
             tag = "" if p == "fp32" else f"-{p}"
-            out.append({"name": arch.replace("_", "-") + tag, "arch": arch, "artifact": str(work / f"onnx-{arch}-{p}"),
-                        "store": str(work / f"store-{arch}{tag}-{store_key}")})
+            out.append(
+                {
+                    "name": arch.replace("_", "-") + tag,
+                    "arch": arch,
+                    "artifact": str(work / f"onnx-{arch}-{p}"),
+                    "store": str(work / f"store-{arch}{tag}-{store_key}"),
+                }
+            )
         if arch in text_archs:
             out.append({"name": f"{arch}-text", "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32")})
     return out
@@ -66,11 +83,22 @@ def store_key(pids: list[str]) -> str:
 def write_config(work: Path, served: list[dict], provider: str, max_candidates: int, batch_size: int = 16) -> Path:
     """A ``reranker serve --config`` file for ``served``: closed-loop benchmarking, so no queue-time
     bound (sheds, if any, are counted by the benchmark, not avoided)."""
-    lines = ["# written by benchmarks.latency_build",
-             f'default_model = "{served[0]["name"]}"', "",
-             "[server]", "grace_seconds = 5", "max_queue_ms = 0", "", "[batching]",
-             f"max_batch_size = {batch_size}", f"max_batch_cost = {256 * batch_size}", "",
-             "[runtime]", f'provider = "{provider}"', ""]
+    lines = [
+        "# written by benchmarks.latency_build",
+        f'default_model = "{served[0]["name"]}"',
+        "",
+        "[server]",
+        "grace_seconds = 5",
+        "max_queue_ms = 0",
+        "",
+        "[batching]",
+        f"max_batch_size = {batch_size}",
+        f"max_batch_cost = {256 * batch_size}",
+        "",
+        "[runtime]",
+        f'provider = "{provider}"',
+        "",
+    ]
     for m in served:
         lines += ["[[models]]", f'name = "{m["name"]}"', f'artifact = "{m["artifact"]}"']
         if m.get("store"):
@@ -106,8 +134,11 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
             if not (ckpt / "manifest.json").is_file():
                 torch.manual_seed(0)
                 print(f"benchmarks.latency: initialising a {m['arch']} model from {base}", flush=True)
-                save_checkpoint(ckpt, init_from_base(m["arch"], base, **lengths),
-                                {"steps": 0, "note": "untrained: latency does not depend on the weights"})
+                save_checkpoint(
+                    ckpt,
+                    init_from_base(m["arch"], base, **lengths),
+                    {"steps": 0, "note": "untrained: latency does not depend on the weights"},
+                )
             precision = art.name.rsplit("-", 1)[1]
             print(f"benchmarks.latency: exporting {art.name}", flush=True)
             export_model(ckpt, art, precision=precision)
@@ -133,8 +164,13 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     _, pids = passage_ids(args.data, args.queries)
-    served = models(args.archs.split(","), args.work, store_key(pids), tuple(args.precisions.split(",")),
-                    student_precisions=tuple(args.student_precisions.split(",")))
+    served = models(
+        args.archs.split(","),
+        args.work,
+        store_key(pids),
+        tuple(args.precisions.split(",")),
+        student_precisions=tuple(args.student_precisions.split(",")),
+    )
     build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
     print(write_config(args.work, served, args.provider, 1000))
 

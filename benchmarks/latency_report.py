@@ -14,8 +14,10 @@ from typing import Any
 
 from benchmarks._common import cpu_model, percentile
 
-METRICS = re.compile(r'^(reranker_(?:batch_size|queue_duration_seconds|inference_duration_seconds)_(?:sum|count))'
-                     r'\{model="([^"]+)"\} (\S+)$')
+METRICS = re.compile(
+    r"^(reranker_(?:batch_size|queue_duration_seconds|inference_duration_seconds)_(?:sum|count))"
+    r'\{model="([^"]+)"\} (\S+)$'
+)
 
 
 def machine(models: list[Any]) -> dict[str, Any]:
@@ -24,11 +26,25 @@ def machine(models: list[Any]) -> dict[str, Any]:
 
     gpu = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=5, check=False).stdout.strip() or None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "providers": sorted({m.provider for m in models}),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+        gpu = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+            or None
+        )
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "providers": sorted({m.provider for m in models}),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def scrape(metrics: str | None) -> dict[tuple[str, str], float]:
@@ -47,6 +63,7 @@ def scrape(metrics: str | None) -> dict[tuple[str, str], float]:
 
 def delta(after: dict, before: dict, model: str) -> dict[str, float]:
     """Mean batch size, queue ms per request and inference ms per batch between two scrapes."""
+
     def d(name: str) -> float:
         return after.get((name, model), 0.0) - before.get((name, model), 0.0)
 
@@ -54,9 +71,11 @@ def delta(after: dict, before: dict, model: str) -> dict[str, float]:
     if not batches:
         return {}
     requests = d("reranker_queue_duration_seconds_count") or 1
-    return {"mean_batch_size": round(d("reranker_batch_size_sum") / batches, 1),
-            "mean_queue_ms": round(1000 * d("reranker_queue_duration_seconds_sum") / requests, 2),
-            "mean_inference_ms_per_batch": round(1000 * d("reranker_inference_duration_seconds_sum") / batches, 2)}
+    return {
+        "mean_batch_size": round(d("reranker_batch_size_sum") / batches, 1),
+        "mean_queue_ms": round(1000 * d("reranker_queue_duration_seconds_sum") / requests, 2),
+        "mean_inference_ms_per_batch": round(1000 * d("reranker_inference_duration_seconds_sum") / batches, 2),
+    }
 
 
 def summary(times: dict[str, dict[str, list[float]]], served: list[dict]) -> dict[str, Any]:
@@ -67,30 +86,44 @@ def summary(times: dict[str, dict[str, list[float]]], served: list[dict]) -> dic
     for m in served:
         t = times[m["name"]]
         g, p = t["grpc"], t["in_process"]
-        row = {"arch": m["arch"], "input": "ids" if m.get("store") else "text", "candidates": 100, "rounds": len(g),
-               "grpc_p50_ms": round(percentile(g, 0.5), 2), "grpc_p95_ms": round(percentile(g, 0.95), 2),
-               "in_process_p50_ms": round(percentile(p, 0.5), 2), "in_process_p95_ms": round(percentile(p, 0.95), 2),
-               "grpc_overhead_p50_ms": round(statistics.median(a - b for a, b in zip(g, p, strict=True)), 2)}
+        row = {
+            "arch": m["arch"],
+            "input": "ids" if m.get("store") else "text",
+            "candidates": 100,
+            "rounds": len(g),
+            "grpc_p50_ms": round(percentile(g, 0.5), 2),
+            "grpc_p95_ms": round(percentile(g, 0.95), 2),
+            "in_process_p50_ms": round(percentile(p, 0.5), 2),
+            "in_process_p95_ms": round(percentile(p, 0.95), 2),
+            "grpc_overhead_p50_ms": round(statistics.median(a - b for a, b in zip(g, p, strict=True)), 2),
+        }
         if teacher:
             row["teacher_over_model_grpc"] = round(percentile(teacher["grpc"], 0.5) / row["grpc_p50_ms"], 1)
-            row["teacher_over_model_in_process"] = round(percentile(teacher["in_process"], 0.5)
-                                                         / row["in_process_p50_ms"], 1)
+            row["teacher_over_model_in_process"] = round(percentile(teacher["in_process"], 0.5) / row["in_process_p50_ms"], 1)
         out[m["name"]] = row
     return out
 
 
 def print_table(records: list[dict], phase: dict[str, Any]) -> None:
     """Markdown tables of the cells and of the interleaved phase."""
-    print("\n| model | arch | input | N | C | p50 ms | p95 ms | p99 ms | q/s | pairs/s | shed rate | mean batch |"
-          "\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| model | arch | input | N | C | p50 ms | p95 ms | p99 ms | q/s | pairs/s | shed rate | mean batch |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     for r in records:
-        print(f"| {r['model']} | {r['arch']} | {r['input']} | {r['candidates']} | {r['concurrency']} | {r['p50_ms']} | "
-              f"{r['p95_ms']} | {r['p99_ms']} | {r['qps']} | {r['pairs_per_s']} | {r['shed_rate']:.1%} | "
-              f"{r.get('mean_batch_size', '-')} |")
+        print(
+            f"| {r['model']} | {r['arch']} | {r['input']} | {r['candidates']} | {r['concurrency']} | {r['p50_ms']} | "
+            f"{r['p95_ms']} | {r['p99_ms']} | {r['qps']} | {r['pairs_per_s']} | {r['shed_rate']:.1%} | "
+            f"{r.get('mean_batch_size', '-')} |"
+        )
     if phase:
-        print("\nInterleaved, 100 candidates (one request per model per round, gRPC and in process alternating):\n"
-              "| model | gRPC p50 ms | in-process p50 ms | gRPC overhead p50 ms | teacher / model (gRPC) | "
-              "teacher / model (in process) |\n|---|---|---|---|---|---|")
+        print(
+            "\nInterleaved, 100 candidates (one request per model per round, gRPC and in process alternating):\n"
+            "| model | gRPC p50 ms | in-process p50 ms | gRPC overhead p50 ms | teacher / model (gRPC) | "
+            "teacher / model (in process) |\n|---|---|---|---|---|---|"
+        )
         for name, r in phase.items():
-            print(f"| {name} | {r['grpc_p50_ms']} | {r['in_process_p50_ms']} | {r['grpc_overhead_p50_ms']} | "
-                  f"{r.get('teacher_over_model_grpc', '-')}x | {r.get('teacher_over_model_in_process', '-')}x |")
+            print(
+                f"| {name} | {r['grpc_p50_ms']} | {r['in_process_p50_ms']} | {r['grpc_overhead_p50_ms']} | "
+                f"{r.get('teacher_over_model_grpc', '-')}x | {r.get('teacher_over_model_in_process', '-')}x |"
+            )

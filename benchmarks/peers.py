@@ -52,10 +52,17 @@ def st_scorer(model: Any, bf16: bool = False) -> Callable[[int], Scorer]:
         def score(query: str, cands: list[tuple[str, str]]) -> np.ndarray:
             ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             with ctx, torch.inference_mode():
-                out = model.predict([(query, t) for _, t in cands], batch_size=batch, show_progress_bar=False,
-                                    activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+                out = model.predict(
+                    [(query, t) for _, t in cands],
+                    batch_size=batch,
+                    show_progress_bar=False,
+                    activation_fn=torch.nn.Identity(),
+                    convert_to_numpy=True,
+                )
             return np.asarray(out, dtype=np.float32).reshape(-1)
+
         return score
+
     return at
 
 
@@ -64,17 +71,19 @@ def ov_int8_static(model: Any, calibration: list[tuple[str, str]]) -> Any:
     import nncf
 
     tok, auto = model.tokenizer, model[0].auto_model
-    items = [dict(tok([q], [p], truncation=True, max_length=model.max_length, return_tensors="np"))
-             for q, p in calibration]
-    auto.model = nncf.quantize(auto.model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
-                               subset_size=len(items))
+    items = [dict(tok([q], [p], truncation=True, max_length=model.max_length, return_tensors="np")) for q, p in calibration]
+    auto.model = nncf.quantize(auto.model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
     auto.request = None
     auto.compile()
     return model
 
 
-OURS = {"fp32": ("fp32", "onnxruntime"), "int8": ("int8", "onnxruntime"),
-        "bf16, OpenVINO": ("fp32", "openvino"), "int8-static, OpenVINO": ("int8-static", "openvino")}
+OURS = {
+    "fp32": ("fp32", "onnxruntime"),
+    "int8": ("int8", "onnxruntime"),
+    "bf16, OpenVINO": ("fp32", "openvino"),
+    "int8-static, OpenVINO": ("int8-static", "openvino"),
+}
 """Our served teacher: system name -> (artifact precision, runtime backend). OpenVINO runs the fp32
 artifact at its default precision (bf16 on this CPU)."""
 
@@ -87,8 +96,7 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
     out: dict[str, Scorer] = {}
     engines = {}
     served = {name: name.replace(", ", "-").replace(" ", "-") for name in OURS}  # system -> server model name
-    lines = ['default_model = "fp32"', "[server]", "grace_seconds = 5", "max_queue_ms = 0", "[runtime]",
-             'provider = "cpu"']
+    lines = ['default_model = "fp32"', "[server]", "grace_seconds = 5", "max_queue_ms = 0", "[runtime]", 'provider = "cpu"']
     for name, (precision, backend) in OURS.items():
         art = artifacts[precision]
         engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend))  # type: ignore[arg-type]
@@ -108,6 +116,7 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
             for r in res.results:
                 out[r.index] = r.score
             return out
+
         return score
 
     for name in OURS:
@@ -120,6 +129,7 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
         proc.wait(timeout=60)
         for e in engines.values():
             e.close()
+
     return out, close
 
 
@@ -168,11 +178,11 @@ def main() -> None:
     peers = {
         "ST, torch fp32": lambda: st_scorer(cross_encoder(hf_dir, "torch", max_length)),
         "ST, torch bf16 autocast": lambda: st_scorer(cross_encoder(hf_dir, "torch", max_length), bf16=True),
-        "ST, OpenVINO fp32": lambda: st_scorer(cross_encoder(
-            hf_dir, "openvino", max_length, model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})),
+        "ST, OpenVINO fp32": lambda: st_scorer(
+            cross_encoder(hf_dir, "openvino", max_length, model_kwargs={"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})
+        ),
         "ST, OpenVINO default precision": lambda: st_scorer(cross_encoder(hf_dir, "openvino", max_length)),
-        "ST, OpenVINO int8 static": lambda: st_scorer(ov_int8_static(cross_encoder(hf_dir, "openvino", max_length),
-                                                                     calibration)),
+        "ST, OpenVINO int8 static": lambda: st_scorer(ov_int8_static(cross_encoder(hf_dir, "openvino", max_length), calibration)),
     }
     skip = set(filter(None, args.skip.split(";")))
     for name, make in peers.items():
@@ -183,10 +193,8 @@ def main() -> None:
         except Exception as exc:  # a peer that cannot load is a result
             errors[name] = f"{type(exc).__name__}: {exc}"[:500]
     batches = [int(b) for b in args.batches.split(",")]
-    quality_reqs = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]])
-                    for q in qids[: args.quality_queries]]
-    extra, extra_errors, extra_versions = start_runners(hf_dir, requests, quality_reqs, batches, max_length,
-                                                        args.work, skip)
+    quality_reqs = [(folder.queries[q], [(p, folder.passages[p]) for p, _ in run[q][:100]]) for q in qids[: args.quality_queries]]
+    extra, extra_errors, extra_versions = start_runners(hf_dir, requests, quality_reqs, batches, max_length, args.work, skip)
     errors.update(extra_errors)
     systems.update(extra)
     ours, close = our_scorers(artifacts, args.work)
@@ -215,21 +223,33 @@ def main() -> None:
                 if r:
                     speed[name].append(rate)
                     print(f"round {r} {name:40s} {rate:8.1f} pairs/s", flush=True)
-        quality = quality_of(systems, best_batch, folder, qids[: args.quality_queries], extra) \
-            if args.quality_queries else {}
+        quality = quality_of(systems, best_batch, folder, qids[: args.quality_queries], extra) if args.quality_queries else {}
     finally:
         close()
         close_runners(extra)
     report = report_of(speed, best_batch, quality, errors)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": "python -m benchmarks.peers " + " ".join(
-            f"{k}={v}" for k, v in vars(args).items()), "machine": machine([]), "pairs": sum(len(c) for _, c in requests),
-            "teacher": str(args.teacher), "venvs": extra_versions, **report}, indent=2, default=str) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": "python -m benchmarks.peers " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
+                    "machine": machine([]),
+                    "pairs": sum(len(c) for _, c in requests),
+                    "teacher": str(args.teacher),
+                    "venvs": extra_versions,
+                    **report,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
 
 
-def quality_of(systems: dict[str, Any], best_batch: dict[str, int], folder: DataFolder,
-               qids: list[str], extra: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+def quality_of(
+    systems: dict[str, Any], best_batch: dict[str, int], folder: DataFolder, qids: list[str], extra: dict[str, Any] | None = None
+) -> dict[str, dict[str, float]]:
     """nDCG@10 on ``qids``' BM25 top-100 and the largest |score - ST torch fp32 score| per system."""
     from reranker.eval.irm import evaluate_with_ir_measures
 
@@ -252,8 +272,7 @@ def quality_of(systems: dict[str, Any], best_batch: dict[str, int], folder: Data
     ref = scores.get("ST, torch fp32")
     out = {}
     for name, per_q in scores.items():
-        ranked = {q: sorted(zip([p for p, _ in run[q][:100]], per_q[q].tolist(), strict=True), key=lambda x: -x[1])
-                  for q in qids}
+        ranked = {q: sorted(zip([p for p, _ in run[q][:100]], per_q[q].tolist(), strict=True), key=lambda x: -x[1]) for q in qids}
         m = evaluate_with_ir_measures(folder.qrels, ranked, 2)
         out[name] = {"ndcg@10": round(m["ndcg@10"], 4), "queries": len(qids)}
         if ref is not None:
@@ -269,15 +288,21 @@ def report_of(speed: dict[str, list[float]], best_batch: dict[str, int], quality
     rows = {}
     for name, rates in speed.items():
         if rates:
-            rows[name] = {"pairs_per_s": round(statistics.median(rates), 1), "rounds": [round(x, 1) for x in rates],
-                          "batch": best_batch.get(name), **quality.get(name, {})}
+            rows[name] = {
+                "pairs_per_s": round(statistics.median(rates), 1),
+                "rounds": [round(x, 1) for x in rates],
+                "batch": best_batch.get(name),
+                **quality.get(name, {}),
+            }
     fastest_peer = max((r["pairs_per_s"] for n, r in rows.items() if not n.startswith("ours")), default=None)
     print("\n| system | pairs/s (median of rounds) | best batch | nDCG@10 change | max score diff |\n|---|---|---|---|---|")
     for name, r in sorted(rows.items(), key=lambda x: -x[1]["pairs_per_s"]):
         if fastest_peer:
             r["vs_fastest_peer"] = round(r["pairs_per_s"] / fastest_peer, 2)
-        print(f"| {name} | {r['pairs_per_s']} | {r['batch'] or '-'} | {r.get('ndcg@10_change', '-')} | "
-              f"{r.get('max_abs_diff_vs_st_fp32', '-')} |")
+        print(
+            f"| {name} | {r['pairs_per_s']} | {r['batch'] or '-'} | {r.get('ndcg@10_change', '-')} | "
+            f"{r.get('max_abs_diff_vs_st_fp32', '-')} |"
+        )
     for name, why in errors.items():
         print(f"| {name} | not run: {why} | | | |")
     return {"systems": rows, "not_run": errors}

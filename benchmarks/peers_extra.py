@@ -52,8 +52,9 @@ class Context:
         self.work, self.max_length = work, max_length
         self.hf = work / "hf"
         # Exports are cached in ``work`` for one model: another model's weights start it afresh.
-        digest = hashlib.sha256(b"".join((hf_dir / f).read_bytes() for f in ("config.json", "model.safetensors")
-                                         if (hf_dir / f).is_file())).hexdigest()
+        digest = hashlib.sha256(
+            b"".join((hf_dir / f).read_bytes() for f in ("config.json", "model.safetensors") if (hf_dir / f).is_file())
+        ).hexdigest()
         stamp = work / "source.sha256"
         if not stamp.is_file() or stamp.read_text().strip() != digest:
             for cached in ("hf", "hf-home", "onnx-fp32", "onnx-int8", "st-onnx"):
@@ -114,10 +115,17 @@ def st_onnx(ctx: Context, variant: str) -> ByBatch:
 
     def at(batch: int) -> Score:
         def score(query: str, texts: list[str]) -> list[float]:
-            out = model.predict([(query, t) for t in texts], batch_size=batch, show_progress_bar=False,
-                                activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+            out = model.predict(
+                [(query, t) for t in texts],
+                batch_size=batch,
+                show_progress_bar=False,
+                activation_fn=torch.nn.Identity(),
+                convert_to_numpy=True,
+            )
             return [float(x) for x in out.reshape(-1)]
+
         return score
+
     return at
 
 
@@ -135,8 +143,14 @@ def infinity(ctx: Context, engine: str) -> ByBatch:
             # From inside the folder: infinity 0.0.78 hands optimum the ONNX file's path as found by globbing
             # the folder, which optimum reads relative to the folder (a path given as "." works).
             with contextlib.chdir(path):
-                args = EngineArgs(model_name_or_path=".", engine="torch" if engine == "torch" else "optimum",
-                                  device="cpu", batch_size=batch, model_warmup=False, bettertransformer=False)
+                args = EngineArgs(
+                    model_name_or_path=".",
+                    engine="torch" if engine == "torch" else "optimum",
+                    device="cpu",
+                    batch_size=batch,
+                    model_warmup=False,
+                    bettertransformer=False,
+                )
                 engines[batch] = AsyncEmbeddingEngine.from_args(args)
                 loop.run_until_complete(engines[batch].astart())
                 STOP.append(lambda e=engines[batch]: loop.run_until_complete(e.astop()))
@@ -147,7 +161,9 @@ def infinity(ctx: Context, engine: str) -> ByBatch:
             for r in ranked:
                 out[r.index] = float(r.relevance_score)
             return out
+
         return score
+
     return at
 
 

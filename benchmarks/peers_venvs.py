@@ -37,15 +37,43 @@ class Runner:
     first line. Raises RunnerError when it exits or answers something else than the protocol's JSON.
     """
 
-    def __init__(self, python: Path, hf_dir: Path, pairs: Path, batches: list[int], max_length: int, work: Path,
-                 systems: tuple[str, ...], runner: Path = RUNNER) -> None:
+    def __init__(
+        self,
+        python: Path,
+        hf_dir: Path,
+        pairs: Path,
+        batches: list[int],
+        max_length: int,
+        work: Path,
+        systems: tuple[str, ...],
+        runner: Path = RUNNER,
+    ) -> None:
         env = dict(os.environ, PYTHONNOUSERSITE="1")
         env.pop("PYTHONPATH", None)  # the venv's own packages only
         self.proc = subprocess.Popen(
-            [str(python), str(runner), "--hf-dir", str(hf_dir), "--pairs", str(pairs), "--batches",
-             ",".join(map(str, batches)), "--max-length", str(max_length), "--work", str(work),
-             "--systems", ";".join(systems)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+            [
+                str(python),
+                str(runner),
+                "--hf-dir",
+                str(hf_dir),
+                "--pairs",
+                str(pairs),
+                "--batches",
+                ",".join(map(str, batches)),
+                "--max-length",
+                str(max_length),
+                "--work",
+                str(work),
+                "--systems",
+                ";".join(systems),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         self.log: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
         ready = self._read()
@@ -91,13 +119,11 @@ class Runner:
 
     def time(self, system: str, requests: int | None) -> dict[int, float]:
         """Pairs/s per batch size over the first ``requests`` speed requests (None: all), timed in the runner."""
-        return {int(b): float(r) for b, r in self._ask({"op": "time", "system": system, "requests": requests},
-                                                        "rates").items()}
+        return {int(b): float(r) for b, r in self._ask({"op": "time", "system": system, "requests": requests}, "rates").items()}
 
     def scores(self, system: str, batch: int) -> list[np.ndarray]:
         """Raw scores per quality request, shape [passages] each."""
-        return [np.asarray(s, np.float32) for s in self._ask({"op": "score", "system": system, "batch": batch},
-                                                             "scores")]
+        return [np.asarray(s, np.float32) for s in self._ask({"op": "score", "system": system, "batch": batch}, "scores")]
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -111,17 +137,32 @@ class Runner:
                 self.proc.wait()
 
 
-def start_runners(hf_dir: Path, speed: list[tuple[str, list]], quality: list[tuple[str, list]], batches: list[int],
-                  max_length: int, work: Path, skip: set[str], root: Path = ROOT, runner: Path = RUNNER,
-                  venvs: dict[str, tuple[str, ...]] = VENVS) -> tuple[dict[str, Runner], dict[str, str], dict]:
+def start_runners(
+    hf_dir: Path,
+    speed: list[tuple[str, list]],
+    quality: list[tuple[str, list]],
+    batches: list[int],
+    max_length: int,
+    work: Path,
+    skip: set[str],
+    root: Path = ROOT,
+    runner: Path = RUNNER,
+    venvs: dict[str, tuple[str, ...]] = VENVS,
+) -> tuple[dict[str, Runner], dict[str, str], dict]:
     """A runner per venv under ``root`` that exists, on the same requests ([(query, [(id, text)])]) as peers.py.
 
     Returns ({system: its runner}, {system: why not run}, {venv: {package: version}}).
     """
     work.mkdir(parents=True, exist_ok=True)
     pairs = work / "extra-pairs.json"
-    pairs.write_text(json.dumps({k: [{"query": q, "passages": [t for _, t in c]} for q, c in reqs]
-                                 for k, reqs in (("speed", speed), ("quality", quality))}))
+    pairs.write_text(
+        json.dumps(
+            {
+                k: [{"query": q, "passages": [t for _, t in c]} for q, c in reqs]
+                for k, reqs in (("speed", speed), ("quality", quality))
+            }
+        )
+    )
     found: dict[str, Runner] = {}
     not_run: dict[str, str] = {}
     versions: dict[str, dict[str, str]] = {}

@@ -28,8 +28,12 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,fp16,int8")
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--int8-exclude", default=None, help="int8 nodes kept in fp32 (regex; see reranker export)")
-    ap.add_argument("--torch-json", type=Path, default=None,
-                    help="reuse the PyTorch figures of 'reranker evaluate --json' instead of re-ranking with torch")
+    ap.add_argument(
+        "--torch-json",
+        type=Path,
+        default=None,
+        help="reuse the PyTorch figures of 'reranker evaluate --json' instead of re-ranking with torch",
+    )
     ap.add_argument("--work", type=Path, default=None, help="where artifacts and stores go (default: MODEL/precision)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -40,8 +44,11 @@ def main() -> None:
     qrels = folder.qrels
     results = {}
     if args.torch_json:
-        results["torch fp32"] = {k: v for k, v in json.loads(args.torch_json.read_text()).items()
-                                 if k in ("ndcg@10", "mrr@10", "recall@100", "queries")}
+        results["torch fp32"] = {
+            k: v
+            for k, v in json.loads(args.torch_json.read_text()).items()
+            if k in ("ndcg@10", "mrr@10", "recall@100", "queries")
+        }
     else:
         loaded = load_checkpoint(args.model)
         torch_run = rerank(loaded, folder.queries, folder.passages, cands, progress=True)
@@ -54,8 +61,7 @@ def main() -> None:
         store = None
         if artifact.spec.split:
             needed = sorted({p for c in cands.values() for p, _ in c})
-            store = ensure_store(artifact, {p: folder.passages[p] for p in needed}, work / f"store-{precision}",
-                                 progress=True)
+            store = ensure_store(artifact, {p: folder.passages[p] for p in needed}, work / f"store-{precision}", progress=True)
         run = {}
         with local_engine(art_dir, store) as engine:
             for qid, c in cands.items():

@@ -33,8 +33,14 @@ from reranker_export.onnx_export import export_model
 
 
 def machine() -> dict[str, object]:
-    return {"cpu": cpu_model(), "cores": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+    return {
+        "cpu": cpu_model(),
+        "cores": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+    }
 
 
 def timed(fn, requests) -> list[float]:
@@ -95,17 +101,26 @@ def main() -> None:
             with local_engine(art_dir) as engine:
                 rows[f"ort {precision} (text)"] = timed(lambda q, p, ids, e=engine: e.rerank(q, ids, p), texts)
             if spec(arch).split:
-                store_dir = ensure_store(artifact, {p: folder.passages[p] for p in sorted(needed)},
-                                         args.work / f"store-{arch}-{precision}")
+                store_dir = ensure_store(
+                    artifact, {p: folder.passages[p] for p in sorted(needed)}, args.work / f"store-{arch}-{precision}"
+                )
                 with local_engine(art_dir, store_dir) as engine:
                     rows[f"ort {precision} (store)"] = timed(lambda q, p, ids, e=engine: e.rerank(q, ids), texts)
                 store_bytes[f"ort {precision} (store)"] = PassageStore.open(store_dir, artifact).bytes_per_passage
         for name, times in rows.items():
             p50 = statistics.median(times)
-            records.append({"arch": arch, "engine": name, "candidates": args.candidates, "queries": len(times),
-                            "p50_ms": round(p50, 1), "mean_ms": round(float(np.mean(times)), 1),
-                            "pairs_per_s": round(args.candidates / (p50 / 1000.0), 1),
-                            "store_bytes_per_passage": store_bytes.get(name)})
+            records.append(
+                {
+                    "arch": arch,
+                    "engine": name,
+                    "candidates": args.candidates,
+                    "queries": len(times),
+                    "p50_ms": round(p50, 1),
+                    "mean_ms": round(float(np.mean(times)), 1),
+                    "pairs_per_s": round(args.candidates / (p50 / 1000.0), 1),
+                    "store_bytes_per_passage": store_bytes.get(name),
+                }
+            )
             print(f"{arch:9s} {name:20s} p50 {p50:8.1f} ms/query  {args.candidates / (p50 / 1000):8.1f} pairs/s", flush=True)
     by = {(r["arch"], r["engine"]): r for r in records}
     ratios = {}

@@ -27,8 +27,13 @@ from reranker.store.build import build_store
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the artifact, the store and NAME.run files")
-    parser.add_argument("--list", action="append", required=True, metavar="NAME=FOLDER:RUN",
-                        help="a first-stage list: RUN is a run name of FOLDER or a run file")
+    parser.add_argument(
+        "--list",
+        action="append",
+        required=True,
+        metavar="NAME=FOLDER:RUN",
+        help="a first-stage list: RUN is a run name of FOLDER or a run file",
+    )
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     args = parser.parse_args()

@@ -60,14 +60,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument("--seconds", type=float, default=180.0, help="traffic duration (bounded)")
-    ap.add_argument("--warmup-seconds", type=float, default=30.0,
-                    help="mixed traffic before the memory baseline (allocator arenas grow to their working size)")
+    ap.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=30.0,
+        help="mixed traffic before the memory baseline (allocator arenas grow to their working size)",
+    )
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--max-requests", type=int, default=200_000, help="hard cap on requests sent")
     ap.add_argument("--window", type=float, default=15.0, help="seconds per latency window")
-    ap.add_argument("--shed-backoff", type=float, default=0.1,
-                    help="seconds (jittered +-50%%) a client waits after RESOURCE_EXHAUSTED before its next request, "
-                         "as a client honouring the shed would; 0 = retry at once (a retry storm)")
+    ap.add_argument(
+        "--shed-backoff",
+        type=float,
+        default=0.1,
+        help="seconds (jittered +-50%%) a client waits after RESOURCE_EXHAUSTED before its next request, "
+        "as a client honouring the shed would; 0 = retry at once (a retry storm)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -111,8 +119,9 @@ def main() -> None:
                     except grpc.RpcError as exc:
                         code = exc.code().name
                     with lock:
-                        records.append((t0 - started, (time.monotonic() - t0) * 1000.0, code, kind,
-                                        f"{'ids' if by_id else 'texts'}-{n}"))
+                        records.append(
+                            (t0 - started, (time.monotonic() - t0) * 1000.0, code, kind, f"{'ids' if by_id else 'texts'}-{n}")
+                        )
                     if code == "RESOURCE_EXHAUSTED" and args.shed_backoff:
                         time.sleep(args.shed_backoff * rng.uniform(0.5, 1.5))
 
@@ -145,8 +154,7 @@ def main() -> None:
             healthy = client.health()
         shed_server = server_shed_quantiles(metrics_target)
         codes = Counter(r[2] for r in records)
-        by_kind = {kind: dict(Counter(r[2] for r in records if r[3] == kind)) for kind in
-                   ("normal", "short-deadline", "invalid")}
+        by_kind = {kind: dict(Counter(r[2] for r in records if r[3] == kind)) for kind in ("normal", "short-deadline", "invalid")}
         unexpected = [r for r in records if r[3] == "normal" and r[2] not in ("OK", "RESOURCE_EXHAUSTED")]
         shed_ms = [r[1] for r in records if r[2] == "RESOURCE_EXHAUSTED"]
         ok_ms = [r[1] for r in records if r[2] == "OK"]
@@ -154,32 +162,47 @@ def main() -> None:
         for shape in sorted({r[4] for r in records}):
             lat = [r[1] for r in records if r[4] == shape and r[2] == "OK"]
             if lat:
-                by_shape[shape] = {"ok": len(lat), "p50_ms": round(percentile(lat, 0.5), 1),
-                                   "p99_ms": round(percentile(lat, 0.99), 1)}
+                by_shape[shape] = {
+                    "ok": len(lat),
+                    "p50_ms": round(percentile(lat, 0.5), 1),
+                    "p99_ms": round(percentile(lat, 0.99), 1),
+                }
         windows = []
         w = 0.0
         while w < elapsed:
             lat = [r[1] for r in records if w <= r[0] < w + args.window and r[2] == "OK"]
             rss = [mb for t, mb in samples if w <= t < w + args.window]
             if lat:
-                windows.append({"from_s": round(w, 1), "ok": len(lat), "p50_ms": round(percentile(lat, 0.5), 1),
-                                "p99_ms": round(percentile(lat, 0.99), 1),
-                                "rss_mb": round(max(rss), 1) if rss else None})
+                windows.append(
+                    {
+                        "from_s": round(w, 1),
+                        "ok": len(lat),
+                        "p50_ms": round(percentile(lat, 0.5), 1),
+                        "p99_ms": round(percentile(lat, 0.99), 1),
+                        "rss_mb": round(max(rss), 1) if rss else None,
+                    }
+                )
             w += args.window
         report = {
-            "seconds": round(elapsed, 1), "warmup_seconds": args.warmup_seconds, "concurrency": args.concurrency,
+            "seconds": round(elapsed, 1),
+            "warmup_seconds": args.warmup_seconds,
+            "concurrency": args.concurrency,
             "shed_backoff_s": args.shed_backoff,
             "requests": len(records),
-            "codes": dict(codes), "codes_by_kind": by_kind,
+            "codes": dict(codes),
+            "codes_by_kind": by_kind,
             "admitted_normal_requests_without_answer": len(unexpected),
             "ok_p50_ms": round(percentile(ok_ms, 0.5), 1) if ok_ms else None,
-            "ok_p99_ms": round(percentile(ok_ms, 0.99), 1) if ok_ms else None, "ok_by_shape": by_shape,
+            "ok_p99_ms": round(percentile(ok_ms, 0.99), 1) if ok_ms else None,
+            "ok_by_shape": by_shape,
             "shed_p50_ms": round(percentile(shed_ms, 0.5), 2) if shed_ms else None,
             "shed_p99_ms": round(percentile(shed_ms, 0.99), 2) if shed_ms else None,
             "shed_server_side_ms_at_most": shed_server,
-            "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+            "rss_start_mb": round(rss_start, 1),
+            "rss_end_mb": round(rss_end, 1),
             "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
-            "health_after": healthy, "windows": windows,
+            "health_after": healthy,
+            "windows": windows,
         }
         print(json.dumps(report, indent=2))
         write_json(args.json, report)

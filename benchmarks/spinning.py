@@ -30,13 +30,20 @@ def main() -> None:
     folder = DataFolder.open(DL19)
     run = folder.run("bm25")
     qids = sorted(run)[:10]
-    models = {"teacher": (work / "onnx-bert_cat-fp32", "", args.teacher_rounds),
-              "colbert": (work / "onnx-colbert-fp32", str(store), args.colbert_rounds)}
+    models = {
+        "teacher": (work / "onnx-bert_cat-fp32", "", args.teacher_rounds),
+        "colbert": (work / "onnx-colbert-fp32", str(store), args.colbert_rounds),
+    }
     out = {}
     for name, (art, st, rounds) in models.items():
-        engines = {s: LocalEngine(EngineConfig(models=(ModelSpec("default", str(art), st),),
-                                               runtime=RuntimeConfig(provider="cpu", allow_spinning=s)))
-                   for s in (True, False)}
+        engines = {
+            s: LocalEngine(
+                EngineConfig(
+                    models=(ModelSpec("default", str(art), st),), runtime=RuntimeConfig(provider="cpu", allow_spinning=s)
+                )
+            )
+            for s in (True, False)
+        }
         times: dict[bool, list[float]] = {True: [], False: []}
         for r in range(rounds + 1):
             q = qids[r % len(qids)]
@@ -49,10 +56,12 @@ def main() -> None:
                     times[spin].append((time.perf_counter() - t) * 1000.0)
         for e in engines.values():
             e.close()
-        out[name] = {"rounds": rounds, "spin_p50_ms": round(statistics.median(times[True]), 1),
-                     "no_spin_p50_ms": round(statistics.median(times[False]), 1),
-                     "paired_median_diff_ms": round(statistics.median(
-                         b - a for a, b in zip(times[True], times[False], strict=True)), 1)}
+        out[name] = {
+            "rounds": rounds,
+            "spin_p50_ms": round(statistics.median(times[True]), 1),
+            "no_spin_p50_ms": round(statistics.median(times[False]), 1),
+            "paired_median_diff_ms": round(statistics.median(b - a for a, b in zip(times[True], times[False], strict=True)), 1),
+        }
         print(name, out[name], flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -36,8 +36,12 @@ from reranker.store.compress import CodecConfig
 def parse_codec(text: str) -> CodecConfig:
     """'residual:1', 'residual:2:4096' or 'residual:1:4096:131072' (k-means points) -> its config."""
     name, *rest = text.split(":")
-    return CodecConfig(name, nbits=int(rest[0]) if rest else 1, centroids=int(rest[1]) if len(rest) > 1 else 1024,
-                       kmeans_points=int(rest[2]) if len(rest) > 2 else 32768)
+    return CodecConfig(
+        name,
+        nbits=int(rest[0]) if rest else 1,
+        centroids=int(rest[1]) if len(rest) > 1 else 1024,
+        kmeans_points=int(rest[2]) if len(rest) > 2 else 32768,
+    )
 
 
 def main() -> None:
@@ -79,22 +83,29 @@ def main() -> None:
                     run[qid] = sorted(zip(ids, scores, strict=True), key=lambda x: -x[1])
                     raw.setdefault(label, {})[qid] = np.array(scores)
             metrics = evaluate_with_ir_measures(folder.qrels, run, 2)
-            results[label] = {**metrics, "codec": manifest.get("codec", {"name": manifest["dtype"]}),
-                              "bytes_per_token": manifest["bytes_per_token"],
-                              "bytes_per_passage": manifest["bytes_per_passage"], "passages": manifest["passages"]}
+            results[label] = {
+                **metrics,
+                "codec": manifest.get("codec", {"name": manifest["dtype"]}),
+                "bytes_per_token": manifest["bytes_per_token"],
+                "bytes_per_passage": manifest["bytes_per_passage"],
+                "passages": manifest["passages"],
+            }
         first = first or (folder, stores)
         if args.skip_eval:
             continue
         for label, m in results.items():
             m["ndcg@10_change"] = round(m["ndcg@10"] - results["base"]["ndcg@10"], 4)
-            m["score_pearson_per_query"] = round(float(np.mean([np.corrcoef(raw["base"][q], raw[label][q])[0, 1]
-                                                                for q in cands])), 5)
+            m["score_pearson_per_query"] = round(
+                float(np.mean([np.corrcoef(raw["base"][q], raw[label][q])[0, 1] for q in cands])), 5
+            )
         report["sets"][name] = results
         print(f"\n{name} (BM25 top-{args.depth}, {len(cands)} queries)")
         print("| store | bytes/token | nDCG@10 | change | MRR@10 | score r |\n|---|---|---|---|---|---|")
         for label, m in results.items():
-            print(f"| {label} | {m['bytes_per_token']} | {m['ndcg@10']:.4f} | {m['ndcg@10_change']:+.4f} "
-                  f"| {m['mrr@10']:.4f} | {m['score_pearson_per_query']:.4f} |")
+            print(
+                f"| {label} | {m['bytes_per_token']} | {m['ndcg@10']:.4f} | {m['ndcg@10_change']:+.4f} "
+                f"| {m['mrr@10']:.4f} | {m['score_pearson_per_query']:.4f} |"
+            )
     if args.latency_requests and first:
         folder, stores = first
         cands = {q: [p for p, _ in c[: args.depth]] for q, c in folder.run("bm25").items() if q in folder.qrels}
@@ -110,9 +121,15 @@ def main() -> None:
                     if i >= 2:  # the first rounds warm the page cache and the sessions
                         times[label].append((time.perf_counter() - t0) * 1000)
         base_p50 = percentile(times["base"], 0.5)
-        report["latency"] = {label: {"p50_ms": round(percentile(t, 0.5), 2), "p90_ms": round(percentile(t, 0.9), 2),
-                                     "p50_ratio": round(percentile(t, 0.5) / base_p50, 3), "requests": len(t)}
-                             for label, t in times.items()}
+        report["latency"] = {
+            label: {
+                "p50_ms": round(percentile(t, 0.5), 2),
+                "p90_ms": round(percentile(t, 0.9), 2),
+                "p50_ratio": round(percentile(t, 0.5) / base_p50, 3),
+                "requests": len(t),
+            }
+            for label, t in times.items()
+        }
         print(f"\nlatency, {args.depth} candidates, in process, interleaved")
         print("| store | p50 ms | p90 ms | p50 vs base |\n|---|---|---|---|")
         for label, m in report["latency"].items():

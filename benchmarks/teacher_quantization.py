@@ -60,8 +60,10 @@ OPTIONS = (
 
 
 def rankings(engine: LocalEngine, folder: DataFolder, cands: dict[str, list[str]]) -> dict[str, np.ndarray]:
-    return {q: np.array(engine.scores(folder.queries[q], ids, [folder.passages[p] for p in ids])[0], np.float32)
-            for q, ids in cands.items()}
+    return {
+        q: np.array(engine.scores(folder.queries[q], ids, [folder.passages[p] for p in ids])[0], np.float32)
+        for q, ids in cands.items()
+    }
 
 
 def main() -> None:
@@ -86,14 +88,24 @@ def main() -> None:
     for o in chosen:
         art = args.work / o.artifact
         if not (art / "manifest.json").is_file():
-            export_model(args.teacher, art, precision=o.precision, int8_exclude=o.exclude,
-                         calibration=calibration if o.precision == "int8-static" else ())
+            export_model(
+                args.teacher,
+                art,
+                precision=o.precision,
+                int8_exclude=o.exclude,
+                calibration=calibration if o.precision == "int8-static" else (),
+            )
     folder = DataFolder.open(DL19)
     run = folder.run("bm25")
     dl19 = {q: [p for p, _ in run[q][:100]] for q in sorted(run)}
     fidelity = {q: [p for p, _ in dev_run[q][:50]] for q in dev_q[300:340]}
-    engines = {o.name: LocalEngine.of(str(args.work / o.artifact), runtime=RuntimeConfig(
-        provider="cpu", backend=o.backend, inference_precision=o.inference_precision)) for o in chosen}  # type: ignore[arg-type]
+    engines = {
+        o.name: LocalEngine.of(
+            str(args.work / o.artifact),
+            runtime=RuntimeConfig(provider="cpu", backend=o.backend, inference_precision=o.inference_precision),
+        )
+        for o in chosen
+    }  # type: ignore[arg-type]
     timed = dict(list(dl19.items())[:5])
     speed: dict[str, list[float]] = {o.name: [] for o in chosen}
     for r in range(args.rounds + 1):  # round 0 warms up
@@ -109,24 +121,39 @@ def main() -> None:
         reference = reference or scores
         ranked = {q: sorted(zip(dl19[q], s.tolist(), strict=True), key=lambda x: -x[1]) for q, s in scores["dl19"].items()}
         rows[o.name] = {
-            "artifact": o.artifact, "backend": o.backend, "inference_precision": o.inference_precision,
-            "excluded": o.exclude, "pairs_per_s": round(statistics.median(speed[o.name]), 1),
+            "artifact": o.artifact,
+            "backend": o.backend,
+            "inference_precision": o.inference_precision,
+            "excluded": o.exclude,
+            "pairs_per_s": round(statistics.median(speed[o.name]), 1),
             "rounds": [round(x, 1) for x in speed[o.name]],
             "ndcg@10": round(evaluate_with_ir_measures(folder.qrels, ranked, 2)["ndcg@10"], 4),
             "max_abs_diff": float(max(np.abs(s - reference["dl19"][q]).max() for q, s in scores["dl19"].items())),
-            "dev_spearman": round(float(np.mean([spearmanr(s, reference["dev"][q])[0] for q, s in scores["dev"].items()])), 4)}
+            "dev_spearman": round(float(np.mean([spearmanr(s, reference["dev"][q])[0] for q, s in scores["dev"].items()])), 4),
+        }
         engines[o.name].close()
     base, reference_speed = rows[chosen[0].name]["ndcg@10"], rows[chosen[0].name]["pairs_per_s"]
-    print(f"\nBERT-cat teacher {args.teacher}: DL19 BM25 top-100 (43 queries)\n"
-          "| option | pairs/s | x fp32 ORT | nDCG@10 | change | max score diff | dev Spearman |\n|---|---|---|---|---|---|---|")
+    print(
+        f"\nBERT-cat teacher {args.teacher}: DL19 BM25 top-100 (43 queries)\n"
+        "| option | pairs/s | x fp32 ORT | nDCG@10 | change | max score diff | dev Spearman |\n|---|---|---|---|---|---|---|"
+    )
     for name, r in rows.items():
         r["ndcg@10_change"] = round(r["ndcg@10"] - base, 4)
         r["speedup"] = round(r["pairs_per_s"] / reference_speed, 2)
-        print(f"| {name} | {r['pairs_per_s']} | {r['speedup']}x | {r['ndcg@10']:.4f} | {r['ndcg@10_change']:+.4f} | "
-              f"{r['max_abs_diff']:.3f} | {r['dev_spearman']:.4f} |")
-    write_json(args.json, {"command": "python -m benchmarks.teacher_quantization " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "")),
-        "machine": machine([]), "teacher": str(args.teacher), "options": rows})
+        print(
+            f"| {name} | {r['pairs_per_s']} | {r['speedup']}x | {r['ndcg@10']:.4f} | {r['ndcg@10_change']:+.4f} | "
+            f"{r['max_abs_diff']:.3f} | {r['dev_spearman']:.4f} |"
+        )
+    write_json(
+        args.json,
+        {
+            "command": "python -m benchmarks.teacher_quantization "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "")),
+            "machine": machine([]),
+            "teacher": str(args.teacher),
+            "options": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

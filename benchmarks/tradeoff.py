@@ -19,26 +19,48 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", required=True, type=Path, help="JSON written by benchmarks/latency.py")
-    ap.add_argument("--eval", action="append", default=[], help="MODEL=FILE: 'reranker evaluate --json' of a served model "
-                         "(or MODEL=FILE#ENGINE: one engine of a benchmarks/precision.py result)")
-    ap.add_argument("--heldout", action="append", default=[],
-                    help="MODEL=FILE: its 'reranker evaluate --json' on the held-out set (TREC DL 2021), a second column")
+    ap.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        help="MODEL=FILE: 'reranker evaluate --json' of a served model "
+        "(or MODEL=FILE#ENGINE: one engine of a benchmarks/precision.py result)",
+    )
+    ap.add_argument(
+        "--heldout",
+        action="append",
+        default=[],
+        help="MODEL=FILE: its 'reranker evaluate --json' on the held-out set (TREC DL 2021), a second column",
+    )
     ap.add_argument("--store", action="append", default=[], help="MODEL=DIR: its passage store (storage per passage)")
     ap.add_argument("--bm25", type=Path, default=None, help="'reranker evaluate --model bm25 --json' result")
-    ap.add_argument("--reference", action="append", default=[],
-                    help="NAME=FILE: an evaluate result without a latency of its own, drawn as a dotted line")
+    ap.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        help="NAME=FILE: an evaluate result without a latency of its own, drawn as a dotted line",
+    )
     ap.add_argument("--teacher", default="teacher", help="name of the BERT-cat teacher among the models")
-    ap.add_argument("--phase", choices=("interleaved", "cells"), default="interleaved",
-                    help="p50 from the interleaved phase (where a model has one) or from the closed-loop cells")
-    ap.add_argument("--alias", action="append", default=[],
-                    help="NAME=MODEL: NAME's latency is the record of served model MODEL (same shapes)")
+    ap.add_argument(
+        "--phase",
+        choices=("interleaved", "cells"),
+        default="interleaved",
+        help="p50 from the interleaved phase (where a model has one) or from the closed-loop cells",
+    )
+    ap.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        help="NAME=MODEL: NAME's latency is the record of served model MODEL (same shapes)",
+    )
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True, help="output path without suffix")
     args = ap.parse_args()
     latency = json.loads(args.latency.read_text())
-    lat = {r["model"]: r for r in latency["records"]
-           if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency}
+    lat = {
+        r["model"]: r for r in latency["records"] if r["candidates"] == args.candidates and r["concurrency"] == args.concurrency
+    }
     if args.phase == "interleaved":  # the rounds that saw every model under the same load
         for model, row in latency.get("interleaved", {}).items():
             if model in lat and row.get("candidates", 100) == args.candidates:
@@ -52,26 +74,43 @@ def main() -> None:
         path, _, engine = path.partition("#")
         data = json.loads(Path(path).read_text())
         evals[name] = data["results"][engine] if engine else data
-    heldout = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.heldout)
-               if Path(path).is_file()}
-    stores = {name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
-              for name, d in (e.split("=", 1) for e in args.store) if (Path(d) / "manifest.json").is_file()}
+    heldout = {
+        name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.heldout) if Path(path).is_file()
+    }
+    stores = {
+        name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
+        for name, d in (e.split("=", 1) for e in args.store)
+        if (Path(d) / "manifest.json").is_file()
+    }
     rows = []
     for name, ev in evals.items():
         r = lat.get(name)
         arch = r["arch"] if r else name.rsplit("-L", 1)[0]
-        rows.append({"model": name, "arch": arch, "ndcg@10": ev["ndcg@10"], "mrr@10": ev["mrr@10"],
-                     "heldout_ndcg@10": heldout[name]["ndcg@10"] if name in heldout else None,
-                     "p50_ms": r["p50_ms"] if r else None, "bytes_per_passage": stores.get(name)})
+        rows.append(
+            {
+                "model": name,
+                "arch": arch,
+                "ndcg@10": ev["ndcg@10"],
+                "mrr@10": ev["mrr@10"],
+                "heldout_ndcg@10": heldout[name]["ndcg@10"] if name in heldout else None,
+                "p50_ms": r["p50_ms"] if r else None,
+                "bytes_per_passage": stores.get(name),
+            }
+        )
     teacher = lat.get(args.teacher)
-    lines = [f"| model | arch | DL19 nDCG@10 | DL19 MRR@10 | DL21 nDCG@10 | p50 ms ({args.candidates} cand.) "
-             "| latency vs teacher | storage per passage |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| model | arch | DL19 nDCG@10 | DL19 MRR@10 | DL21 nDCG@10 | p50 ms ({args.candidates} cand.) "
+        "| latency vs teacher | storage per passage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in sorted(rows, key=lambda x: -(x["p50_ms"] or 0)):
         ratio = f"{row['p50_ms'] / teacher['p50_ms']:.3f}x" if teacher and row["p50_ms"] else "-"
         size = f"{row['bytes_per_passage'] / 1024:.1f} KiB" if row["bytes_per_passage"] else "-"
         held = f"{row['heldout_ndcg@10']:.4f}" if row["heldout_ndcg@10"] is not None else "-"
-        lines.append(f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | {held} | "
-                     f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} | {size} |")
+        lines.append(
+            f"| {row['model']} | {row['arch']} | {row['ndcg@10']:.4f} | {row['mrr@10']:.4f} | {held} | "
+            f"{row['p50_ms'] if row['p50_ms'] is not None else '-'} | {ratio} | {size} |"
+        )
     bm = json.loads(args.bm25.read_text()) if args.bm25 else None
     if bm:
         lines.append(f"| BM25 (first stage) | - | {bm['ndcg@10']:.4f} | {bm['mrr@10']:.4f} | - | 0 | - | - |")
@@ -79,8 +118,9 @@ def main() -> None:
     for name, ref in references.items():
         lines.append(f"| {name} | - | {ref['ndcg@10']:.4f} | {ref['mrr@10']:.4f} | - | - | - | - |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "teacher": args.teacher,
-                                                         "candidates": args.candidates}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"rows": rows, "teacher": args.teacher, "candidates": args.candidates}, indent=2) + "\n"
+    )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -94,8 +134,14 @@ def main() -> None:
         if row["p50_ms"] is None:
             continue
         is_teacher = row["model"] == args.teacher
-        ax.scatter(row["p50_ms"], row["ndcg@10"], s=70, marker="*" if is_teacher else "o",
-                   color="crimson" if is_teacher else "tab:blue", zorder=3)
+        ax.scatter(
+            row["p50_ms"],
+            row["ndcg@10"],
+            s=70,
+            marker="*" if is_teacher else "o",
+            color="crimson" if is_teacher else "tab:blue",
+            zorder=3,
+        )
         ax.annotate(row["model"], (row["p50_ms"], row["ndcg@10"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
     for name, ref in references.items():
         value = ref["ndcg@10"]

@@ -92,8 +92,13 @@ def ship_onnx(model_dir: str | Path, *, opset: int = 17) -> dict[str, Any]:
                     kept[f"{graph}:{init.name}"] = array.nbytes
                     continue
                 if found not in layout:
-                    layout[found] = {"source": found[0], "transpose": found[1], "shape": list(array.shape),
-                                     "offset": size, "bytes": array.nbytes}
+                    layout[found] = {
+                        "source": found[0],
+                        "transpose": found[1],
+                        "shape": list(array.shape),
+                        "offset": size,
+                        "bytes": array.nbytes,
+                    }
                     size = -(-(size + array.nbytes) // ALIGN) * ALIGN
                 entry = layout[found]
                 if not init.HasField("raw_data"):
@@ -112,8 +117,10 @@ def ship_onnx(model_dir: str | Path, *, opset: int = 17) -> dict[str, Any]:
             save_file({"q": q, "scale": scale}, str(kit_dir / EMBEDDINGS_FILE))
             state[embedding[0]] = dequantize_rows(q, scale)  # what serving will hold, for the digest below
         kit: dict[str, Any] = {
-            "graphs": list(exported["graphs"]), "tensors": sorted(layout.values(), key=lambda e: e["offset"]),
-            "weights_bytes": size, "checkpoint_manifest_sha256": sha256_file(model_dir / MANIFEST),
+            "graphs": list(exported["graphs"]),
+            "tensors": sorted(layout.values(), key=lambda e: e["offset"]),
+            "weights_bytes": size,
+            "checkpoint_manifest_sha256": sha256_file(model_dir / MANIFEST),
             "word_embeddings": "int8, one float32 scale per row" if embedding else "in model.safetensors",
             "kept_in_graphs_bytes": sum(kept.values()),
         }
@@ -131,8 +138,12 @@ def ship_onnx(model_dir: str | Path, *, opset: int = 17) -> dict[str, Any]:
         artifact = assemble(tmp, tmp / "assembled")
         parity = verify_parity(loaded, artifact, "fp32")
         Parity(parity.figures, parity.score_scale, "fp16").check()
-        kit["manifest"]["parity"] = {**parity.figures, "max_abs_score": parity.score_scale,
-                                     "tolerance": TOLERANCE["fp16"], "against": "torch checkpoint (fp32 embeddings)"}
+        kit["manifest"]["parity"] = {
+            **parity.figures,
+            "max_abs_score": parity.score_scale,
+            "tolerance": TOLERANCE["fp16"],
+            "against": "torch checkpoint (fp32 embeddings)",
+        }
         (kit_dir / KIT_FILE).write_text(json.dumps(kit, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -151,7 +162,7 @@ def _weights_digest(kit: dict[str, Any], state: dict[str, np.ndarray], embedding
             raise ArtifactError("the kit names the word embeddings but the checkpoint has none from a base model")
         array = state[name].T if entry["transpose"] else state[name]
         raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        data[entry["offset"]: entry["offset"] + len(raw)] = raw
+        data[entry["offset"] : entry["offset"] + len(raw)] = raw
     return hashlib.sha256(bytes(data)).hexdigest()
 
 

@@ -129,9 +129,17 @@ def _export_graph(loaded: Loaded, name: str, path: Path, opset: int) -> None:
     module = _graph_module(loaded.model, name).eval()
     with torch.no_grad():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(module, _example_inputs(loaded, name), str(path), input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=dynamic, opset_version=opset, dynamo=False,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            _example_inputs(loaded, name),
+            str(path),
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 def _convert_precision(path: Path, precision: str, int8_exclude: str | None = None) -> None:
@@ -151,12 +159,21 @@ def _convert_precision(path: Path, precision: str, int8_exclude: str | None = No
         exclude: list[str] = []
         if int8_exclude:  # nodes kept in fp32, e.g. the feed-forward outputs that carry activation outliers
             pattern = re.compile(int8_exclude)
-            exclude = [n.name for n in onnx.load(str(tmp), load_external_data=False).graph.node
-                       if n.op_type == "MatMul" and pattern.search(n.name)]
+            exclude = [
+                n.name
+                for n in onnx.load(str(tmp), load_external_data=False).graph.node
+                if n.op_type == "MatMul" and pattern.search(n.name)
+            ]
             if not exclude:
                 raise ConfigError(f"--int8-exclude {int8_exclude!r} matches no MatMul node of {path.name}")
-        quantize_dynamic(str(tmp), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude)
+        quantize_dynamic(
+            str(tmp),
+            str(path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_exclude=exclude,
+        )
         tmp.unlink()
 
 
@@ -176,11 +193,11 @@ class Parity:
         if tol is not None and worst > tol * (1.0 + self.score_scale):
             raise ArtifactError(
                 f"ONNX Runtime disagrees with PyTorch: max |score diff| {worst:.3g} exceeds the {self.precision} "
-                f"tolerance {tol * (1.0 + self.score_scale):.3g} (= {tol} x (1 + max |score| {self.score_scale:.3g}))")
+                f"tolerance {tol * (1.0 + self.score_scale):.3g} (= {tol} x (1 + max |score| {self.score_scale:.3g}))"
+            )
 
 
-def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
-                  batch_sizes: Sequence[int] = (1, 3, 6)) -> Parity:
+def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str, batch_sizes: Sequence[int] = (1, 3, 6)) -> Parity:
     """Score sample texts at several batch sizes with ORT and with PyTorch and compare."""
     from reranker.runtime.config import RuntimeConfig
     from reranker.runtime.sessions import Graph
@@ -204,8 +221,9 @@ def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
             expected = loaded.model.score(qt, pt).numpy()
         scale = max(scale, float(np.max(np.abs(expected))))
         if not spec(loaded.config.arch).split:
-            got = sessions["cross_encoder"].run({"q_ids": q.input_ids, "q_mask": q.attention_mask,
-                                                       "p_ids": p.input_ids, "p_mask": p.attention_mask})[0]
+            got = sessions["cross_encoder"].run(
+                {"q_ids": q.input_ids, "q_mask": q.attention_mask, "p_ids": p.input_ids, "p_mask": p.attention_mask}
+            )[0]
         else:
             qv, qm = sessions["query_encoder"].run({"ids": q.input_ids, "mask": q.attention_mask})
             pv, pm = sessions["passage_encoder"].run({"ids": p.input_ids, "mask": p.attention_mask})
@@ -215,15 +233,28 @@ def verify_parity(loaded: Loaded, artifact_dir: Path, precision: str,
             note("passage_encoder_max_abs_diff", pv, tp.vectors.numpy())
             got = sessions["scorer"].run({"q_vectors": qv, "q_mask": qm, "p_vectors": pv, "p_mask": pm})[0]
             with torch.no_grad():
-                alone = sessions["scorer"].run({"q_vectors": tq.vectors.numpy(), "q_mask": tq.mask.numpy(),
-                                                      "p_vectors": tp.vectors.numpy(), "p_mask": tp.mask.numpy()})[0]
+                alone = sessions["scorer"].run(
+                    {
+                        "q_vectors": tq.vectors.numpy(),
+                        "q_mask": tq.mask.numpy(),
+                        "p_vectors": tp.vectors.numpy(),
+                        "p_mask": tp.mask.numpy(),
+                    }
+                )[0]
             note("scorer_max_abs_diff", alone, expected)
         note("scores_max_abs_diff", got, expected)
     return Parity(figures, scale, precision)
 
 
-def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp32", opset: int = OPSET,
-                 int8_exclude: str | None = None, calibration: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+def export_model(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    precision: str = "fp32",
+    opset: int = OPSET,
+    int8_exclude: str | None = None,
+    calibration: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
     """Write an artifact directory (graphs, config, tokenizer, manifest) and verify it; returns the manifest.
 
     ``calibration``: (query, passage) texts for ``int8-static`` (see :mod:`reranker_export.quantize`).
@@ -245,8 +276,7 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         if precision == "int8-static":
             from reranker_export.quantize import quantize_static
 
-            quantized = quantize_static(tmp, graphs, Preprocessor(loaded.tokenizer, loaded.config), calibration,
-                                        int8_exclude)
+            quantized = quantize_static(tmp, graphs, Preprocessor(loaded.tokenizer, loaded.config), calibration, int8_exclude)
         shutil.copy(Path(model_dir) / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copy(Path(model_dir) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         parity = verify_parity(loaded, tmp, precision)
@@ -255,14 +285,24 @@ def export_model(model_dir: str | Path, out: str | Path, *, precision: str = "fp
         state_dim = cfg.colbert_dim or cfg.dot_dense_dim or cfg.encoder.hidden_size
         source = json.loads((Path(model_dir) / MANIFEST).read_text())
         info = {
-            "arch": cfg.arch, "precision": precision, "opset": opset, "graphs": list(graphs),
-            "int8_exclude": int8_exclude if precision.startswith("int8") else None, "quantization": quantized,
-            "query_max_len": cfg.query_max_len, "passage_max_len": cfg.passage_max_len,
-            "hidden_size": cfg.encoder.hidden_size, "state_dim": state_dim if spec(cfg.arch).split else None,
+            "arch": cfg.arch,
+            "precision": precision,
+            "opset": opset,
+            "graphs": list(graphs),
+            "int8_exclude": int8_exclude if precision.startswith("int8") else None,
+            "quantization": quantized,
+            "query_max_len": cfg.query_max_len,
+            "passage_max_len": cfg.passage_max_len,
+            "hidden_size": cfg.encoder.hidden_size,
+            "state_dim": state_dim if spec(cfg.arch).split else None,
             "layers": cfg.encoder.num_layers,
-            "checkpoint": {"path": Path(model_dir).resolve().name, "manifest_sha256": sha256_file(Path(model_dir) / MANIFEST),
-                           "weights_sha256": sha256_file(Path(model_dir) / WEIGHTS_FILE),
-                           "base_model": source.get("base_model"), "steps": source.get("steps")},
+            "checkpoint": {
+                "path": Path(model_dir).resolve().name,
+                "manifest_sha256": sha256_file(Path(model_dir) / MANIFEST),
+                "weights_sha256": sha256_file(Path(model_dir) / WEIGHTS_FILE),
+                "base_model": source.get("base_model"),
+                "steps": source.get("steps"),
+            },
             "parity": {**parity.figures, "max_abs_score": parity.score_scale, "tolerance": TOLERANCE[precision]},
         }
         write_manifest(tmp, ARTIFACT_KIND, info, [f"{g}.onnx" for g in graphs] + [CONFIG_FILE, TOKENIZER_FILE])

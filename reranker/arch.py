@@ -56,18 +56,79 @@ class ArchSpec:
     bits per dimension, the smallest measured within 0.005 nDCG@10 of fp16 (README, compressed stores)."""
 
 
-ARCH_SPECS: dict[str, ArchSpec] = {s.name: s for s in (
-    ArchSpec("bert_cat", "BERT-cat", False, CROSS_GRAPHS, "cross_encoder", 2, False, True, False, "none",
-             "raw logit of a cross-encoder"),
-    ArchSpec("bert_dot", "BERT-dot", True, SPLIT_GRAPHS, "passage_encoder", 2, False, False, False, "vector",
-             "dot product of query and passage vectors"),
-    ArchSpec("colbert", "ColBERT", True, SPLIT_GRAPHS, "passage_encoder", 2, True, False, False, "tokens",
-             "MaxSim: sum over query tokens of the best cosine", store_codec=("residual", 1)),
-    ArchSpec("prett", "PreTT", True, SPLIT_GRAPHS, "passage_encoder", 2, False, True, True, "tokens",
-             "raw logit of the joint upper layers", store_codec=("residual", 4)),
-    ArchSpec("tk", "TK", True, SPLIT_GRAPHS, "passage_encoder", 0, False, False, False, "tokens",
-             "kernel-pooling score", store_codec=("residual", 2)),
-)}
+ARCH_SPECS: dict[str, ArchSpec] = {
+    s.name: s
+    for s in (
+        ArchSpec(
+            "bert_cat",
+            "BERT-cat",
+            False,
+            CROSS_GRAPHS,
+            "cross_encoder",
+            2,
+            False,
+            True,
+            False,
+            "none",
+            "raw logit of a cross-encoder",
+        ),
+        ArchSpec(
+            "bert_dot",
+            "BERT-dot",
+            True,
+            SPLIT_GRAPHS,
+            "passage_encoder",
+            2,
+            False,
+            False,
+            False,
+            "vector",
+            "dot product of query and passage vectors",
+        ),
+        ArchSpec(
+            "colbert",
+            "ColBERT",
+            True,
+            SPLIT_GRAPHS,
+            "passage_encoder",
+            2,
+            True,
+            False,
+            False,
+            "tokens",
+            "MaxSim: sum over query tokens of the best cosine",
+            store_codec=("residual", 1),
+        ),
+        ArchSpec(
+            "prett",
+            "PreTT",
+            True,
+            SPLIT_GRAPHS,
+            "passage_encoder",
+            2,
+            False,
+            True,
+            True,
+            "tokens",
+            "raw logit of the joint upper layers",
+            store_codec=("residual", 4),
+        ),
+        ArchSpec(
+            "tk",
+            "TK",
+            True,
+            SPLIT_GRAPHS,
+            "passage_encoder",
+            0,
+            False,
+            False,
+            False,
+            "tokens",
+            "kernel-pooling score",
+            store_codec=("residual", 2),
+        ),
+    )
+}
 """Every architecture, by name."""
 
 ARCHES: tuple[str, ...] = tuple(ARCH_SPECS)

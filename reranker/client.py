@@ -35,16 +35,24 @@ def _add_candidates(request: pb.RerankRequest, candidates: Iterable[Candidate]) 
 class RerankerClient:
     """Blocking client; one channel per client, usable as a context manager."""
 
-    def __init__(self, target: str, *, token: str | None = None, tls_ca: str | Path | None = None,
-                 tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
-                 timeout: float | None = 30.0, max_message_bytes: int = 16 * 1024 * 1024) -> None:
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        timeout: float | None = 30.0,
+        max_message_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes)]
         if tls_ca is not None:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=Path(tls_ca).read_bytes(),
                 private_key=Path(tls_key).read_bytes() if tls_key else None,
-                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None)
+                certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
+            )
             self.channel = grpc.secure_channel(target, creds, options=options)
         else:
             self.channel = grpc.insecure_channel(target, options=options)
@@ -53,9 +61,17 @@ class RerankerClient:
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
 
-    def rerank(self, query: str, candidates: Iterable[Candidate], *, model: str = "", top_k: int = 0,
-               timeout: float | None = None, fusion: str | None = None,
-               fusion_weight: float | None = None) -> pb.RerankResponse:
+    def rerank(
+        self,
+        query: str,
+        candidates: Iterable[Candidate],
+        *,
+        model: str = "",
+        top_k: int = 0,
+        timeout: float | None = None,
+        fusion: str | None = None,
+        fusion_weight: float | None = None,
+    ) -> pb.RerankResponse:
         """``fusion`` ('none', 'minmax', 'zscore', 'rrf') and ``fusion_weight`` override the model's rule."""
         request = pb.RerankRequest(query=query, model=model, top_k=top_k)
         _add_candidates(request, candidates)

@@ -50,27 +50,38 @@ class EncoderConfig:
     """Dropout on hidden states and attention probabilities while training."""
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_position", "type_vocab_size"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "max_position",
+            "type_vocab_size",
+        ):
             value = getattr(self, name)
             _check(isinstance(value, int) and value > 0, f"encoder.{name} must be a positive integer, got {value!r}")
-        _check(self.hidden_size % self.num_heads == 0,
-               f"encoder.num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        _check(
+            self.hidden_size % self.num_heads == 0,
+            f"encoder.num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})",
+        )
         _check(0.0 <= self.dropout < 1.0, f"encoder.dropout must be in [0, 1), got {self.dropout!r}")
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], num_layers: int | None = None) -> EncoderConfig:
         """Build from a Hugging Face BERT ``config.json``; ``num_layers`` keeps only the first N."""
         model_type = hf.get("model_type", "bert")
-        _check(model_type in ("bert",), f"only BERT-family encoders are supported, config.json says "
-               f"model_type={model_type!r}")
+        _check(model_type in ("bert",), f"only BERT-family encoders are supported, config.json says model_type={model_type!r}")
         _check(hf.get("hidden_act", "gelu") in ("gelu",), f"hidden_act must be 'gelu', got {hf.get('hidden_act')!r}")
         total = int(hf["num_hidden_layers"])
         layers = total if num_layers is None else num_layers
         _check(1 <= layers <= total, f"num_layers must be in 1..{total} for this base model, got {layers}")
         return cls(
-            vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]), num_layers=layers,
-            num_heads=int(hf["num_attention_heads"]), intermediate_size=int(hf["intermediate_size"]),
+            vocab_size=int(hf["vocab_size"]),
+            hidden_size=int(hf["hidden_size"]),
+            num_layers=layers,
+            num_heads=int(hf["num_attention_heads"]),
+            intermediate_size=int(hf["intermediate_size"]),
             max_position=int(hf.get("max_position_embeddings", 512)),
             type_vocab_size=int(hf.get("type_vocab_size", 2)),
             layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
@@ -143,39 +154,56 @@ class ModelConfig:
     def __post_init__(self) -> None:
         arch = spec(self.arch)  # ConfigError naming the allowed architectures
         _check(isinstance(self.encoder, EncoderConfig), "encoder must be an EncoderConfig")
-        _check(3 <= self.query_max_len <= self.encoder.max_position,
-               f"query_max_len must be in 3..{self.encoder.max_position}, got {self.query_max_len}")
-        _check(3 <= self.passage_max_len <= self.encoder.max_position,
-               f"passage_max_len must be in 3..{self.encoder.max_position}, got {self.passage_max_len}")
+        _check(
+            3 <= self.query_max_len <= self.encoder.max_position,
+            f"query_max_len must be in 3..{self.encoder.max_position}, got {self.query_max_len}",
+        )
+        _check(
+            3 <= self.passage_max_len <= self.encoder.max_position,
+            f"passage_max_len must be in 3..{self.encoder.max_position}, got {self.passage_max_len}",
+        )
         _check(self.dot_pooling in ("cls", "mean"), f"dot_pooling must be 'cls' or 'mean', got {self.dot_pooling!r}")
-        _check(self.dot_dense_dim >= 0 and self.dot_dense_activation in ("identity", "tanh"),
-               f"dot_dense_dim must be >= 0 and dot_dense_activation 'identity' or 'tanh', got {self.dot_dense_dim} "
-               f"and {self.dot_dense_activation!r}")
-        _check(self.cat_activation in ("none", "sigmoid"),
-               f"cat_activation must be 'none' or 'sigmoid', got {self.cat_activation!r}")
+        _check(
+            self.dot_dense_dim >= 0 and self.dot_dense_activation in ("identity", "tanh"),
+            f"dot_dense_dim must be >= 0 and dot_dense_activation 'identity' or 'tanh', got {self.dot_dense_dim} "
+            f"and {self.dot_dense_activation!r}",
+        )
+        _check(
+            self.cat_activation in ("none", "sigmoid"), f"cat_activation must be 'none' or 'sigmoid', got {self.cat_activation!r}"
+        )
         _check(self.colbert_dim >= 0, f"colbert_dim must be >= 0 (0 = no projection), got {self.colbert_dim}")
         token_ids = (self.colbert_query_marker, self.colbert_passage_marker, self.colbert_unattended_id)
-        _check(all(-1 <= t < self.encoder.vocab_size for t in token_ids)
-               and all(0 <= t < self.encoder.vocab_size for t in self.colbert_skiplist),
-               f"colbert_query_marker, colbert_passage_marker, colbert_unattended_id (-1 = none) and colbert_skiplist "
-               f"must be token ids below vocab_size {self.encoder.vocab_size}, got {token_ids} and {self.colbert_skiplist}")
-        _check(self.arch == "colbert" or (token_ids == (-1, -1, -1) and not self.colbert_skiplist),
-               f"colbert_query_marker, colbert_passage_marker, colbert_unattended_id and colbert_skiplist are for "
-               f"arch colbert, not {self.arch}")
+        _check(
+            all(-1 <= t < self.encoder.vocab_size for t in token_ids)
+            and all(0 <= t < self.encoder.vocab_size for t in self.colbert_skiplist),
+            f"colbert_query_marker, colbert_passage_marker, colbert_unattended_id (-1 = none) and colbert_skiplist "
+            f"must be token ids below vocab_size {self.encoder.vocab_size}, got {token_ids} and {self.colbert_skiplist}",
+        )
+        _check(
+            self.arch == "colbert" or (token_ids == (-1, -1, -1) and not self.colbert_skiplist),
+            f"colbert_query_marker, colbert_passage_marker, colbert_unattended_id and colbert_skiplist are for "
+            f"arch colbert, not {self.arch}",
+        )
         if arch.layer_split:
-            _check(1 <= self.prett_split_layer < self.encoder.num_layers,
-                   f"prett_split_layer must be in 1..{self.encoder.num_layers - 1} for a "
-                   f"{self.encoder.num_layers}-layer encoder, got {self.prett_split_layer}")
+            _check(
+                1 <= self.prett_split_layer < self.encoder.num_layers,
+                f"prett_split_layer must be in 1..{self.encoder.num_layers - 1} for a "
+                f"{self.encoder.num_layers}-layer encoder, got {self.prett_split_layer}",
+            )
         if arch.packs_pair:
-            _check(self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
-                   "query_max_len + passage_max_len - 1 must fit the position embeddings "
-                   f"({self.encoder.max_position})")
-        _check(self.tk_layers >= 1 and self.tk_heads >= 1 and self.tk_ff_size >= 1,
-               "tk_layers, tk_heads and tk_ff_size must be positive")
-        _check(self.encoder.hidden_size % self.tk_heads == 0,
-               f"tk_heads ({self.tk_heads}) must divide hidden_size ({self.encoder.hidden_size})")
-        _check(len(self.tk_kernel_mus) > 0 and self.tk_kernel_sigma > 0,
-               "TK needs at least one kernel and a positive sigma")
+            _check(
+                self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
+                f"query_max_len + passage_max_len - 1 must fit the position embeddings ({self.encoder.max_position})",
+            )
+        _check(
+            self.tk_layers >= 1 and self.tk_heads >= 1 and self.tk_ff_size >= 1,
+            "tk_layers, tk_heads and tk_ff_size must be positive",
+        )
+        _check(
+            self.encoder.hidden_size % self.tk_heads == 0,
+            f"tk_heads ({self.tk_heads}) must divide hidden_size ({self.encoder.hidden_size})",
+        )
+        _check(len(self.tk_kernel_mus) > 0 and self.tk_kernel_sigma > 0, "TK needs at least one kernel and a positive sigma")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

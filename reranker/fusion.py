@@ -75,8 +75,9 @@ class FusionRule:
         [2.0, 1.0]
         """
         if len(model) != len(first):
-            raise InvalidInputError(f"{len(model)} model scores but {len(first)} first-stage scores; "
-                                    "give one first-stage score per candidate")
+            raise InvalidInputError(
+                f"{len(model)} model scores but {len(first)} first-stage scores; give one first-stage score per candidate"
+            )
         if not self.active:
             return [float(s) for s in model]
         if not all(math.isfinite(s) for s in first):
@@ -112,8 +113,9 @@ def _rrf(values: Sequence[float], k: float) -> list[float]:
     return out
 
 
-def fuse_run(first: Mapping[str, Sequence[tuple[str, float]]], model: Mapping[tuple[str, str], float],
-             rule: FusionRule) -> dict[str, list[tuple[str, float]]]:
+def fuse_run(
+    first: Mapping[str, Sequence[tuple[str, float]]], model: Mapping[tuple[str, str], float], rule: FusionRule
+) -> dict[str, list[tuple[str, float]]]:
     """A re-ranked run: per query, its first-stage candidates ``(pid, score)`` fused by ``rule`` with
     the model's score of each ``(qid, pid)``, sorted by fused score (ties keep the first stage's order,
     as the server keeps the request's). Raises KeyError for a candidate the model did not score.

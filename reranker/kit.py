@@ -83,13 +83,15 @@ def weights_bytes(checkpoint: Path, kit: dict[str, Any]) -> bytes:
             elif name in tensors:
                 sources[name] = tensors[name].astype(np.float32)
             else:
-                raise ArtifactError(f"{checkpoint / 'model.safetensors'} has no tensor {name!r} that "
-                                    f"{KIT_DIR}/{KIT_FILE} needs: the kit was made from another checkpoint")
+                raise ArtifactError(
+                    f"{checkpoint / 'model.safetensors'} has no tensor {name!r} that "
+                    f"{KIT_DIR}/{KIT_FILE} needs: the kit was made from another checkpoint"
+                )
         array = sources[name].T if entry["transpose"] else sources[name]
         if list(array.shape) != list(entry["shape"]):
             raise ArtifactError(f"{name} has shape {list(array.shape)}, {KIT_FILE} expects {entry['shape']}")
         data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        out[entry["offset"]: entry["offset"] + len(data)] = data
+        out[entry["offset"] : entry["offset"] + len(data)] = data
     return bytes(out)
 
 
@@ -102,17 +104,23 @@ def assemble(checkpoint: Path, out: Path) -> Path:
     checkpoint, out = Path(checkpoint), Path(out)
     kit = kit_of(checkpoint)
     if kit is None:
-        raise ArtifactError(f"{checkpoint} ships no ONNX kit ({KIT_DIR}/{KIT_FILE}); make one with "
-                            "'reranker ship-onnx' or export with the train extra installed")
+        raise ArtifactError(
+            f"{checkpoint} ships no ONNX kit ({KIT_DIR}/{KIT_FILE}); make one with "
+            "'reranker ship-onnx' or export with the train extra installed"
+        )
     made_from = sha256_file(checkpoint / MANIFEST)
     if kit["checkpoint_manifest_sha256"] != made_from:
-        raise ArtifactError(f"{checkpoint / KIT_DIR} was made from another checkpoint than {checkpoint} "
-                            "(manifest sha256 differs); rerun 'reranker ship-onnx'")
+        raise ArtifactError(
+            f"{checkpoint / KIT_DIR} was made from another checkpoint than {checkpoint} "
+            "(manifest sha256 differs); rerun 'reranker ship-onnx'"
+        )
     data = weights_bytes(checkpoint, kit)
     digest = hashlib.sha256(data).hexdigest()
     if digest != kit["weights_sha256"]:
-        raise ArtifactError(f"the assembled {WEIGHTS_BIN} has sha256 {digest[:12]}..., {KIT_FILE} expects "
-                            f"{kit['weights_sha256'][:12]}...: a file of {checkpoint} was changed")
+        raise ArtifactError(
+            f"the assembled {WEIGHTS_BIN} has sha256 {digest[:12]}..., {KIT_FILE} expects "
+            f"{kit['weights_sha256'][:12]}...: a file of {checkpoint} was changed"
+        )
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -123,8 +131,10 @@ def assemble(checkpoint: Path, out: Path) -> Path:
         shutil.copy(checkpoint / KIT_DIR / name, tmp / name)
     for name in ("config.json", "tokenizer.json"):
         shutil.copy(checkpoint / name, tmp / name)
-    info = {**kit["manifest"], "assembled_from": {"checkpoint": str(checkpoint), "kit_sha256":
-                                                  sha256_file(checkpoint / KIT_DIR / KIT_FILE)}}
+    info = {
+        **kit["manifest"],
+        "assembled_from": {"checkpoint": str(checkpoint), "kit_sha256": sha256_file(checkpoint / KIT_DIR / KIT_FILE)},
+    }
     write_manifest(tmp, ARTIFACT_KIND, info, [*graphs, WEIGHTS_BIN, "config.json", "tokenizer.json"])
     if out.exists():
         shutil.rmtree(out)
@@ -132,5 +142,14 @@ def assemble(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-__all__ = ["EMBEDDINGS_FILE", "EMBEDDINGS_SOURCE", "KIT_DIR", "KIT_FILE", "WEIGHTS_BIN", "assemble",
-           "dequantize_rows", "kit_of", "weights_bytes"]
+__all__ = [
+    "EMBEDDINGS_FILE",
+    "EMBEDDINGS_SOURCE",
+    "KIT_DIR",
+    "KIT_FILE",
+    "WEIGHTS_BIN",
+    "assemble",
+    "dequantize_rows",
+    "kit_of",
+    "weights_bytes",
+]

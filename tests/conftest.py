@@ -39,9 +39,19 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-bert")
     vocab = SPECIALS + _fixture_words()
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    hf = {"model_type": "bert", "vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 2,
-          "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 256,
-          "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu", "hidden_dropout_prob": 0.1}
+    hf = {
+        "model_type": "bert",
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 256,
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+    }
     (directory / "config.json").write_text(json.dumps(hf))
     torch.manual_seed(0)
     encoder = BertEncoder(EncoderConfig.from_hf(hf))

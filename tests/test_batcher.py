@@ -147,6 +147,7 @@ def test_settings_validated_eagerly() -> None:
 
 def test_ready_batches_share_one_worker_trip() -> None:
     """A request larger than a batch runs in several batches, handed to the worker thread together."""
+
     async def main():
         threads: list[int] = []
 
@@ -195,13 +196,16 @@ def _visits_per_item(monkeypatch: pytest.MonkeyPatch, requests: int, size: int) 
         return [2 * i for i in items]
 
     async def main():
-        b = Batcher(run_batch, BatcherConfig(max_batch_size=16, max_batch_cost=16 * 40, max_wait_s=0.0),
-                    cost=lambda x: 1 + abs(x) % 37)
+        b = Batcher(
+            run_batch, BatcherConfig(max_batch_size=16, max_batch_cost=16 * 40, max_wait_s=0.0), cost=lambda x: 1 + abs(x) % 37
+        )
         blocker = asyncio.ensure_future(b.submit([-1]))
         await asyncio.sleep(0.02)  # the blocker's batch is running: everything below queues behind it
         _Counted.visits = 0
-        jobs = [asyncio.ensure_future(b.submit(list(range(k * size, (k + 1) * size)), deadline=time.monotonic() + 60))
-                for k in range(requests)]
+        jobs = [
+            asyncio.ensure_future(b.submit(list(range(k * size, (k + 1) * size)), deadline=time.monotonic() + 60))
+            for k in range(requests)
+        ]
         await asyncio.sleep(0)
         assert b.queue_depth == requests * size
         gate.set()

@@ -34,15 +34,25 @@ def campaign(monkeypatch: pytest.MonkeyPatch):
 
 def _trainer(tiny_base: Path, out: Path, **cfg) -> Trainer:
     collection = Collection.open(DL19_MINI)
-    triples = [ScoredTriple(t.qid, t.pos, t.neg, 2.0, -1.0)
-               for t in labelled_triples(collection, "bm25", max_per_query=8, seed=0)]
-    settings = {"steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_steps": 0, "checkpoint_every": 100,
-                "validate_every": 0, "val_fraction": 0.0, "seed": 3, "precision": "fp32", **cfg}
+    triples = [
+        ScoredTriple(t.qid, t.pos, t.neg, 2.0, -1.0) for t in labelled_triples(collection, "bm25", max_per_query=8, seed=0)
+    ]
+    settings = {
+        "steps": 6,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "warmup_steps": 0,
+        "checkpoint_every": 100,
+        "validate_every": 0,
+        "val_fraction": 0.0,
+        "seed": 3,
+        "precision": "fp32",
+        **cfg,
+    }
     return Trainer(init_from_base("colbert", tiny_base, **SMALL), collection, triples, TrainConfig(**settings), out)
 
 
-def test_a_deadline_pauses_with_a_checkpoint_and_a_compact_one_resumes(tiny_base: Path, tmp_path: Path,
-                                                                       campaign) -> None:
+def test_a_deadline_pauses_with_a_checkpoint_and_a_compact_one_resumes(tiny_base: Path, tmp_path: Path, campaign) -> None:
     paused = _trainer(tiny_base, tmp_path / "run").train(progress=False, deadline=0.0)
     assert paused["status"] == PAUSED and paused["steps"] == 1
     ckpt = tmp_path / "run" / "checkpoint"

@@ -156,11 +156,14 @@ def test_write_run_is_atomic_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.run"]
 
 
-@pytest.mark.parametrize(("run", "tag", "message"), [
-    ({"q": [("p", 1.0)]}, "two words", "run tag"),
-    ({"q": [("p", 1.0), ("p", 0.5)]}, "t", "listed twice"),
-    ({"q 1": [("p", 1.0)]}, "t", "qid 'q 1'"),
-])
+@pytest.mark.parametrize(
+    ("run", "tag", "message"),
+    [
+        ({"q": [("p", 1.0)]}, "two words", "run tag"),
+        ({"q": [("p", 1.0), ("p", 0.5)]}, "t", "listed twice"),
+        ({"q 1": [("p", 1.0)]}, "t", "qid 'q 1'"),
+    ],
+)
 def test_write_run_rejects_bad_arguments(tmp_path: Path, run, tag: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         write_run(tmp_path / "x.run", run, tag=tag)
@@ -170,8 +173,14 @@ def test_write_run_rejects_bad_arguments(tmp_path: Path, run, tag: str, message:
 # DataFolder
 
 
-def make_folder(root: Path, name: str, queries: dict[str, str], passages: dict[str, str] | None = None,
-                qrels: list[str] | None = None, runs: dict[str, list[str]] | None = None) -> Path:
+def make_folder(
+    root: Path,
+    name: str,
+    queries: dict[str, str],
+    passages: dict[str, str] | None = None,
+    qrels: list[str] | None = None,
+    runs: dict[str, list[str]] | None = None,
+) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     _write(folder / "queries.tsv", "".join(f"{q}\t{t}\n" for q, t in queries.items()))
@@ -238,12 +247,16 @@ def test_open_missing_folder_or_queries(tmp_path: Path) -> None:
 
 def test_collection_merges_folders(tmp_path: Path) -> None:
     shared_query = read_queries(MINI / "queries.tsv")["146187"]
-    other = make_folder(tmp_path, "other", {"9": "another query", "146187": shared_query},
-                        passages={"x1": "text one", "x2": "text two"}, qrels=["9 0 x1 1", "146187 0 x9 2"],
-                        runs={"bm25": ["9 Q0 x2 1 5.0 t", "9 Q0 x1 2 4.0 t"]})
+    other = make_folder(
+        tmp_path,
+        "other",
+        {"9": "another query", "146187": shared_query},
+        passages={"x1": "text one", "x2": "text two"},
+        qrels=["9 0 x1 1", "146187 0 x9 2"],
+        runs={"bm25": ["9 Q0 x2 1 5.0 t", "9 Q0 x1 2 4.0 t"]},
+    )
     mini = shutil.copytree(MINI, tmp_path / "mini")
-    (mini / "bm25.run").write_text("".join(line + "\n" for line in _lines(MINI / "bm25.run")
-                                           if not line.startswith("146187 ")))
+    (mini / "bm25.run").write_text("".join(line + "\n" for line in _lines(MINI / "bm25.run") if not line.startswith("146187 ")))
     coll = Collection.open([mini, other])
     assert coll.names == ["mini", "other"]
     assert set(coll.queries) == set(MINI_QIDS) | {"9"}

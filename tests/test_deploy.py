@@ -23,8 +23,9 @@ def _docs() -> dict[str, dict]:
 
 def test_manifests_parse_and_kustomization_lists_them() -> None:
     docs = _docs()
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "PersistentVolumeClaim",
-            "Kustomization"} <= set(docs)
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "PersistentVolumeClaim", "Kustomization"} <= set(
+        docs
+    )
     listed = set(docs["Kustomization"]["resources"])
     assert listed == {p.name for p in (DEPLOY / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
 

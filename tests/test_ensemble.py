@@ -31,13 +31,16 @@ def test_fuse_puts_members_of_different_scales_on_equal_footing() -> None:
     assert mean_query_std(combine([big], scale=3.0)) == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"weights": [1.0]}, "1 weights for 2 members"),
-    ({"weights": [0.0, 0.0]}, "not all 0"),
-    ({"weights": [1.0, math.nan]}, "finite"),
-    ({"scale": 0.0}, "scale"),
-    ({"normalize": "minmax"}, "normalize"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"weights": [1.0]}, "1 weights for 2 members"),
+        ({"weights": [0.0, 0.0]}, "not all 0"),
+        ({"weights": [1.0, math.nan]}, "finite"),
+        ({"scale": 0.0}, "scale"),
+        ({"normalize": "minmax"}, "normalize"),
+    ],
+)
 def test_fuse_rejects_bad_settings(kwargs: dict, message: str) -> None:
     members = [{("q", "a"): 1.0, ("q", "b"): 0.0}] * 2
     with pytest.raises(ConfigError, match=message):
@@ -69,25 +72,70 @@ def test_cli_fuses_score_files_and_runs(tmp_path: Path) -> None:
     triples = [ScoredTriple("q", "a", "b", 3.0, 1.0), ScoredTriple("q", "a", "c", 3.0, 2.0)]
     write_scores(tmp_path / "t1.tsv", triples)
     write_scores(tmp_path / "t2.tsv", [ScoredTriple(t.qid, t.pos, t.neg, -t.pos_score, -t.neg_score) for t in triples])
-    assert main(["ensemble", "--in", str(tmp_path / "t1.tsv"), "--in", str(tmp_path / "t2.tsv"), "--weight", "3",
-                 "--weight", "1", "--out", str(tmp_path / "f.tsv")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--in",
+                str(tmp_path / "t1.tsv"),
+                "--in",
+                str(tmp_path / "t2.tsv"),
+                "--weight",
+                "3",
+                "--weight",
+                "1",
+                "--out",
+                str(tmp_path / "f.tsv"),
+            ]
+        )
+        == 0
+    )
     fused = read_scores(tmp_path / "f.tsv")
     assert [(t.pos, t.neg) for t in fused] == [("a", "b"), ("a", "c")]
     assert fused[0].pos_score > fused[0].neg_score  # the first member, weight 3, wins
 
     write_run(tmp_path / "r1.run", {"q": [("a", 3.0), ("b", 1.0)]}, tag="x")
     write_run(tmp_path / "r2.run", {"q": [("a", 10.0), ("b", 30.0)]}, tag="y")
-    assert main(["ensemble", "--in", str(tmp_path / "r1.run"), "--in", str(tmp_path / "r2.run"), "--weight", "1",
-                 "--weight", "2", "--out", str(tmp_path / "f.run")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--in",
+                str(tmp_path / "r1.run"),
+                "--in",
+                str(tmp_path / "r2.run"),
+                "--weight",
+                "1",
+                "--weight",
+                "2",
+                "--out",
+                str(tmp_path / "f.run"),
+            ]
+        )
+        == 0
+    )
     assert [pid for pid, _ in read_run(tmp_path / "f.run")["q"]] == ["b", "a"]
-    assert main(["ensemble", "--in", str(tmp_path / "r1.run"), "--in", str(tmp_path / "r2.run"), "--weights-from",
-                 str(tmp_path / "f.tsv.ensemble.json"), "--out", str(tmp_path / "g.run")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--in",
+                str(tmp_path / "r1.run"),
+                "--in",
+                str(tmp_path / "r2.run"),
+                "--weights-from",
+                str(tmp_path / "f.tsv.ensemble.json"),
+                "--out",
+                str(tmp_path / "g.run"),
+            ]
+        )
+        == 0
+    )
     assert [pid for pid, _ in read_run(tmp_path / "g.run")["q"]] == ["a", "b"]  # weights 3:1 reused
 
 
 def test_cli_refuses_mixed_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_scores(tmp_path / "t.tsv", [ScoredTriple("q", "a", "b", 3.0, 1.0)])
     write_run(tmp_path / "r.run", {"q": [("a", 3.0), ("b", 1.0)]}, tag="x")
-    assert main(["ensemble", "--in", str(tmp_path / "t.tsv"), "--in", str(tmp_path / "r.run"), "--out",
-                 str(tmp_path / "o")]) != 0
+    assert main(["ensemble", "--in", str(tmp_path / "t.tsv"), "--in", str(tmp_path / "r.run"), "--out", str(tmp_path / "o")]) != 0
     assert "not a mix" in capsys.readouterr().err

@@ -36,8 +36,9 @@ def encoder(art: Artifact):
     return passage_encoder(art, CPU, BUDGET)
 
 
-def rerank(art: Artifact | Path, query: str, ids: list[str], texts: list[str] | None = None,
-           store: Path | str = "") -> tuple[np.ndarray, np.ndarray]:
+def rerank(
+    art: Artifact | Path, query: str, ids: list[str], texts: list[str] | None = None, store: Path | str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores and truncation flags in input order, through the engine's request path."""
     directory = art.directory if isinstance(art, Artifact) else art
     with LocalEngine.of(str(directory), str(store), runtime=CPU, batching=BUDGET, warmup=False) as engine:
@@ -89,8 +90,15 @@ def test_onnx_scorer_matches_torch(exported, folder, arch: str) -> None:
 def test_store_scores_equal_text_scores(exported, folder, tmp_path: Path, arch: str) -> None:
     art = Artifact.open(exported[arch][1])
     query, pids, texts = _candidates(folder)
-    manifest = build_store(art, {p: folder.passages[p] for p in pids}, tmp_path / "store", dtype="float32",
-                           chunk=4, encode=encoder(art), progress=False)
+    manifest = build_store(
+        art,
+        {p: folder.passages[p] for p in pids},
+        tmp_path / "store",
+        dtype="float32",
+        chunk=4,
+        encode=encoder(art),
+        progress=False,
+    )
     assert manifest["passages"] == len(pids) and manifest["bytes_per_token"] == 4 * manifest["dim"]
     store = PassageStore.open(tmp_path / "store", art, verify_vectors=True)
     assert isinstance(store.vectors, np.memmap)
@@ -116,8 +124,26 @@ def test_store_round_trip_fp16_and_lookup(exported, folder, tmp_path: Path) -> N
 def test_index_cli_can_keep_only_a_runs_top_candidates(exported, folder, tmp_path: Path) -> None:
     from reranker.cli import main
 
-    assert main(["index", "--artifact", str(exported["bert_dot"][1]), "--data", str(DL19_MINI), "--run", "bm25",
-                 "--depth", "2", "--out", str(tmp_path / "s"), "--provider", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--artifact",
+                str(exported["bert_dot"][1]),
+                "--data",
+                str(DL19_MINI),
+                "--run",
+                "bm25",
+                "--depth",
+                "2",
+                "--out",
+                str(tmp_path / "s"),
+                "--provider",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     store = PassageStore.open(tmp_path / "s", Artifact.open(exported["bert_dot"][1]))
     top2 = {pid for cands in folder.run("bm25").values() for pid, _ in cands[:2]}
     assert len(store) == len(top2) and all(pid in store for pid in top2)
@@ -150,8 +176,13 @@ def test_interrupted_store_build_continues(exported, folder, tmp_path: Path, mon
 
 def test_store_for_another_artifact_is_refused(exported, folder, tmp_path: Path) -> None:
     colbert, tk = Artifact.open(exported["colbert"][1]), Artifact.open(exported["tk"][1])
-    build_store(colbert, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s",
-                encode=encoder(colbert), progress=False)
+    build_store(
+        colbert,
+        {p: folder.passages[p] for p in sorted(folder.passages)[:3]},
+        tmp_path / "s",
+        encode=encoder(colbert),
+        progress=False,
+    )
     with pytest.raises(ArtifactError, match="built for another artifact"):
         PassageStore.open(tmp_path / "s", tk)
 
@@ -162,8 +193,9 @@ def test_truncated_store_and_corrupted_graph_are_detected(exported, folder, tmp_
     art_dir = tmp_path / "art"
     shutil.copytree(exported["colbert"][1], art_dir)
     art = Artifact.open(art_dir)
-    build_store(art, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s",
-                encode=encoder(art), progress=False)
+    build_store(
+        art, {p: folder.passages[p] for p in sorted(folder.passages)[:3]}, tmp_path / "s", encode=encoder(art), progress=False
+    )
     with open(tmp_path / "s" / "vectors.bin", "r+b") as f:
         f.truncate(100)
     with pytest.raises(ArtifactError, match=r"vectors\.bin is 100 bytes.*truncated"):
@@ -237,9 +269,11 @@ def test_runtime_config_and_provider_errors() -> None:
 
 
 def test_serving_modules_do_not_import_torch() -> None:
-    code = ("import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data, reranker.engine, "
-            "reranker.server.app, reranker.provision, reranker.kit, reranker.fusion; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import reranker.runtime, reranker.store, reranker.artifact, reranker.data, reranker.engine, "
+        "reranker.server.app, reranker.provision, reranker.kit, reranker.fusion; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -278,7 +312,6 @@ def test_default_export_is_rebuilt_when_the_shipped_default_changes(exported, tm
     assert calls[0][:3] == ["export", "--model", str(ckpt_b)]
 
 
-
 def test_one_request_path_reports_measured_times(exported, folder) -> None:
     """LocalEngine runs Engine.rerank (pre stage, batcher, core stage); inference time is measured, not inferred."""
     query, pids, texts = _candidates(folder)
@@ -289,6 +322,10 @@ def test_one_request_path_reports_measured_times(exported, folder) -> None:
     assert [r.index for r in out.results] == [r.index for r in everything.results][:3]
     assert 0 < out.inference_ms <= out.total_ms and 0 <= out.queue_ms <= out.total_ms
     assert out.stats["candidates"] == len(pids) and out.stats["truncated"] == sum(r.truncated for r in everything.results)
-    assert (described.arch, described.store_passages, described.max_query_tokens,
-            described.max_passage_tokens) == ("bert_cat", 0, 10, 38)
+    assert (described.arch, described.store_passages, described.max_query_tokens, described.max_passage_tokens) == (
+        "bert_cat",
+        0,
+        10,
+        38,
+    )
     assert described.score_kind == spec("bert_cat").score_kind

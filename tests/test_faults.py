@@ -35,9 +35,15 @@ def test_expired_and_cancelled_work_is_dropped_and_counted(tiny_exports) -> None
     folder = DataFolder.open(DL19_MINI)
     qid = sorted(folder.queries)[0]
     texts = [(p, folder.passages[p]) for p, _ in folder.run("bm25")[qid][:20]]
-    cfg = ServerConfig(models=(ModelSpec("teacher", str(tiny_exports["bert_cat"][1])),), host="127.0.0.1", port=0,
-                       metrics_port=0, runtime=CPU, batching=BatcherConfig(max_batch_size=1, max_batches_per_run=1),
-                       max_queue_ms=0)
+    cfg = ServerConfig(
+        models=(ModelSpec("teacher", str(tiny_exports["bert_cat"][1])),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        runtime=CPU,
+        batching=BatcherConfig(max_batch_size=1, max_batches_per_run=1),
+        max_queue_ms=0,
+    )
     server = launch(cfg)
 
     def busy(_: int) -> str:
@@ -100,8 +106,14 @@ except ArtifactError as exc:
 
 def test_token_from_environment(tiny_exports, monkeypatch) -> None:
     monkeypatch.setenv("RERANKER_TEST_TOKEN", "from-env")
-    cfg = ServerConfig(models=(ModelSpec("m", str(tiny_exports["tk"][1])),), host="127.0.0.1", port=0,
-                       metrics_port=-1, runtime=CPU, token_env="RERANKER_TEST_TOKEN")
+    cfg = ServerConfig(
+        models=(ModelSpec("m", str(tiny_exports["tk"][1])),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        runtime=CPU,
+        token_env="RERANKER_TEST_TOKEN",
+    )
     server = launch(cfg)
     try:
         with RerankerClient(server.target, token="from-env") as ok:
@@ -145,8 +157,9 @@ artifact = "{artifact}"
 
 
 def _serve(config: Path) -> tuple[subprocess.Popen, int, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config)],
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker.cli", "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert proc.stderr is not None
     port, seen = None, []
     for line in proc.stderr:

@@ -29,8 +29,15 @@ def test_rules_by_hand() -> None:
     assert FusionRule().fuse(model, first) == model
 
 
-@pytest.mark.parametrize("kwargs,match", [({"rule": "mean"}, "must be one of"), ({"rule": "rrf", "weight": 1.5}, r"\[0, 1\]"),
-                                          ({"rule": "rrf", "rrf_k": 0}, "rrf_k"), ({"weight": math.nan}, r"\[0, 1\]")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"rule": "mean"}, "must be one of"),
+        ({"rule": "rrf", "weight": 1.5}, r"\[0, 1\]"),
+        ({"rule": "rrf", "rrf_k": 0}, "rrf_k"),
+        ({"weight": math.nan}, r"\[0, 1\]"),
+    ],
+)
 def test_bad_rules_are_refused(kwargs, match) -> None:
     with pytest.raises(ConfigError, match=match):
         FusionRule(**kwargs)
@@ -144,9 +151,28 @@ def test_evaluate_and_pick_fusion_use_the_same_rule(tmp_path, capsys) -> None:
     write_run(tmp_path / "model.run", model, tag="fake")
     scores = {(q, p): s for q, c in model.items() for p, s in c}
     rule = FusionRule("zscore", 0.3)
-    assert main(["evaluate", "--model", "fake", "--data", str(DL19_MINI), "--depth", "10", "--fusion", "zscore",
-                 "--fusion-weight", "0.3", "--scores-from", str(tmp_path / "model.run"),
-                 "--json", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "fake",
+                "--data",
+                str(DL19_MINI),
+                "--depth",
+                "10",
+                "--fusion",
+                "zscore",
+                "--fusion-weight",
+                "0.3",
+                "--scores-from",
+                str(tmp_path / "model.run"),
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     from reranker.data import read_run
 
     ranked = read_run(tmp_path / "e.run")
@@ -154,27 +180,81 @@ def test_evaluate_and_pick_fusion_use_the_same_rule(tmp_path, capsys) -> None:
     assert {q: [p for p, _ in c] for q, c in ranked.items()} == {q: [p for p, _ in c] for q, c in expected.items()}
     record = json.loads((tmp_path / "e.json").read_text())
     assert record["fusion"]["rule"] == "zscore" and "without_fusion" in record and "first_stage" in record
-    assert main(["pick-fusion", "--model", "fake", "--data", str(DL19_MINI), "--depth", "10", "--split", "standard",
-                 "--val-fraction", "0.9", "--rules", "minmax", "--step", "0.5", "--scores-from",
-                 str(tmp_path / "model.run"), "--out", str(tmp_path / "p.json")]) == 0
+    assert (
+        main(
+            [
+                "pick-fusion",
+                "--model",
+                "fake",
+                "--data",
+                str(DL19_MINI),
+                "--depth",
+                "10",
+                "--split",
+                "standard",
+                "--val-fraction",
+                "0.9",
+                "--rules",
+                "minmax",
+                "--step",
+                "0.5",
+                "--scores-from",
+                str(tmp_path / "model.run"),
+                "--out",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
     picked = json.loads((tmp_path / "p.json").read_text())
     grid = {g["weight"]: g["ndcg@10"] for g in picked["grid"]}
     assert grid[0.0] == pytest.approx(picked["first_stage"]) and grid[1.0] == pytest.approx(picked["model_alone"])
     assert picked["picked"]["ndcg@10"] == max(grid.values())
-    assert main(["evaluate", "--model", "fake", "--data", str(DL19_MINI), "--depth", "10", "--fusion-from",
-                 str(tmp_path / "p.json"), "--scores-from", str(tmp_path / "model.run")]) == 0
-    assert main(["evaluate", "--model", "fake", "--data", str(DL19_MINI), "--depth", "20",
-                 "--scores-from", str(tmp_path / "model.run")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "fake",
+                "--data",
+                str(DL19_MINI),
+                "--depth",
+                "10",
+                "--fusion-from",
+                str(tmp_path / "p.json"),
+                "--scores-from",
+                str(tmp_path / "model.run"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "fake",
+                "--data",
+                str(DL19_MINI),
+                "--depth",
+                "20",
+                "--scores-from",
+                str(tmp_path / "model.run"),
+            ]
+        )
+        == 2
+    )
     assert "lacks" in capsys.readouterr().err
-
 
 
 def test_rerank_command_sends_first_stage_scores(fused_server, capsys) -> None:
     query, cands = _request(3)
     texts = [a for c in cands for a in ("--text", c[1])]
     first = ",".join(str(c[2]) for c in cands)
-    assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused",
-                 "--first-stage", first]) == 0
+    assert (
+        main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused", "--first-stage", first])
+        == 0
+    )
     assert "(model " in capsys.readouterr().out  # fused scores differ from the model's own
     assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused"]) == 1
     assert "send first_stage_score on every candidate" in capsys.readouterr().err

@@ -35,11 +35,20 @@ def server(tiny_exports, tmp_path_factory):
     art = Artifact.open(colbert)
     build_store(art, folder.passages, root / "store", encode=passage_encoder(art, CPU), progress=False)
     limits = Limits(max_candidates=MAX_CANDIDATES, max_query_chars=500, max_passage_chars=3000)
-    models = (ModelSpec("student", str(colbert), str(root / "store"), limits=limits),
-              ModelSpec("tk", str(tiny_exports["tk"][1]), limits=limits),
-              ModelSpec("teacher", str(tiny_exports["bert_cat"][1]), limits=limits))
-    cfg = ServerConfig(models=models, host="127.0.0.1", port=0, metrics_port=-1, runtime=CPU,
-                       max_message_bytes=256 * 1024, batching=BatcherConfig(max_wait_s=0.001))
+    models = (
+        ModelSpec("student", str(colbert), str(root / "store"), limits=limits),
+        ModelSpec("tk", str(tiny_exports["tk"][1]), limits=limits),
+        ModelSpec("teacher", str(tiny_exports["bert_cat"][1]), limits=limits),
+    )
+    cfg = ServerConfig(
+        models=models,
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        runtime=CPU,
+        max_message_bytes=256 * 1024,
+        batching=BatcherConfig(max_wait_s=0.001),
+    )
     live = launch(cfg)
     client = RerankerClient(live.target, timeout=30)
     yield client, sorted(folder.passages)
@@ -48,8 +57,10 @@ def server(tiny_exports, tmp_path_factory):
 
 
 odd_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
-weird = st.one_of(odd_text, st.sampled_from(["", " ", "\x00", "\u200b\u200b", "🦄" * 40, "a" * 600, "\t\n\r",
-                                            "\ufeffquery", "ﬁ ﬂ ǅ", "x" * 4000]))
+weird = st.one_of(
+    odd_text,
+    st.sampled_from(["", " ", "\x00", "\u200b\u200b", "🦄" * 40, "a" * 600, "\t\n\r", "\ufeffquery", "ﬁ ﬂ ǅ", "x" * 4000]),
+)
 
 
 def check(client: RerankerClient, query: str, candidates: list, model: str, top_k: int) -> None:

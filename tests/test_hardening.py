@@ -57,8 +57,14 @@ def stores(tiny_exports, folder, tmp_path_factory) -> dict[str, Path]:
     art = Artifact.open(tiny_exports["colbert"][1])
     enc = passage_encoder(art, CPU)
     build_store(art, folder.passages, root / "fp16", encode=enc, progress=False)
-    build_store(art, folder.passages, root / "residual", encode=enc, progress=False,
-                codec=CodecConfig("residual", nbits=2, centroids=8, sample_passages=24, kmeans_iters=3))
+    build_store(
+        art,
+        folder.passages,
+        root / "residual",
+        encode=enc,
+        progress=False,
+        codec=CodecConfig("residual", nbits=2, centroids=8, sample_passages=24, kmeans_iters=3),
+    )
     return {"fp16": root / "fp16", "residual": root / "residual", "artifact": tiny_exports["colbert"][1]}
 
 
@@ -93,11 +99,17 @@ def test_out_of_range_centroid_ids_are_refused_at_open_naming_the_passage(stores
 
 
 def test_a_damaged_store_found_while_serving_is_data_loss_and_turns_the_models_health(
-        stores, folder, tmp_path, monkeypatch) -> None:
+    stores, folder, tmp_path, monkeypatch
+) -> None:
     pid = _damaged_copy(stores["residual"], tmp_path / "bad", 5, "ids")
     monkeypatch.setattr(store_reader, "CHECK_IDS_AT_OPEN_BYTES", 0)  # as for a store too large to check at open
-    cfg = ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), str(tmp_path / "bad")),),
-                       host="127.0.0.1", port=0, metrics_port=0, runtime=CPU)
+    cfg = ServerConfig(
+        models=(ModelSpec("student", str(stores["artifact"]), str(tmp_path / "bad")),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        runtime=CPU,
+    )
     server = launch(cfg)
     try:
         query, ids = _request(folder, pid)
@@ -133,8 +145,13 @@ def test_nan_states_rank_last_flagged_and_never_reach_fusion(stores, folder, tmp
 
 def test_invalid_scores_are_flagged_and_counted_over_grpc(stores, folder, tmp_path) -> None:
     pid = _damaged_copy(stores["fp16"], tmp_path / "nan", 7, "nan")
-    cfg = ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), str(tmp_path / "nan")),),
-                       host="127.0.0.1", port=0, metrics_port=0, runtime=CPU)
+    cfg = ServerConfig(
+        models=(ModelSpec("student", str(stores["artifact"]), str(tmp_path / "nan")),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        runtime=CPU,
+    )
     server = launch(cfg)
     try:
         query, ids = _request(folder, pid)
@@ -147,8 +164,13 @@ def test_invalid_scores_are_flagged_and_counted_over_grpc(stores, folder, tmp_pa
 
 
 def test_error_messages_quote_client_input_bounded(stores, folder) -> None:
-    cfg = ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-                       host="127.0.0.1", port=0, metrics_port=-1, runtime=CPU)
+    cfg = ServerConfig(
+        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        runtime=CPU,
+    )
     server = launch(cfg)
     try:
         query, ids = _request(folder, sorted(folder.passages)[0])
@@ -176,8 +198,13 @@ def _connectivity_while(channel: grpc.Channel, seconds: float) -> list[grpc.Chan
 
 
 def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> None:
-    cfg = ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-                       host="127.0.0.1", port=0, metrics_port=-1, runtime=CPU)
+    cfg = ServerConfig(
+        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        runtime=CPU,
+    )
     server = launch(cfg)
     engine = server.running.engine
     model = engine.models["student"]
@@ -187,8 +214,12 @@ def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> 
         time.sleep(0.5)
         return original(*arrays)
 
-    pinging = [("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 5000),
-               ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
+    pinging = [
+        ("grpc.keepalive_time_ms", 1000),
+        ("grpc.keepalive_timeout_ms", 5000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
     try:
         with grpc.insecure_channel(server.target, options=pinging) as channel:
             stub = pb_grpc.RerankerStub(channel)
@@ -197,8 +228,9 @@ def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> 
             assert grpc.ChannelConnectivity.IDLE not in idle and grpc.ChannelConnectivity.TRANSIENT_FAILURE not in idle
             model.prepare.scorer.score = slow
             query, ids = _request(folder, sorted(folder.passages)[0], n=60)
-            answer = stub.Rerank(pb.RerankRequest(query=query, candidates=[pb.Candidate(id=i) for i in ids],
-                                                  model="student"), timeout=30)
+            answer = stub.Rerank(
+                pb.RerankRequest(query=query, candidates=[pb.Candidate(id=i) for i in ids], model="student"), timeout=30
+            )
             assert len(answer.results) == len(ids)
     finally:
         model.prepare.scorer.score = original
@@ -211,8 +243,14 @@ def test_bearer_scheme_case_reflection_and_metrics_exposure(stores, tmp_path) ->
     auth = Auth("s3cret")
     assert all(auth.allowed_header(v) for v in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", " Bearer  s3cret"))
     assert not any(auth.allowed_header(v) for v in ("Basic s3cret", "Bearer wrong", "s3cret", "", None))
-    base = ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-                        host="127.0.0.1", port=0, metrics_port=0, runtime=CPU, token_file=str(token))
+    base = ServerConfig(
+        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        runtime=CPU,
+        token_file=str(token),
+    )
     server = launch(base.replace(metrics_auth=True))
     try:
         assert server.running._http.server_address[0] == "127.0.0.1"  # type: ignore[attr-defined]
@@ -240,17 +278,22 @@ def test_bearer_scheme_case_reflection_and_metrics_exposure(stores, tmp_path) ->
         with grpc.insecure_channel(server.target) as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
             with pytest.raises(grpc.RpcError) as rpc:
-                list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                               timeout=5))
+                list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
             assert rpc.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         server.stop()
 
 
 def test_queue_depth_returns_to_zero_after_dropped_work(stores, folder) -> None:
-    cfg = ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-                       host="127.0.0.1", port=0, metrics_port=0, runtime=CPU, max_queue_ms=0,
-                       batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1))
+    cfg = ServerConfig(
+        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        runtime=CPU,
+        max_queue_ms=0,
+        batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1),
+    )
     server = launch(cfg)
     model = server.running.engine.models["student"]
     original = model.prepare.scorer.score
@@ -289,10 +332,13 @@ def test_an_abandoned_requests_estimate_leaves_admission_at_once() -> None:
 
 def test_sighup_is_logged_and_ignored_and_in_flight_work_finishes(tiny_exports, tmp_path) -> None:
     config = tmp_path / "s.toml"
-    config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\nmetrics_port = -1\n[runtime]\nprovider = "cpu"\n'
-                      f'intra_op_threads = 1\n[[models]]\nname = "teacher"\nartifact = "{tiny_exports["bert_cat"][1]}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "reranker.cli", "serve", "--config", str(config)],
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nmetrics_port = -1\n[runtime]\nprovider = "cpu"\n'
+        f'intra_op_threads = 1\n[[models]]\nname = "teacher"\nartifact = "{tiny_exports["bert_cat"][1]}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reranker.cli", "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert proc.stderr is not None
     port = None
     for line in proc.stderr:
@@ -305,8 +351,9 @@ def test_sighup_is_logged_and_ignored_and_in_flight_work_finishes(tiny_exports, 
         qid = sorted(folder.queries)[0]
         texts = [(p, folder.passages[p]) for p, _ in folder.run("bm25")[qid][:20]]
         with RerankerClient(f"127.0.0.1:{port}", timeout=30) as client:
-            future = client.stub.Rerank.future(pb.RerankRequest(
-                query=folder.queries[qid], candidates=[pb.Candidate(id=i, text=t) for i, t in texts]), timeout=30)
+            future = client.stub.Rerank.future(
+                pb.RerankRequest(query=folder.queries[qid], candidates=[pb.Candidate(id=i, text=t) for i, t in texts]), timeout=30
+            )
             proc.send_signal(signal.SIGHUP)
             assert len(future.result().results) == 20
             time.sleep(0.3)
@@ -339,3 +386,23 @@ def test_store_verify_names_damaged_files_and_passages(stores, tmp_path, capsys)
     _damaged_copy(stores["residual"], tmp_path / "ids", 2, "ids")
     assert main(["store", "verify", str(tmp_path / "ids")]) == 2
     assert "centroid_ids.bin" in capsys.readouterr().err
+
+
+def test_serve_finds_the_default_passages_from_any_directory_or_names_the_option(tmp_path) -> None:
+    from reranker.errors import ConfigError
+    from reranker.provision import DEFAULT_DATA, default_data
+
+    assert default_data(tmp_path) == ROOT / DEFAULT_DATA  # beside the package of this (editable) checkout
+    (tmp_path / DEFAULT_DATA).mkdir(parents=True)
+    (tmp_path / DEFAULT_DATA / "passages.tsv.gz").write_bytes(b"")
+    assert default_data(tmp_path) == tmp_path / DEFAULT_DATA
+    import reranker.provision as provision
+
+    fake = tmp_path / "site" / "reranker" / "provision.py"
+    original = provision.__file__
+    try:
+        provision.__file__ = str(fake)
+        with pytest.raises(ConfigError, match="--data"):
+            default_data(tmp_path / "elsewhere")
+    finally:
+        provision.__file__ = original

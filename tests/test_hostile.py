@@ -31,6 +31,7 @@ SPECIALS = ("[MASK]", "[SEP]", "[PAD]", "[CLS]")
 
 # --- case 3: one long passage never fails its neighbours -------------------------------------------------------
 
+
 def test_a_long_passage_is_cut_and_flagged_not_refused(live, folder) -> None:
     query, pids = request_of(folder, 9)
     long_text = "flea " * 4001  # 20,005 characters: over the default max_passage_chars of 20,000
@@ -62,6 +63,7 @@ def test_list_models_lists_every_limit_that_can_refuse(live, setup) -> None:
 
 # --- case 4: typed special tokens are text ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("arch", ["bert_cat", "bert_dot", "colbert", "prett", "tk"])
 def test_typed_special_tokens_are_text_for_every_architecture(tiny_exports, arch) -> None:
     """The shipped tokenizer registers [MASK], [SEP], ... as special tokens: typed by a user they must
@@ -75,7 +77,7 @@ def test_typed_special_tokens_are_text_for_every_architecture(tiny_exports, arch
             lower = encode([f"{special.lower()} lifespan of a flea"])
             np.testing.assert_array_equal(upper.input_ids, lower.input_ids)
             first = 1 if upper.input_ids[0, 0] == tokenizer.cls_id else 0  # TK has no [CLS] ... [SEP]
-            pieces = upper.input_ids[0, first: first + int(upper.lengths[0])].tolist()
+            pieces = upper.input_ids[0, first : first + int(upper.lengths[0])].tolist()
             assert not control & set(pieces), (special, pieces)
     only_pad = prep.queries(["[PAD]"])
     assert int(only_pad.lengths[0]) == 3  # "[", "pad", "]": the text it is
@@ -93,6 +95,7 @@ def test_a_query_of_a_typed_special_token_is_its_text(live, folder) -> None:
 
 # --- case 5: a stored id sent with another text ----------------------------------------------------------------
 
+
 def test_each_result_says_where_its_state_came_from(live, folder) -> None:
     query, pids = request_of(folder, 3)
     with RerankerClient(live.target) as client:
@@ -108,6 +111,7 @@ def test_each_result_says_where_its_state_came_from(live, folder) -> None:
 
 
 # --- case 2: metrics say what the client saw -------------------------------------------------------------------
+
 
 def _slow(model, seconds: float) -> None:
     """Make a served model's core stage take ``seconds`` per batch (in-process server)."""
@@ -140,8 +144,17 @@ def test_codes_are_what_the_client_received_and_every_drop_is_counted(setup, fol
     assert metric(text, "reranker_requests_total", model="student", code="DEADLINE_EXCEEDED") == 1
     assert metric(text, "reranker_requests_total", model="student", code="CANCELLED") == 0
     assert metric(text, "reranker_dropped_pairs_total", model="student") == 3
-    assert metric(text, "grpc_server_handled_total", grpc_type="unary", grpc_service="reranker.v1.Reranker",
-                  grpc_method="Rerank", grpc_code="DEADLINE_EXCEEDED") == 1
+    assert (
+        metric(
+            text,
+            "grpc_server_handled_total",
+            grpc_type="unary",
+            grpc_service="reranker.v1.Reranker",
+            grpc_method="Rerank",
+            grpc_code="DEADLINE_EXCEEDED",
+        )
+        == 1
+    )
     assert metric(text, "grpc_server_handled_total", grpc_code="CANCELLED") == 0
 
 
@@ -152,16 +165,33 @@ def test_standard_grpc_metrics_have_the_ecosystem_labels_and_cover_health(live) 
         client.list_models()
     after = live.metrics()
     health = {"grpc_type": "unary", "grpc_service": "grpc.health.v1.Health", "grpc_method": "Check"}
-    for name in ("grpc_server_started_total", "grpc_server_msg_received_total", "grpc_server_msg_sent_total",
-                 "grpc_server_handling_seconds_count"):
+    for name in (
+        "grpc_server_started_total",
+        "grpc_server_msg_received_total",
+        "grpc_server_msg_sent_total",
+        "grpc_server_handling_seconds_count",
+    ):
         assert metric(after, name, **health) - metric(before, name, **health) == 1, name
-    assert metric(after, "grpc_server_handled_total", grpc_code="OK", **health) - metric(
-        before, "grpc_server_handled_total", grpc_code="OK", **health) == 1
-    assert metric(after, "grpc_server_handled_total", grpc_type="unary", grpc_service="reranker.v1.Reranker",
-                  grpc_method="ListModels", grpc_code="OK") >= 1
+    assert (
+        metric(after, "grpc_server_handled_total", grpc_code="OK", **health)
+        - metric(before, "grpc_server_handled_total", grpc_code="OK", **health)
+        == 1
+    )
+    assert (
+        metric(
+            after,
+            "grpc_server_handled_total",
+            grpc_type="unary",
+            grpc_service="reranker.v1.Reranker",
+            grpc_method="ListModels",
+            grpc_code="OK",
+        )
+        >= 1
+    )
 
 
 # --- case 6: SERVING only once a Rerank would succeed ----------------------------------------------------------
+
 
 def test_health_never_says_serving_for_a_model_that_cannot_answer(setup) -> None:
     """On every start path (an engine given, warm-up configured off), readiness is a request that

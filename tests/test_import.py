@@ -19,16 +19,30 @@ st_models = pytest.importorskip("sentence_transformers.models")
 from reranker.cli import main  # noqa: E402
 from reranker.errors import ConfigError  # noqa: E402
 
-WORDS = ("the a of is what how who define flea fleas live year lifespan long cost concrete floor robert gray "  # noqa: SIM905
-         "visceral means feelings deep an insect american captain").split()
-PAIRS = [("what is the lifespan of a flea", "fleas live a year"), ("who is robert gray", "an american captain"),
-         ("define visceral", "visceral means deep feelings"), ("cost of a concrete floor", "the floor of a flea"),
-         ("how long", "what is a year")]
+_WORDS = (
+    "the a of is what how who define flea fleas live year lifespan long cost concrete floor robert gray "
+    "visceral means feelings deep an insect american captain"
+)
+WORDS = _WORDS.split()
+PAIRS = [
+    ("what is the lifespan of a flea", "fleas live a year"),
+    ("who is robert gray", "an american captain"),
+    ("define visceral", "visceral means deep feelings"),
+    ("cost of a concrete floor", "the floor of a flea"),
+    ("how long", "what is a year"),
+]
 
 
 def _bert_config(**extra):
-    return transformers.BertConfig(vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=64, max_position_embeddings=128, **extra)
+    return transformers.BertConfig(
+        vocab_size=5 + len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +83,10 @@ def _ours(src: Path, out: Path) -> np.ndarray:
     prep = Preprocessor(loaded.tokenizer, loaded.config)
     q, p = prep.queries([a for a, _ in PAIRS]), prep.passages([b for _, b in PAIRS])
     with torch.no_grad():
-        return loaded.model.score(Tokens(torch.from_numpy(q.input_ids), torch.from_numpy(q.attention_mask)),
-                                  Tokens(torch.from_numpy(p.input_ids), torch.from_numpy(p.attention_mask))).numpy()
+        return loaded.model.score(
+            Tokens(torch.from_numpy(q.input_ids), torch.from_numpy(q.attention_mask)),
+            Tokens(torch.from_numpy(p.input_ids), torch.from_numpy(p.attention_mask)),
+        ).numpy()
 
 
 def test_transformers_cross_encoder_scores_its_logit(saved, tmp_path) -> None:
@@ -101,8 +117,22 @@ def test_sentence_transformers_bi_encoder_scores_its_similarity(saved, tmp_path,
 def test_imported_models_export_and_serve(saved, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     for name in ("st-cross", "st-dense"):
-        assert main(["import", "--from", str(saved[name]), "--out", str(tmp_path / name), "--query-max-len", "16",
-                     "--passage-max-len", "32"]) == 0
+        assert (
+            main(
+                [
+                    "import",
+                    "--from",
+                    str(saved[name]),
+                    "--out",
+                    str(tmp_path / name),
+                    "--query-max-len",
+                    "16",
+                    "--passage-max-len",
+                    "32",
+                ]
+            )
+            == 0
+        )
         assert main(["export", "--model", str(tmp_path / name), "--out", str(tmp_path / f"{name}-onnx")]) == 0
     from reranker.artifact import Artifact
     from reranker.engine import LocalEngine, RuntimeConfig, passage_encoder

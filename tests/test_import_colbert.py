@@ -33,15 +33,24 @@ from .test_import import WORDS  # noqa: E402  (the same small vocabulary)
 
 PUNCT = list(".,?!'-:;")
 QUERIES = ["what is the lifespan of a flea?", "who is robert gray", "define: visceral", "cost, concrete floor!"]
-DOCS = ["fleas live a year. an insect!", "an american captain, robert gray; a captain's captain.",
-        "visceral means deep feelings - the deep, deep feelings of a flea who is an insect of the floor",
-        "zebra concrete floor? the cost of a floor is a year of cost"]  # "zebra" is [UNK]
+DOCS = [
+    "fleas live a year. an insect!",
+    "an american captain, robert gray; a captain's captain.",
+    "visceral means deep feelings - the deep, deep feelings of a flea who is an insect of the floor",
+    "zebra concrete floor? the cost of a floor is a year of cost",
+]  # "zebra" is [UNK]
 Q_LEN, D_LEN, DIM = 12, 16, 16
 
 
 def _bert_config(vocab: int) -> transformers.BertConfig:
-    return transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   intermediate_size=64, max_position_embeddings=64)
+    return transformers.BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
 
 
 class HFColBERT(transformers.BertPreTrainedModel):
@@ -59,9 +68,20 @@ def _stanford_dir(root: Path, name: str, **meta) -> Path:
     torch.manual_seed(3)
     HFColBERT(_bert_config(len(_vocab(root)))).eval().save_pretrained(out)
     transformers.BertTokenizerFast(vocab=str(root / "vocab.txt")).save_pretrained(out)
-    metadata = {"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_token": "[Q]", "doc_token": "[D]",
-                "query_maxlen": Q_LEN, "doc_maxlen": D_LEN, "mask_punctuation": True, "attend_to_mask_tokens": False,
-                "dim": DIM, "similarity": "cosine", "interaction": "colbert", **meta}
+    metadata = {
+        "query_token_id": "[unused0]",
+        "doc_token_id": "[unused1]",
+        "query_token": "[Q]",
+        "doc_token": "[D]",
+        "query_maxlen": Q_LEN,
+        "doc_maxlen": D_LEN,
+        "mask_punctuation": True,
+        "attend_to_mask_tokens": False,
+        "dim": DIM,
+        "similarity": "cosine",
+        "interaction": "colbert",
+        **meta,
+    }
     (out / "artifact.metadata").write_text(json.dumps(metadata, indent=4))
     return out
 
@@ -90,10 +110,20 @@ def _pylate_dir(root: Path, name: str, **cfg) -> Path:
     dense_cfg = out / modules[1]["path"] / "config.json"
     dense_cfg.write_text(json.dumps({**json.loads(dense_cfg.read_text()), "use_residual": False}))
     st_cfg = json.loads((out / "config_sentence_transformers.json").read_text())
-    st_cfg.update({"model_type": "ColBERT", "similarity_fn_name": "MaxSim", "query_prefix": "[Q] ",
-                   "document_prefix": "[D] ", "query_length": Q_LEN, "document_length": D_LEN,
-                   "attend_to_expansion_tokens": False, "skiplist_words": list(string.punctuation),
-                   "do_query_expansion": True, **cfg})
+    st_cfg.update(
+        {
+            "model_type": "ColBERT",
+            "similarity_fn_name": "MaxSim",
+            "query_prefix": "[Q] ",
+            "document_prefix": "[D] ",
+            "query_length": Q_LEN,
+            "document_length": D_LEN,
+            "attend_to_expansion_tokens": False,
+            "skiplist_words": list(string.punctuation),
+            "do_query_expansion": True,
+            **cfg,
+        }
+    )
     (out / "config_sentence_transformers.json").write_text(json.dumps(st_cfg, indent=2))
     return out
 
@@ -121,8 +151,7 @@ def stanford_reference(src: Path) -> np.ndarray:
     with torch.no_grad():
         q = bert(ids, attention_mask=mask)[0] @ linear.T
         q = torch.nn.functional.normalize(q * (ids != tok.pad_token_id).unsqueeze(2).float(), p=2, dim=2)
-        obj = tok(DOCS, padding="longest", truncation="longest_first", return_tensors="pt",
-                  max_length=meta["doc_maxlen"] - 1)
+        obj = tok(DOCS, padding="longest", truncation="longest_first", return_tensors="pt", max_length=meta["doc_maxlen"] - 1)
         ids = _insert(obj["input_ids"], tok.convert_tokens_to_ids(meta["doc_token_id"]))
         d = bert(ids, attention_mask=_insert(obj["attention_mask"], 1))[0] @ linear.T
     skip = {tok.encode(s, add_special_tokens=False)[0] for s in string.punctuation} if meta["mask_punctuation"] else set()
@@ -143,8 +172,13 @@ def pylate_reference(src: Path) -> np.ndarray:
 
     def encode(texts: list[str], is_query: bool) -> list[torch.Tensor]:
         length = cfg["query_length"] if is_query else cfg["document_length"]
-        obj = tok(texts, padding="max_length" if is_query and expand else True, truncation="longest_first",
-                  return_tensors="pt", max_length=length - 1)
+        obj = tok(
+            texts,
+            padding="max_length" if is_query and expand else True,
+            truncation="longest_first",
+            return_tensors="pt",
+            max_length=length - 1,
+        )
         ids = _insert(obj["input_ids"], tok.convert_tokens_to_ids(cfg["query_prefix" if is_query else "document_prefix"]))
         mask = _insert(obj["attention_mask"], 1)
         if is_query and attend:
@@ -165,11 +199,13 @@ def pylate_reference(src: Path) -> np.ndarray:
 def saved(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("colbert-import")
     _vocab(root)
-    return {"stanford": _stanford_dir(root, "stanford"),
-            "stanford-attend": _stanford_dir(root, "stanford-attend", attend_to_mask_tokens=True, mask_punctuation=False),
-            "pylate": _pylate_dir(root, "pylate"),
-            "pylate-attend": _pylate_dir(root, "pylate-attend", attend_to_expansion_tokens=True),
-            "pylate-noexp": _pylate_dir(root, "pylate-noexp", do_query_expansion=False)}
+    return {
+        "stanford": _stanford_dir(root, "stanford"),
+        "stanford-attend": _stanford_dir(root, "stanford-attend", attend_to_mask_tokens=True, mask_punctuation=False),
+        "pylate": _pylate_dir(root, "pylate"),
+        "pylate-attend": _pylate_dir(root, "pylate-attend", attend_to_expansion_tokens=True),
+        "pylate-noexp": _pylate_dir(root, "pylate-noexp", do_query_expansion=False),
+    }
 
 
 def _ours(src: Path, out: Path) -> np.ndarray:
@@ -182,8 +218,10 @@ def _ours(src: Path, out: Path) -> np.ndarray:
     prep = Preprocessor(loaded.tokenizer, loaded.config)
     q, p = prep.queries(QUERIES), prep.passages(DOCS)
     with torch.no_grad():
-        return loaded.model.score(Tokens(torch.from_numpy(q.input_ids), torch.from_numpy(q.attention_mask)),
-                                  Tokens(torch.from_numpy(p.input_ids), torch.from_numpy(p.attention_mask))).numpy()
+        return loaded.model.score(
+            Tokens(torch.from_numpy(q.input_ids), torch.from_numpy(q.attention_mask)),
+            Tokens(torch.from_numpy(p.input_ids), torch.from_numpy(p.attention_mask)),
+        ).numpy()
 
 
 @pytest.mark.parametrize("name", ["stanford", "stanford-attend"])

@@ -51,9 +51,12 @@ def _torch_and_onnx_scores(ckpt: Path, artifact_dir: Path, queries: list[str], p
         for query in queries:
             q, p = prep.queries([query] * len(passages)), prep.passages(passages)
             with torch.no_grad():
-                expected.append(loaded.model.score(Tokens(torch.from_numpy(q.input_ids), torch.from_numpy(q.attention_mask)),
-                                                   Tokens(torch.from_numpy(p.input_ids),
-                                                          torch.from_numpy(p.attention_mask))).numpy())
+                expected.append(
+                    loaded.model.score(
+                        Tokens(torch.from_numpy(q.input_ids), torch.from_numpy(q.attention_mask)),
+                        Tokens(torch.from_numpy(p.input_ids), torch.from_numpy(p.attention_mask)),
+                    ).numpy()
+                )
             got.append(np.array(engine.scores(query, [f"p{i}" for i in range(len(passages))], passages)[0]))
     finally:
         engine.close()
@@ -85,10 +88,12 @@ def test_assembled_scores_match_the_torch_model(shipped, tmp_path) -> None:
 
 def test_assembly_needs_no_torch(shipped, tmp_path) -> None:
     """Run assemble with torch, transformers and onnx made unimportable."""
-    code = ("import sys\nfor m in ('torch', 'transformers', 'onnx'): sys.modules[m] = None\n"
-            "from reranker.kit import assemble\nfrom reranker.artifact import Artifact\n"
-            f"Artifact.open(assemble({str(shipped)!r}, {str(tmp_path / 'art')!r}))\n"
-            "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\nprint('ok')\n")
+    code = (
+        "import sys\nfor m in ('torch', 'transformers', 'onnx'): sys.modules[m] = None\n"
+        "from reranker.kit import assemble\nfrom reranker.artifact import Artifact\n"
+        f"Artifact.open(assemble({str(shipped)!r}, {str(tmp_path / 'art')!r}))\n"
+        "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\nprint('ok')\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 

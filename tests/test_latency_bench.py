@@ -23,10 +23,35 @@ def bench_run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     pytest.importorskip("torch")
     work = tmp_path_factory.mktemp("bench-latency")
     out = work / "latency.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks/latency.py"), "--quick", "--base", str(tiny_base), "--lengths",
-           LENGTHS, "--data", str(DL19_MINI), "--queries", "3", "--work", str(work), "--candidates", "5,30",
-           "--interleave-candidates", "30", "--concurrency", "1,2", "--requests", "4", "--cell-seconds", "0",
-           "--rounds", "2", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks/latency.py"),
+        "--quick",
+        "--base",
+        str(tiny_base),
+        "--lengths",
+        LENGTHS,
+        "--data",
+        str(DL19_MINI),
+        "--queries",
+        "3",
+        "--work",
+        str(work),
+        "--candidates",
+        "5,30",
+        "--interleave-candidates",
+        "30",
+        "--concurrency",
+        "1,2",
+        "--requests",
+        "4",
+        "--cell-seconds",
+        "0",
+        "--rounds",
+        "2",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)  # not the repository root
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work, json.loads(out.read_text())
@@ -52,10 +77,39 @@ def test_zero_setup_run_writes_every_cell(bench_run: tuple[Path, dict]) -> None:
 def test_second_run_reuses_the_cache(bench_run: tuple[Path, dict], tiny_base: Path) -> None:
     work, _ = bench_run
     stamp = {p: p.stat().st_mtime for p in work.glob("*/onnx-*/manifest.json")}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.latency", "--base", str(tiny_base), "--lengths", LENGTHS,
-                           "--data", str(DL19_MINI), "--queries", "3", "--work", str(work), "--models", "colbert",
-                           "--candidates", "5", "--concurrency", "1", "--requests", "2", "--cell-seconds", "0",
-                           "--rounds", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.latency",
+            "--base",
+            str(tiny_base),
+            "--lengths",
+            LENGTHS,
+            "--data",
+            str(DL19_MINI),
+            "--queries",
+            "3",
+            "--work",
+            str(work),
+            "--models",
+            "colbert",
+            "--candidates",
+            "5",
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--cell-seconds",
+            "0",
+            "--rounds",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "building" not in proc.stdout
     assert stamp and stamp == {p: p.stat().st_mtime for p in work.glob("*/onnx-*/manifest.json")}
@@ -70,10 +124,35 @@ def test_sheds_are_a_rate_not_a_failure(bench_run: tuple[Path, dict]) -> None:
     config = work / "shedding.toml"
     config.write_text(text)
     out = work / "shed.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.latency", "--config", str(config), "--data", str(DL19_MINI),
-                           "--models", "colbert-text", "--candidates", "20", "--concurrency", "4", "--requests", "24",
-                           "--cell-seconds", "0", "--shed-backoff-ms", "1", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.latency",
+            "--config",
+            str(config),
+            "--data",
+            str(DL19_MINI),
+            "--models",
+            "colbert-text",
+            "--candidates",
+            "20",
+            "--concurrency",
+            "4",
+            "--requests",
+            "24",
+            "--cell-seconds",
+            "0",
+            "--shed-backoff-ms",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (cell,) = json.loads(out.read_text())["records"]
     assert cell["requests"] == 24 and cell["ok"] + cell["shed"] == 24
@@ -99,12 +178,38 @@ print("ok")
 def test_gpu_script_falls_back_to_the_cpu(bench_run: tuple[Path, dict], tiny_base: Path, tmp_path: Path) -> None:
     """benchmarks/gpu/run.sh with PROVIDER=cpu: no install, the same JSON as the CPU benchmark."""
     work, _ = bench_run
-    env = {**os.environ, "PROVIDER": "cpu", "SKIP_INSTALL": "1", "WORK": str(work), "OUT": str(tmp_path),
-           "PY": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks/gpu/run.sh"), "--base", str(tiny_base), "--lengths", LENGTHS,
-                           "--data", str(DL19_MINI), "--queries", "3", "--candidates", "30", "--concurrency", "1",
-                           "--requests", "2", "--cell-seconds", "0", "--rounds", "1", "--interleave-candidates", "30"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PROVIDER": "cpu", "SKIP_INSTALL": "1", "WORK": str(work), "OUT": str(tmp_path), "PY": sys.executable}
+    proc = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks/gpu/run.sh"),
+            "--base",
+            str(tiny_base),
+            "--lengths",
+            LENGTHS,
+            "--data",
+            str(DL19_MINI),
+            "--queries",
+            "3",
+            "--candidates",
+            "30",
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--cell-seconds",
+            "0",
+            "--rounds",
+            "1",
+            "--interleave-candidates",
+            "30",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "latency-cpu.json").read_text())
     assert {r["model"] for r in report["records"]} == {"teacher", "colbert", "colbert-text", "bert-dot", "tk"}

@@ -18,8 +18,22 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "reranker"
 GENERATED = PACKAGE / "v1"
 
-SERVING = ("arch", "artifact", "client", "config", "engine", "errors", "fusion", "kit", "manifest", "provision",
-           "runtime", "server", "store", "tokenization")
+SERVING = (
+    "arch",
+    "artifact",
+    "client",
+    "config",
+    "engine",
+    "errors",
+    "fusion",
+    "kit",
+    "manifest",
+    "provision",
+    "runtime",
+    "server",
+    "store",
+    "tokenization",
+)
 """Parts of the package the ``serve`` install runs (no torch)."""
 TORCH = ("torch", "transformers", "safetensors.torch")
 """What serving never imports (safetensors' numpy reader is allowed: it needs no torch)."""
@@ -93,7 +107,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -124,8 +138,10 @@ def test_the_server_is_transport_only() -> None:
             if module.startswith("reranker."):
                 allowed = module in SERVER_MAY_IMPORT or module.startswith(tuple(f"{m}." for m in SERVER_MAY_IMPORT))
                 public = not module.startswith("reranker.engine.") or _is_public_engine_name(module)
-                assert allowed and public, f"{path.relative_to(ROOT)} imports {module} (the server may import only " \
-                                           f"{', '.join(SERVER_MAY_IMPORT)}, and the engine only from its package)"
+                assert allowed and public, (
+                    f"{path.relative_to(ROOT)} imports {module} (the server may import only "
+                    f"{', '.join(SERVER_MAY_IMPORT)}, and the engine only from its package)"
+                )
 
 
 def _is_public_engine_name(module: str) -> bool:
@@ -150,8 +166,17 @@ def test_serving_never_imports_torch_models_or_training() -> None:
 
 
 def test_models_training_and_teachers_never_import_serving_code() -> None:
-    serving = ("reranker.server", "reranker.engine", "reranker.runtime", "reranker.store", "reranker.cli",
-               "reranker.provision", "reranker.client", "onnxruntime", "grpc")
+    serving = (
+        "reranker.server",
+        "reranker.engine",
+        "reranker.runtime",
+        "reranker.store",
+        "reranker.cli",
+        "reranker.provision",
+        "reranker.client",
+        "onnxruntime",
+        "grpc",
+    )
     for sub in ("models", "training", "teachers"):
         for path in modules(PACKAGE / sub):
             bad = sorted(m for m in imports_of(path) if m.startswith(serving))
@@ -163,8 +188,15 @@ def test_the_store_reader_needs_only_numpy() -> None:
         for module in imports_of(PACKAGE / "store" / name):
             top = module.split(".")[0]
             assert top in ("__future__", "dataclasses", "pathlib", "typing", "numpy", "reranker"), module
-            assert not module.startswith(("reranker.runtime", "reranker.engine", "reranker.store.build",
-                                          "reranker.store.compress", "reranker.store.distributed")), module
+            assert not module.startswith(
+                (
+                    "reranker.runtime",
+                    "reranker.engine",
+                    "reranker.store.build",
+                    "reranker.store.compress",
+                    "reranker.store.distributed",
+                )
+            ), module
 
 
 def _arch_comparisons(path: Path) -> list[int]:
@@ -188,8 +220,12 @@ def _arch_comparisons(path: Path) -> list[int]:
 
 
 def test_architecture_names_are_compared_in_at_most_two_files() -> None:
-    found = {str(p.relative_to(ROOT)): lines for folder in ("reranker", "export", "benchmarks")
-             for p in modules(ROOT / folder) if (lines := _arch_comparisons(p))}
+    found = {
+        str(p.relative_to(ROOT)): lines
+        for folder in ("reranker", "export", "benchmarks")
+        for p in modules(ROOT / folder)
+        if (lines := _arch_comparisons(p))
+    }
     assert len(found) <= 2, f"architecture names are compared in {found}; ask reranker.arch.spec() instead"
 
 

@@ -11,8 +11,7 @@ from reranker.training.losses import get_loss, margin_mse, pointwise_mse, rankne
 
 def test_margin_mse_hand_computed() -> None:
     # margins: student (2-1)=1, (0-2)=-2 ; teacher (7-4)=3, (1-1)=0 -> ((1-3)^2 + (-2-0)^2)/2 = 4
-    loss = margin_mse(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 2.0]), torch.tensor([7.0, 1.0]),
-                      torch.tensor([4.0, 1.0]))
+    loss = margin_mse(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 2.0]), torch.tensor([7.0, 1.0]), torch.tensor([4.0, 1.0]))
     assert loss.item() == pytest.approx(4.0)
 
 

@@ -121,8 +121,10 @@ def test_one_model_on_openvino_beside_onnx_runtime(tiny_exports, tmp_path: Path)
     from reranker.server.config import load_config
 
     config = tmp_path / "server.toml"
-    config.write_text(f'[runtime]\nprovider = "cpu"\n[[models]]\nname = "teacher"\nartifact = "{tiny_exports["bert_cat"][1]}"\n'
-                      f'backend = "openvino"\n[[models]]\nname = "student"\nartifact = "{tiny_exports["colbert"][1]}"\n')
+    config.write_text(
+        f'[runtime]\nprovider = "cpu"\n[[models]]\nname = "teacher"\nartifact = "{tiny_exports["bert_cat"][1]}"\n'
+        f'backend = "openvino"\n[[models]]\nname = "student"\nartifact = "{tiny_exports["colbert"][1]}"\n'
+    )
     cfg = load_config(config)
     assert [m.backend for m in cfg.models] == ["openvino", ""]
     engine = Engine.from_config(cfg.engine)

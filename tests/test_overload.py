@@ -41,8 +41,9 @@ def colbert(tiny_exports, tmp_path_factory) -> tuple[str, str, list[str]]:
     folder = DataFolder.open(DL19_MINI)
     artifact = tiny_exports["colbert"][1]
     store = tmp_path_factory.mktemp("overload") / "store"
-    build_store(Artifact.open(artifact), folder.passages, store, encode=passage_encoder(Artifact.open(artifact), CPU),
-                progress=False)
+    build_store(
+        Artifact.open(artifact), folder.passages, store, encode=passage_encoder(Artifact.open(artifact), CPU), progress=False
+    )
     return str(artifact), str(store), sorted(folder.passages)
 
 
@@ -50,8 +51,12 @@ def engine_of(colbert, sink: Drops, **cfg) -> tuple[Engine, list[float]]:
     """An engine whose passage encoding takes CHUNK_S per chunk of 4; returns it and the chunk start times."""
     artifact, store, _ = colbert
     settings = {"pre_workers": 1, "warmup": False, "max_queue_ms": 0.0, **cfg}
-    engine = Engine.from_config(EngineConfig(models=(ModelSpec("m", artifact, store),), runtime=CPU,
-                                             batching=BatcherConfig(max_batch_size=4), **settings), sink)
+    engine = Engine.from_config(
+        EngineConfig(
+            models=(ModelSpec("m", artifact, store),), runtime=CPU, batching=BatcherConfig(max_batch_size=4), **settings
+        ),
+        sink,
+    )
     scorer = engine.models["m"].prepare.scorer
     real, chunks = scorer.encode_passages, []
 
@@ -178,8 +183,15 @@ def test_a_client_cancelling_over_grpc_stops_the_encoding_and_counts_the_drop(co
     from .test_server import launch, metric
 
     artifact, store, _ = colbert
-    cfg = ServerConfig(models=(ModelSpec("m", artifact, store),), host="127.0.0.1", port=0, metrics_port=0,
-                       runtime=CPU, batching=BatcherConfig(max_batch_size=4), pre_workers=1)
+    cfg = ServerConfig(
+        models=(ModelSpec("m", artifact, store),),
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        runtime=CPU,
+        batching=BatcherConfig(max_batch_size=4),
+        pre_workers=1,
+    )
     server = launch(cfg)
     try:
         scorer = server.running.engine.models["m"].prepare.scorer
@@ -209,5 +221,6 @@ def test_a_client_cancelling_over_grpc_stops_the_encoding_and_counts_the_drop(co
 def client_request(req: RerankInput):
     from reranker.v1 import reranker_pb2 as pb
 
-    return pb.RerankRequest(query=req.query, candidates=[pb.Candidate(id=i, text=t) for i, t in zip(req.ids, req.texts,
-                                                                                                     strict=True)])
+    return pb.RerankRequest(
+        query=req.query, candidates=[pb.Candidate(id=i, text=t) for i, t in zip(req.ids, req.texts, strict=True)]
+    )

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SPEED = [("q one", [("p1", "a passage"), ("p2", "another, longer passage")]), ("q two", [("p3", "x")])]
 QUALITY = [("q three", [("p4", "abc"), ("p5", "abcdef")])]
-FAKE = textwrap.dedent('''
+FAKE = textwrap.dedent("""
     import argparse, json, sys
     ap = argparse.ArgumentParser()
     for a in ("--hf-dir", "--pairs", "--batches", "--max-length", "--work", "--systems"):
@@ -49,7 +49,7 @@ FAKE = textwrap.dedent('''
         else:
             print(json.dumps({"system": cmd["system"], "scores": [[len(p) * cmd["batch"] for p in r["passages"]]
                   for r in pairs["quality"]]}), flush=True)
-''')
+""")
 
 
 @pytest.fixture
@@ -80,8 +80,9 @@ def fake_root(tmp_path: Path, mode: str = "ok") -> tuple[Path, Path, Path]:
 
 
 def test_missing_venvs_are_reported_per_system_with_the_setup_command(tmp_path: Path, pv: ModuleType) -> None:
-    found, not_run, versions = pv.start_runners(tmp_path / "hf", SPEED, QUALITY, [16], 64, tmp_path / "work",
-                                             skip={"infinity, torch"}, root=tmp_path)
+    found, not_run, versions = pv.start_runners(
+        tmp_path / "hf", SPEED, QUALITY, [16], 64, tmp_path / "work", skip={"infinity, torch"}, root=tmp_path
+    )
     assert found == {} and versions == {}
     expected = {s for systems in pv.VENVS.values() for s in systems} - {"infinity, torch"}
     assert set(not_run) == expected
@@ -90,8 +91,18 @@ def test_missing_venvs_are_reported_per_system_with_the_setup_command(tmp_path: 
 
 def test_protocol_round_trip_with_a_fake_runner(tmp_path: Path, pv: ModuleType) -> None:
     root, runner, hf = fake_root(tmp_path)
-    found, not_run, versions = pv.start_runners(hf, SPEED, QUALITY, [16, 32], 64, tmp_path / "work", skip={"c"},
-                                             root=root, runner=runner, venvs={".venv-fake": ("a", "b", "c", "broken")})
+    found, not_run, versions = pv.start_runners(
+        hf,
+        SPEED,
+        QUALITY,
+        [16, 32],
+        64,
+        tmp_path / "work",
+        skip={"c"},
+        root=root,
+        runner=runner,
+        venvs={".venv-fake": ("a", "b", "c", "broken")},
+    )
     try:
         assert set(found) == {"a", "b"} and found["a"] is found["b"]
         assert not_run == {"broken": "ImportError: no module named broken"}
@@ -109,11 +120,11 @@ def test_protocol_round_trip_with_a_fake_runner(tmp_path: Path, pv: ModuleType) 
 
 
 @pytest.mark.parametrize(("mode", "message"), [("garbage", "not JSON"), ("die", "exited \\(code 3\\)")])
-def test_a_runner_that_breaks_the_protocol_is_not_run(tmp_path: Path, mode: str, message: str,
-                                                      pv: ModuleType) -> None:
+def test_a_runner_that_breaks_the_protocol_is_not_run(tmp_path: Path, mode: str, message: str, pv: ModuleType) -> None:
     root, runner, hf = fake_root(tmp_path, mode)
-    found, not_run, _ = pv.start_runners(hf, SPEED, QUALITY, [16], 64, tmp_path / "work", skip=set(), root=root,
-                                      runner=runner, venvs={".venv-fake": ("a",)})
+    found, not_run, _ = pv.start_runners(
+        hf, SPEED, QUALITY, [16], 64, tmp_path / "work", skip=set(), root=root, runner=runner, venvs={".venv-fake": ("a",)}
+    )
     pv.close_runners(found)
     assert found == {}
     assert set(not_run) == {"a"}
@@ -156,13 +167,21 @@ def test_serve_times_scores_and_rejects_bad_commands(monkeypatch: pytest.MonkeyP
         def score(query: str, texts: list[str]) -> list[float]:
             calls.append((batch, query, len(texts)))
             return [float(len(t)) for t in texts]
+
         return score
 
-    pairs = {"speed": [{"query": "q1", "passages": ["a", "bb"]}, {"query": "q2", "passages": ["c"]}],
-             "quality": [{"query": "q3", "passages": ["ddd", "e"]}]}
-    cmds = [{"op": "time", "system": "s", "requests": 1}, {"op": "score", "system": "s", "batch": 4},
-            {"op": "time", "system": "t", "requests": None}, {"op": "fly", "system": "s"}, {"op": "quit"},
-            {"op": "time", "system": "s", "requests": None}]
+    pairs = {
+        "speed": [{"query": "q1", "passages": ["a", "bb"]}, {"query": "q2", "passages": ["c"]}],
+        "quality": [{"query": "q3", "passages": ["ddd", "e"]}],
+    }
+    cmds = [
+        {"op": "time", "system": "s", "requests": 1},
+        {"op": "score", "system": "s", "batch": 4},
+        {"op": "time", "system": "t", "requests": None},
+        {"op": "fly", "system": "s"},
+        {"op": "quit"},
+        {"op": "time", "system": "s", "requests": None},
+    ]
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(c) + "\n" for c in cmds)))
     out: list[dict] = []
     runner_module.serve({"s": system}, pairs, [4, 8], out.append)

@@ -39,13 +39,10 @@ def test_ray_build_equals_single_process_build_and_resumes(local_ray, tiny_expor
     art = Artifact.open(tiny_exports["colbert"][1])
     folder = DataFolder.open(DL19_MINI)
     passages = {p: folder.passages[p] for p in sorted(folder.passages)[:36]}
-    single = build_store(art, passages, tmp_path / "single", encode=passage_encoder(art), codec=CODEC, chunk=6,
-                         progress=False)
-    m = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, encoder=cpu_encoder, codec=CODEC,
-                        actors=2, chunk=6)
+    single = build_store(art, passages, tmp_path / "single", encode=passage_encoder(art), codec=CODEC, chunk=6, progress=False)
+    m = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, encoder=cpu_encoder, codec=CODEC, actors=2, chunk=6)
     assert m["shards"] == ["shards/00000", "shards/00001", "shards/00002"] and m["build"]["shards_built_now"] == 3
-    assert (m["passages"], m["tokens"], m["bytes_per_token"]) == (single["passages"], single["tokens"],
-                                                                  single["bytes_per_token"])
+    assert (m["passages"], m["tokens"], m["bytes_per_token"]) == (single["passages"], single["tokens"], single["bytes_per_token"])
     one, sharded = PassageStore.open(tmp_path / "single", art), PassageStore.open(tmp_path / "ray", art)
     assert sharded.ids == one.ids and len(sharded.shards) == 3  # type: ignore[attr-defined]
     for pid in one.ids:
@@ -64,8 +61,9 @@ def test_ray_build_equals_single_process_build_and_resumes(local_ray, tiny_expor
     key = {"ids_sha256": m["ids_sha256"], "artifact_sha256": art.checksum, "codec": CODEC.key(), "shards": 3}
     (tmp_path / "ray.partial" / "build.json").write_text(json.dumps(key))
     (tmp_path / "ray.partial" / "codec.json").write_text(json.dumps(m["codec"]))
-    again = build_store_ray(art.directory, passages, tmp_path / "ray", shards=3, encoder=cpu_encoder, codec=CODEC,
-                            actors=1, chunk=6)
+    again = build_store_ray(
+        art.directory, passages, tmp_path / "ray", shards=3, encoder=cpu_encoder, codec=CODEC, actors=1, chunk=6
+    )
     assert again["build"]["shards_built_now"] == 1
     resumed = PassageStore.open(tmp_path / "ray", art, verify_vectors=True)
     for pid in one.ids:

@@ -74,10 +74,13 @@ def setup(tiny_exports, folder, tmp_path_factory) -> dict[str, object]:
     colbert = tiny_exports["colbert"][1]
     art = Artifact.open(colbert)
     build_store(art, folder.passages, root / "store", encode=passage_encoder(art, CPU), progress=False)
-    models = (ModelSpec("student", str(colbert), str(root / "store")),
-              ModelSpec("teacher", str(tiny_exports["bert_cat"][1]), limits=Limits(max_candidates=5)))
-    cfg = ServerConfig(models=models, host="127.0.0.1", port=0, metrics_port=0, runtime=CPU,
-                       batching=BatcherConfig(max_wait_s=0.05))
+    models = (
+        ModelSpec("student", str(colbert), str(root / "store")),
+        ModelSpec("teacher", str(tiny_exports["bert_cat"][1]), limits=Limits(max_candidates=5)),
+    )
+    cfg = ServerConfig(
+        models=models, host="127.0.0.1", port=0, metrics_port=0, runtime=CPU, batching=BatcherConfig(max_wait_s=0.05)
+    )
     return {"cfg": cfg, "root": root, "colbert": colbert}
 
 
@@ -130,17 +133,29 @@ def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:
     assert [r.index for r in by_text.results] == np.argsort(-np.array(t_want), kind="stable")[:3].tolist()
 
 
-@pytest.mark.parametrize(("kwargs", "code", "message"), [
-    ({"query": "", "candidates": ["a"]}, grpc.StatusCode.INVALID_ARGUMENT, "query is empty"),
-    ({"query": "q", "candidates": []}, grpc.StatusCode.INVALID_ARGUMENT, "no candidates"),
-    ({"query": "q", "candidates": [("a", "t")] * 6, "model": "teacher"}, grpc.StatusCode.INVALID_ARGUMENT,
-     "at most 5 per request"),
-    ({"query": "q", "candidates": ["a"], "model": "nope"}, grpc.StatusCode.NOT_FOUND, "unknown model 'nope'"),
-    ({"query": "q", "candidates": ["missing-1", ("x", "text"), "missing-2"]}, grpc.StatusCode.NOT_FOUND,
-     "'missing-1', 'missing-2'"),
-    ({"query": "one two three four five six seven eight nine ten eleven", "candidates": [("a", "t")]},
-     grpc.StatusCode.INVALID_ARGUMENT, "never truncated"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "code", "message"),
+    [
+        ({"query": "", "candidates": ["a"]}, grpc.StatusCode.INVALID_ARGUMENT, "query is empty"),
+        ({"query": "q", "candidates": []}, grpc.StatusCode.INVALID_ARGUMENT, "no candidates"),
+        (
+            {"query": "q", "candidates": [("a", "t")] * 6, "model": "teacher"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "at most 5 per request",
+        ),
+        ({"query": "q", "candidates": ["a"], "model": "nope"}, grpc.StatusCode.NOT_FOUND, "unknown model 'nope'"),
+        (
+            {"query": "q", "candidates": ["missing-1", ("x", "text"), "missing-2"]},
+            grpc.StatusCode.NOT_FOUND,
+            "'missing-1', 'missing-2'",
+        ),
+        (
+            {"query": "one two three four five six seven eight nine ten eleven", "candidates": [("a", "t")]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "never truncated",
+        ),
+    ],
+)
 def test_bad_requests_get_precise_codes(live, kwargs, code, message) -> None:
     with RerankerClient(live.target) as client:
         with pytest.raises(grpc.RpcError) as info:
@@ -157,13 +172,16 @@ def test_concurrent_requests_share_batches_and_metrics_move(live, folder) -> Non
         results = list(pool.map(lambda p: client.rerank(query, [p]), pids))
     assert all(len(r.results) == 1 for r in results)
     after = live.metrics()
-    batches = metric(after, "reranker_batch_size_count", model="student") - metric(before, "reranker_batch_size_count",
-                                                                                    model="student")
-    pairs = metric(after, "reranker_batch_size_sum", model="student") - metric(before, "reranker_batch_size_sum",
-                                                                              model="student")
+    batches = metric(after, "reranker_batch_size_count", model="student") - metric(
+        before, "reranker_batch_size_count", model="student"
+    )
+    pairs = metric(after, "reranker_batch_size_sum", model="student") - metric(before, "reranker_batch_size_sum", model="student")
     assert pairs == 16 and batches < 16, "single-candidate requests never shared a batch"
-    assert metric(after, "reranker_requests_total", model="student", code="OK") - metric(
-        before, "reranker_requests_total", model="student", code="OK") == 16
+    assert (
+        metric(after, "reranker_requests_total", model="student", code="OK")
+        - metric(before, "reranker_requests_total", model="student", code="OK")
+        == 16
+    )
     assert metric(after, "reranker_store_lookups_total", model="student", result="hit") > 0
     assert metric(after, "grpc_server_handled_total", grpc_method="Rerank", grpc_code="OK") >= 16
     assert "reranker_queue_duration_seconds_bucket" in after and "reranker_inference_duration_seconds" in after
@@ -190,15 +208,40 @@ def _self_signed(directory: Path, name: str, ca: tuple[Path, Path] | None = None
     key, cert = directory / f"{name}.key", directory / f"{name}.pem"
     subj = "/CN=localhost" if name == "server" else f"/CN=reranker-test-{name}"
     if ca is None:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "2", "-subj", subj, "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "2",
+                "-subj",
+                subj,
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
     else:
         csr = directory / f"{name}.csr"
-        subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", subj],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial",
-                        "-out", cert, "-days", "2"], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", subj],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["openssl", "x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial", "-out", cert, "-days", "2"],
+            check=True,
+            capture_output=True,
+        )
     return key, cert
 
 
@@ -206,8 +249,7 @@ def test_tls_and_mutual_tls(setup, tmp_path) -> None:
     key, cert = _self_signed(tmp_path, "server")
     ca = _self_signed(tmp_path, "client-ca")
     client_key, client_cert = _self_signed(tmp_path, "client", ca)
-    server = launch(setup["cfg"].replace(host="localhost", tls_cert=str(cert), tls_key=str(key),
-                                         tls_client_ca=str(ca[1])))
+    server = launch(setup["cfg"].replace(host="localhost", tls_cert=str(cert), tls_key=str(key), tls_client_ca=str(ca[1])))
     target = f"localhost:{server.running.port}"
     try:
         with RerankerClient(target, tls_ca=cert, tls_cert=client_cert, tls_key=client_key) as client:
@@ -268,7 +310,7 @@ provider = "cpu"
 [[models]]
 name = "a"
 artifact = "{colbert}"
-store = "{setup['root'] / 'store'}"
+store = "{setup["root"] / "store"}"
 max_candidates = 50
 [[models]]
 name = "b"
@@ -291,12 +333,19 @@ def test_store_of_another_artifact_is_refused_at_start(setup, tiny_exports) -> N
 def test_generated_grpc_code_is_in_sync(tmp_path) -> None:
     tools = pytest.importorskip("grpc_tools.protoc")
     root = Path(__file__).resolve().parents[1]
-    args = ["protoc", f"-I{root / 'proto'}", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-            f"--grpc_python_out={tmp_path}", str(root / "proto/reranker/v1/reranker.proto")]
+    args = [
+        "protoc",
+        f"-I{root / 'proto'}",
+        f"--python_out={tmp_path}",
+        f"--pyi_out={tmp_path}",
+        f"--grpc_python_out={tmp_path}",
+        str(root / "proto/reranker/v1/reranker.proto"),
+    ]
     assert tools.main(args) == 0
     for name in ("reranker_pb2.py", "reranker_pb2.pyi", "reranker_pb2_grpc.py"):
-        assert (tmp_path / "reranker/v1" / name).read_text() == (root / "reranker/v1" / name).read_text(), \
+        assert (tmp_path / "reranker/v1" / name).read_text() == (root / "reranker/v1" / name).read_text(), (
             f"reranker/v1/{name} is stale: run 'make proto'"
+        )
 
 
 def test_health_is_not_serving_while_models_load(setup, monkeypatch) -> None:

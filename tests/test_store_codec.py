@@ -161,8 +161,7 @@ def test_index_cli_uses_the_architectures_codec_unless_told(tiny_exports, tmp_pa
     from reranker.cli import main
 
     art = tiny_exports["colbert"][1]
-    common = ["index", "--artifact", str(art), "--data", str(DL19_MINI), "--run", "bm25", "--depth", "2",
-              "--provider", "cpu"]
+    common = ["index", "--artifact", str(art), "--data", str(DL19_MINI), "--run", "bm25", "--depth", "2", "--provider", "cpu"]
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert main([*common, "--dtype", "float16", "--out", str(tmp_path / "plain")]) == 0
     default = json.loads((tmp_path / "default" / "manifest.json").read_text())

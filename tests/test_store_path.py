@@ -24,9 +24,12 @@ def test_cast_graph_is_what_onnx_helper_builds() -> None:
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)], "cast",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", "length", "dim"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length", "dim"])])
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+        "cast",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", "length", "dim"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length", "dim"])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     assert model.SerializeToString() == CAST_FP16_TO_FP32
@@ -45,8 +48,9 @@ def test_fp16_states_score_exactly_as_their_fp32_cast(tiny_exports, arch: str) -
     p = rng.standard_normal((3, 1 if pooled else 7, dim)).astype(np.float16)
     q_mask, p_mask = np.ones(q.shape[:2], np.int64), np.ones(p.shape[:2], np.int64)
     p_mask[1, 4:] = 0
-    np.testing.assert_array_equal(scorer.score(q, q_mask, p, p_mask),
-                                  scorer.score(q.astype(np.float32), q_mask, p.astype(np.float32), p_mask))
+    np.testing.assert_array_equal(
+        scorer.score(q, q_mask, p, p_mask), scorer.score(q.astype(np.float32), q_mask, p.astype(np.float32), p_mask)
+    )
 
 
 def test_pad_rows_keeps_fp16_only_when_every_row_is_fp16() -> None:

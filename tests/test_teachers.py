@@ -23,9 +23,11 @@ from reranker.teachers.members import (  # noqa: E402
 )
 
 QUERIES = {"q1": "what is the lifespan of a flea", "q2": "how long do cats live"}
-PASSAGES = {"p1": "the flea lives up to a year in a warm house",
-            "p2": "cats live for about fifteen years, some much longer than that",
-            "p3": "a year is a long time"}
+PASSAGES = {
+    "p1": "the flea lives up to a year in a warm house",
+    "p2": "cats live for about fifteen years, some much longer than that",
+    "p3": "a year is a long time",
+}
 PAIRS = [("q1", "p1"), ("q1", "p2"), ("q1", "p3"), ("q2", "p2"), ("q2", "p3")]
 
 
@@ -87,8 +89,11 @@ def tiny_splade(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     torch.manual_seed(3)
     model = transformers.BertForMaskedLM(cfg).eval()
     directory = tmp_path_factory.mktemp("tiny-splade")
-    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"):
-             v.clone().contiguous() for k, v in model.state_dict().items() if not k.startswith("cls.predictions.decoder")}
+    state = {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v.clone().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("cls.predictions.decoder")
+    }
     save_file(state, str(directory / "model.safetensors"))
     cfg.save_pretrained(str(directory))
     (directory / "vocab.txt").write_text((tiny_base / "vocab.txt").read_text())
@@ -172,7 +177,7 @@ def test_mpnet_parts_join_into_the_model_directory(monkeypatch: pytest.MonkeyPat
     parts = []
     for i in range(5):
         part = tmp_path / f"all-mpnet-base-v2.zip.00{i + 1}"
-        part.write_bytes(data[cuts[i]:cuts[i + 1]])
+        part.write_bytes(data[cuts[i] : cuts[i + 1]])
         parts.append(part)
     monkeypatch.setattr(packaged, "_dist_file", lambda dist, suffix: parts[int(suffix[-1]) - 1])
     home = tmp_path / "home"
@@ -218,8 +223,12 @@ def test_bm25_command_drops_held_out_queries_and_writes_a_data_folder(tmp_path: 
     pool = folder("pool", {"v1": "something else"}, PASSAGES)
     test = folder("test", {"d1": "how long do cats live"})
     out = tmp_path / "cands"
-    assert main(["bm25", "--queries", str(unlabelled), "--pool", str(pool), "--exclude", str(test),
-                 "--depth", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["bm25", "--queries", str(unlabelled), "--pool", str(pool), "--exclude", str(test), "--depth", "2", "--out", str(out)]
+        )
+        == 0
+    )
     c = Collection.open([out])
     assert set(c.queries) == {"t1", "t3"}  # t2 is a test query in other words; x matches nothing
     assert set(c.candidates("bm25")) == {"t1", "t3"}

@@ -72,8 +72,7 @@ def test_labelled_triples_skip_passages_without_text(tmp_path: Path) -> None:
     in_run = {line.split()[2] for line in (MINI / "bm25.run").read_text().splitlines()}
     dropped = next(pid for pid, g in qrels["87452"].items() if g == 3 and pid not in in_run)
     lines = (MINI / "passages.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-    (folder / "passages.tsv").write_text("".join(x for x in lines if not x.startswith(f"{dropped}\t")),
-                                         encoding="utf-8")
+    (folder / "passages.tsv").write_text("".join(x for x in lines if not x.startswith(f"{dropped}\t")), encoding="utf-8")
     triples = labelled_triples(Collection.open([folder]), "bm25", max_per_query=None, seed=0)
     assert triples
     assert all(dropped not in (t.pos, t.neg) for t in triples)
@@ -156,13 +155,16 @@ def test_triples_round_trip(tmp_path: Path, mini: Collection) -> None:
     assert path.read_text().splitlines()[0] == "\t".join((triples[0].qid, triples[0].pos, triples[0].neg))
 
 
-@pytest.mark.parametrize(("text", "line", "message"), [
-    ("q\ta\tb\n1.0\t2.0\tq\ta\tb\n", 2, "found 5 tab-separated columns, expected 3 like line 1"),
-    ("1.0\t2.0\tq\ta\tb\nq\ta\tb\n", 2, "found 3 tab-separated columns, expected 5 like line 1"),
-    ("q\ta\tb\tc\n", 1, "found 4 tab-separated columns; a training file has 3"),
-    ("one\t2.0\tq\ta\tb\n", 1, "pos_score 'one' is not a number"),
-    ("q\ta\ta\n", 1, "positive and negative passage are both a"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("q\ta\tb\n1.0\t2.0\tq\ta\tb\n", 2, "found 5 tab-separated columns, expected 3 like line 1"),
+        ("1.0\t2.0\tq\ta\tb\nq\ta\tb\n", 2, "found 3 tab-separated columns, expected 5 like line 1"),
+        ("q\ta\tb\tc\n", 1, "found 4 tab-separated columns; a training file has 3"),
+        ("one\t2.0\tq\ta\tb\n", 1, "pos_score 'one' is not a number"),
+        ("q\ta\ta\n", 1, "positive and negative passage are both a"),
+    ],
+)
 def test_bad_training_files(tmp_path: Path, text: str, line: int, message: str) -> None:
     path = tmp_path / "bad.tsv"
     path.write_text(text)

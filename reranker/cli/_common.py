@@ -17,15 +17,25 @@ log = logging.getLogger("reranker")
 
 def data_arg(p: argparse.ArgumentParser, many: bool = True) -> None:
     """``--data``: one data folder, or repeatable."""
-    p.add_argument("--data", required=True, action="append" if many else "store", type=Path,
-                   help="a data folder (queries.tsv, passages.tsv.gz, qrels.txt, NAME.run)"
-                        + ("; repeat for several" if many else ""))
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append" if many else "store",
+        type=Path,
+        help="a data folder (queries.tsv, passages.tsv.gz, qrels.txt, NAME.run)" + ("; repeat for several" if many else ""),
+    )
 
 
 def torch_args(p: argparse.ArgumentParser) -> None:
     """``--torch-threads`` (alias ``--threads``) and ``--device`` of the commands that run PyTorch."""
-    p.add_argument("--torch-threads", "--threads", dest="torch_threads", type=int, default=None,
-                   help="PyTorch intra-op threads (default: torch's choice)")
+    p.add_argument(
+        "--torch-threads",
+        "--threads",
+        dest="torch_threads",
+        type=int,
+        default=None,
+        help="PyTorch intra-op threads (default: torch's choice)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (auto: CUDA if any)")
 
 
@@ -54,15 +64,24 @@ def load_member(spec: str, args: argparse.Namespace) -> Any:
     from reranker.teachers.members import load_member as load
 
     device = str(torch_device(args.device))
-    return load(spec, device=device, bf16=resolve_precision(args.precision, device) == "bf16", threads=args.torch_threads,
-                batch_size=args.batch_size)
+    return load(
+        spec,
+        device=device,
+        bf16=resolve_precision(args.precision, device) == "bf16",
+        threads=args.torch_threads,
+        batch_size=args.batch_size,
+    )
 
 
 def precision_arg(p: argparse.ArgumentParser) -> None:
     """``--precision`` of the commands that score with teacher members."""
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32",
-                   help="inference precision of torch and Hugging Face models (bf16: autocast; fast on CPUs with "
-                        "AVX-512 bf16, emulated and slow on AVX2-only CPUs; auto: bf16 only where it is native)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="fp32",
+        help="inference precision of torch and Hugging Face models (bf16: autocast; fast on CPUs with "
+        "AVX-512 bf16, emulated and slow on AVX2-only CPUs; auto: bf16 only where it is native)",
+    )
 
 
 def resolve_precision(name: str, device: str) -> str:
@@ -81,8 +100,9 @@ def load_model(spec: str, device: str = "cpu") -> Any:
     return loaded
 
 
-def model_scores(args: argparse.Namespace, folder: Any,
-                 candidates: dict[str, list[tuple[str, float]]]) -> dict[tuple[str, str], float]:
+def model_scores(
+    args: argparse.Namespace, folder: Any, candidates: dict[str, list[tuple[str, float]]]
+) -> dict[tuple[str, str], float]:
     """``--model``'s score of every candidate: read from ``--scores-from`` (a run an earlier evaluate
     of the same model wrote) when given, else computed (torch threads, device, precision of ``args``)."""
     from reranker.eval.reranking import scores_from_run

@@ -23,15 +23,25 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
     for node, nxt in itertools.pairwise(body):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
-                       prefix: str = "", only: tuple[str, ...] | None = None) -> None:
+def add_dataclass_args(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    prefix: str = "",
+    only: tuple[str, ...] | None = None,
+) -> None:
     """Add ``--field-name`` options for the scalar fields of ``cls`` (defaults from the class);
     ``only`` limits them to the named fields."""
     hints = typing.get_type_hints(cls)
@@ -42,8 +52,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             continue
         hint = hints[f.name]
         flag = "--" + prefix + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + f.name, "default": f.default,
-                                  "help": f"{docs.get(f.name, '')} (default: {f.default})"}
+        kwargs: dict[str, Any] = {
+            "dest": prefix.replace("-", "_") + f.name,
+            "default": f.default,
+            "help": f"{docs.get(f.name, '')} (default: {f.default})",
+        }
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is Literal:

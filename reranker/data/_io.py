@@ -37,8 +37,7 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     except UnicodeDecodeError as exc:
         raise DataFormatError(p, lineno + 1, f"not valid UTF-8 ({exc.reason}); files must be UTF-8 text") from exc
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise DataFormatError(p, None, f"not a valid gzip file ({exc}); a '.gz' file must be gzip-compressed "
-                                       "UTF-8 text") from exc
+        raise DataFormatError(p, None, f"not a valid gzip file ({exc}); a '.gz' file must be gzip-compressed UTF-8 text") from exc
 
 
 def _open_text(path: Path) -> IO[str]:

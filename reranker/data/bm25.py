@@ -49,8 +49,7 @@ def normalise_query(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def bm25_run(queries: Mapping[str, str], passages: Mapping[str, str], cfg: BM25Config, *,
-             progress: bool = True) -> Run:
+def bm25_run(queries: Mapping[str, str], passages: Mapping[str, str], cfg: BM25Config, *, progress: bool = True) -> Run:
     """Top-``cfg.depth`` passages per query by BM25 over ``passages``: {qid: [(pid, score), ...]}, best first.
 
     Raises ConfigError when there are no passages to search.
@@ -66,8 +65,10 @@ def bm25_run(queries: Mapping[str, str], passages: Mapping[str, str], cfg: BM25C
         stemmer = Stemmer.Stemmer(cfg.stemmer)
     pids = list(passages)
     retriever = bm25s.BM25(k1=cfg.k1, b=cfg.b)
-    retriever.index(bm25s.tokenize([passages[p] for p in pids], stopwords="en", stemmer=stemmer,
-                                   show_progress=progress), show_progress=progress)
+    retriever.index(
+        bm25s.tokenize([passages[p] for p in pids], stopwords="en", stemmer=stemmer, show_progress=progress),
+        show_progress=progress,
+    )
     qids = list(queries)
     tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=progress)
     depth = min(cfg.depth, len(pids))
@@ -80,8 +81,9 @@ def bm25_run(queries: Mapping[str, str], passages: Mapping[str, str], cfg: BM25C
     return run
 
 
-def write_candidate_folder(out: Path, queries: Mapping[str, str], passages: Mapping[str, str], run: Run,
-                           info: Mapping[str, object]) -> dict[str, object]:
+def write_candidate_folder(
+    out: Path, queries: Mapping[str, str], passages: Mapping[str, str], run: Run, info: Mapping[str, object]
+) -> dict[str, object]:
     """Write a data folder of ``run``'s queries, the passages it names and ``bm25.run``; returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     named = sorted({pid for cands in run.values() for pid, _ in cands})

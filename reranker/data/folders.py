@@ -51,8 +51,7 @@ class DataFolder:
             raise DataFormatError(folder, None, f"no {QUERIES_FILE} here; {FOLDER_LAYOUT}")
         present = [name for name in PASSAGES_FILES if (folder / name).is_file()]
         if len(present) > 1:
-            raise DataFormatError(folder, None, f"both {present[0]} and {present[1]} exist; keep exactly one "
-                                                "passages file")
+            raise DataFormatError(folder, None, f"both {present[0]} and {present[1]} exist; keep exactly one passages file")
         return cls(folder)
 
     @property
@@ -89,8 +88,11 @@ class DataFolder:
         """Sorted names of the ``*.run`` files (without the suffix)."""
         names = sorted(p.name[: -len(RUN_SUFFIX)] for p in self.path.glob(f"*{RUN_SUFFIX}") if p.is_file())
         if QRELS_RUN in names:
-            raise DataFormatError(self.path / f"{QRELS_RUN}{RUN_SUFFIX}", None,
-                                  f"the run name {QRELS_RUN!r} is reserved for the judged pool; rename the file")
+            raise DataFormatError(
+                self.path / f"{QRELS_RUN}{RUN_SUFFIX}",
+                None,
+                f"the run name {QRELS_RUN!r} is reserved for the judged pool; rename the file",
+            )
         return names
 
     def available_runs(self) -> list[str]:
@@ -108,9 +110,11 @@ class DataFolder:
             elif name in self.run_names():
                 self._runs[name] = read_run(self.path / f"{name}{RUN_SUFFIX}")
             else:
-                raise NotFoundError(f"{self.path}: no run {name!r}; available: "
-                                    f"{', '.join([*self.run_names(), QRELS_RUN])}"
-                                    f"{'' if self.qrels else f' ({QRELS_RUN} needs a {QRELS_FILE})'}")
+                raise NotFoundError(
+                    f"{self.path}: no run {name!r}; available: "
+                    f"{', '.join([*self.run_names(), QRELS_RUN])}"
+                    f"{'' if self.qrels else f' ({QRELS_RUN} needs a {QRELS_FILE})'}"
+                )
         return {qid: list(ranking) for qid, ranking in self._runs[name].items()}
 
     def resolve_run(self, spec: str) -> str:
@@ -120,8 +124,9 @@ class DataFolder:
         for name in names:
             if name in available:
                 return name
-        raise NotFoundError(f"{self.path}: none of the runs {', '.join(names)} exists here; available: "
-                            f"{', '.join(available) or 'none'}")
+        raise NotFoundError(
+            f"{self.path}: none of the runs {', '.join(names)} exists here; available: {', '.join(available) or 'none'}"
+        )
 
 
 def parse_run_spec(spec: str) -> list[str]:
@@ -184,9 +189,12 @@ class Collection:
                 for pid, grade in judged.items():
                     if pid in target and target[pid] != grade:
                         first = source[(qid, pid)]
-                        raise DataFormatError(folder.path / QRELS_FILE, None,
-                                              f"qid {qid} pid {pid} has grade {target[pid]} in {first.name} "
-                                              f"but {grade} in {folder.name}; a judgment must agree across folders")
+                        raise DataFormatError(
+                            folder.path / QRELS_FILE,
+                            None,
+                            f"qid {qid} pid {pid} has grade {target[pid]} in {first.name} "
+                            f"but {grade} in {folder.name}; a judgment must agree across folders",
+                        )
                     target[pid] = grade
                     source.setdefault((qid, pid), folder)
         return merged
@@ -213,8 +221,12 @@ class Collection:
                 validate_run(run, where, queries=folder.queries, passages=folder.passages)
             for qid, ranking in run.items():
                 if qid in merged:
-                    raise DataFormatError(where, None, f"qid {qid} has candidates in both {owner[qid]} and "
-                                                       f"{folder.name}; a query may be ranked by one folder only")
+                    raise DataFormatError(
+                        where,
+                        None,
+                        f"qid {qid} has candidates in both {owner[qid]} and "
+                        f"{folder.name}; a query may be ranked by one folder only",
+                    )
                 merged[qid] = ranking[:depth] if depth is not None else ranking
                 owner[qid] = folder.name
         return merged
@@ -233,9 +245,13 @@ def _merge_texts(folders: Sequence[DataFolder], attr: str, id_name: str) -> dict
             return texts
         for ident, text in texts.items():
             if ident in merged and merged[ident] != text:
-                raise DataFormatError(folder.path, None, f"{id_name} {ident} has a different text in "
-                                                         f"{owner[ident].name} and {folder.name}; {attr} shared by "
-                                                         "folders must agree")
+                raise DataFormatError(
+                    folder.path,
+                    None,
+                    f"{id_name} {ident} has a different text in "
+                    f"{owner[ident].name} and {folder.name}; {attr} shared by "
+                    "folders must agree",
+                )
             if ident not in merged:
                 merged[ident] = text
                 owner[ident] = folder

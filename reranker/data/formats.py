@@ -33,8 +33,9 @@ RUN_SUFFIX = ".run"
 QRELS_RUN = "qrels"
 """Name of the pseudo-run made of the judged pool of each query."""
 
-FOLDER_LAYOUT = (f"a data folder holds {QUERIES_FILE} (required), passages.tsv.gz or passages.tsv, "
-                 f"{QRELS_FILE} and <name>{RUN_SUFFIX} files")
+FOLDER_LAYOUT = (
+    f"a data folder holds {QUERIES_FILE} (required), passages.tsv.gz or passages.tsv, {QRELS_FILE} and <name>{RUN_SUFFIX} files"
+)
 
 # --------------------------------------------------------------------------------------------
 # Readers
@@ -47,17 +48,16 @@ def _read_id_text(path: PathLike, id_name: str, what: str) -> dict[str, str]:
     for lineno, line in iter_lines(path):
         cols = line.split("\t")
         if len(cols) != 2:
-            raise DataFormatError(path, lineno, f"expected 2 tab-separated columns ({id_name}<TAB>text), "
-                                                f"found {len(cols)}")
+            raise DataFormatError(path, lineno, f"expected 2 tab-separated columns ({id_name}<TAB>text), found {len(cols)}")
         ident, text = cols
         if not ident or has_whitespace(ident):
             raise DataFormatError(path, lineno, f"{id_name} {ident!r} must be a non-empty token without spaces")
         if not text.strip():
-            raise DataFormatError(path, lineno, f"{what} text of {id_name} {ident} is empty; every {what} "
-                                                "needs a non-empty text")
+            raise DataFormatError(path, lineno, f"{what} text of {id_name} {ident} is empty; every {what} needs a non-empty text")
         if ident in out:
-            raise DataFormatError(path, lineno, f"duplicate {id_name} {ident} (first on line "
-                                                f"{first_line[ident]}); each {id_name} may appear once")
+            raise DataFormatError(
+                path, lineno, f"duplicate {id_name} {ident} (first on line {first_line[ident]}); each {id_name} may appear once"
+            )
         out[ident] = text
         first_line[ident] = lineno
     return out
@@ -82,18 +82,19 @@ def read_qrels(path: PathLike) -> Qrels:
     for lineno, line in iter_lines(path):
         cols = line.split()
         if len(cols) != 4:
-            raise DataFormatError(path, lineno, f"expected 4 whitespace-separated columns (qid 0 pid grade), "
-                                                f"found {len(cols)}")
+            raise DataFormatError(path, lineno, f"expected 4 whitespace-separated columns (qid 0 pid grade), found {len(cols)}")
         qid, _, pid, grade_text = cols
         try:
             grade = int(grade_text)
         except ValueError:
-            raise DataFormatError(path, lineno, f"grade {grade_text!r} is not an integer; grades are "
-                                                "integers such as 0, 1, 2, 3") from None
+            raise DataFormatError(
+                path, lineno, f"grade {grade_text!r} is not an integer; grades are integers such as 0, 1, 2, 3"
+            ) from None
         judged = out.setdefault(qid, {})
         if pid in judged:
-            raise DataFormatError(path, lineno, f"duplicate judgment of pid {pid} for qid {qid}; each "
-                                                "(qid, pid) may be judged once")
+            raise DataFormatError(
+                path, lineno, f"duplicate judgment of pid {pid} for qid {qid}; each (qid, pid) may be judged once"
+            )
         judged[pid] = grade
     return out
 
@@ -110,14 +111,14 @@ def read_run(path: PathLike) -> Run:
     for lineno, line in iter_lines(path):
         cols = line.split()
         if len(cols) != 6:
-            raise DataFormatError(path, lineno, f"expected 6 whitespace-separated columns "
-                                                f"(qid Q0 pid rank score tag), found {len(cols)}")
+            raise DataFormatError(
+                path, lineno, f"expected 6 whitespace-separated columns (qid Q0 pid rank score tag), found {len(cols)}"
+            )
         qid, _, pid, rank_text, score_text, _ = cols
         try:
             rank = int(rank_text)
         except ValueError:
-            raise DataFormatError(path, lineno, f"rank {rank_text!r} is not an integer; ranks are "
-                                                "1, 2, 3, ...") from None
+            raise DataFormatError(path, lineno, f"rank {rank_text!r} is not an integer; ranks are 1, 2, 3, ...") from None
         try:
             score = float(score_text)
         except ValueError:
@@ -125,12 +126,14 @@ def read_run(path: PathLike) -> Run:
         if math.isnan(score):
             raise DataFormatError(path, lineno, "score is NaN; scores must be numbers")
         if (qid, pid) in seen:
-            raise DataFormatError(path, lineno, f"pid {pid} listed twice for qid {qid} (first on line "
-                                                f"{seen[(qid, pid)]}); each (qid, pid) may appear once")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"pid {pid} listed twice for qid {qid} (first on line {seen[(qid, pid)]}); each (qid, pid) may appear once",
+            )
         seen[(qid, pid)] = lineno
         rows.setdefault(qid, []).append((rank, score, pid))
-    return {qid: [(pid, score) for rank, score, pid in sorted(items, key=lambda r: (r[0], -r[1]))]
-            for qid, items in rows.items()}
+    return {qid: [(pid, score) for rank, score, pid in sorted(items, key=lambda r: (r[0], -r[1]))] for qid, items in rows.items()}
 
 
 def write_run(path: PathLike, run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> Path:
@@ -166,21 +169,35 @@ def write_run(path: PathLike, run: Mapping[str, Sequence[tuple[str, float]]], ta
     return atomic_write_text(path, _write)
 
 
-def validate_run(run: Mapping[str, Sequence[tuple[str, float]]], where: PathLike, *,
-                 queries: Mapping[str, str], passages: Mapping[str, str] | None = None) -> None:
+def validate_run(
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    where: PathLike,
+    *,
+    queries: Mapping[str, str],
+    passages: Mapping[str, str] | None = None,
+) -> None:
     """Check that every qid of ``run`` has a query text and, if ``passages`` is given and not
     empty, that every candidate pid has a passage text. ``where`` names the run in the error."""
     unknown = [qid for qid in run if qid not in queries]
     if unknown:
-        raise DataFormatError(where, None, f"the run names query {unknown[0]}" + _more(unknown)
-                              + f", which is not among the {len(queries)} queries; a run may only rank "
-                                "queries of its data folder")
+        raise DataFormatError(
+            where,
+            None,
+            f"the run names query {unknown[0]}"
+            + _more(unknown)
+            + f", which is not among the {len(queries)} queries; a run may only rank "
+            "queries of its data folder",
+        )
     if passages:
         missing = list(dict.fromkeys(pid for ranking in run.values() for pid, _ in ranking if pid not in passages))
         if missing:
-            raise DataFormatError(where, None, f"{len(missing)} candidate passage(s) have no text: "
-                                  f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}; "
-                                  "every candidate must be in the passages file")
+            raise DataFormatError(
+                where,
+                None,
+                f"{len(missing)} candidate passage(s) have no text: "
+                f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}; "
+                "every candidate must be in the passages file",
+            )
 
 
 def _more(items: Sequence[str]) -> str:

@@ -58,8 +58,7 @@ def _triple_key(t: Triple) -> tuple[str, str, str]:
 
 
 def _check_max_per_query(max_per_query: int | None) -> None:
-    if max_per_query is not None and (isinstance(max_per_query, bool) or not isinstance(max_per_query, int)
-                                      or max_per_query < 1):
+    if max_per_query is not None and (isinstance(max_per_query, bool) or not isinstance(max_per_query, int) or max_per_query < 1):
         raise ConfigError(f"max_per_query must be a positive integer or None, got {max_per_query!r}")
 
 
@@ -75,8 +74,9 @@ def _sample(triples: list[Triple], max_per_query: int | None, seed: int, qid: st
     return _rng(seed, qid).sample(sorted(triples, key=_triple_key), max_per_query)
 
 
-def labelled_triples(collection: Collection, run_spec: str, *, max_per_query: int | None = None,
-                     seed: int = 0, depth: int | None = None) -> list[Triple]:
+def labelled_triples(
+    collection: Collection, run_spec: str, *, max_per_query: int | None = None, seed: int = 0, depth: int | None = None
+) -> list[Triple]:
     """Triples from judgments: every judged p+ (grade >= 1) against every lower-graded p-.
 
     The pool of a judged query is its run candidates (the top ``depth`` if given) plus its other
@@ -93,16 +93,17 @@ def labelled_triples(collection: Collection, run_spec: str, *, max_per_query: in
         if qid not in queries:
             continue
         judged = qrels[qid]
-        pool = [pid for pid in dict.fromkeys([pid for pid, _ in candidates.get(qid, [])] + list(judged))
-                if pid in passages]
-        triples = [Triple(qid, pos, neg) for pos in pool if judged.get(pos, 0) >= 1
-                   for neg in pool if judged.get(neg, 0) < judged[pos]]
+        pool = [pid for pid in dict.fromkeys([pid for pid, _ in candidates.get(qid, [])] + list(judged)) if pid in passages]
+        triples = [
+            Triple(qid, pos, neg) for pos in pool if judged.get(pos, 0) >= 1 for neg in pool if judged.get(neg, 0) < judged[pos]
+        ]
         out.extend(_sample(triples, max_per_query, seed, qid))
     return sorted(out, key=_triple_key)
 
 
-def all_pairs_triples(collection: Collection, run_spec: str, *, depth: int | None = None,
-                      max_per_query: int | None = None, seed: int = 0) -> list[Triple]:
+def all_pairs_triples(
+    collection: Collection, run_spec: str, *, depth: int | None = None, max_per_query: int | None = None, seed: int = 0
+) -> list[Triple]:
     """Every unordered pair of each query's top-``depth`` candidates, the higher-ranked as ``pos``.
 
     No labels are needed. Candidates without text and queries without text are skipped, so a
@@ -160,8 +161,7 @@ def write_scores(path: PathLike, scored: Iterable[ScoredTriple]) -> Path:
     lines = []
     for t in scored:
         _check_ids(t)
-        lines.append(f"{_format_score(t.pos_score, t)}\t{_format_score(t.neg_score, t)}\t"
-                     f"{t.qid}\t{t.pos}\t{t.neg}\n")
+        lines.append(f"{_format_score(t.pos_score, t)}\t{_format_score(t.neg_score, t)}\t{t.qid}\t{t.pos}\t{t.neg}\n")
 
     def _write(handle: IO[str]) -> None:
         handle.writelines(lines)
@@ -182,8 +182,9 @@ def _parse_row(path: PathLike, lineno: int, cols: list[str]) -> Triple:
             raise DataFormatError(path, lineno, f"{name} {ident!r} must be a non-empty token without spaces")
     qid, pos, neg = ids
     if pos == neg:
-        raise DataFormatError(path, lineno, f"positive and negative passage are both {pos}; a triple needs "
-                                            "two different passages")
+        raise DataFormatError(
+            path, lineno, f"positive and negative passage are both {pos}; a triple needs two different passages"
+        )
     if len(cols) == TRIPLE_COLUMNS:
         return Triple(qid, pos, neg)
     scores: list[float] = []
@@ -193,8 +194,7 @@ def _parse_row(path: PathLike, lineno: int, cols: list[str]) -> Triple:
         except ValueError:
             raise DataFormatError(path, lineno, f"{name} {text!r} is not a number") from None
         if not math.isfinite(value):
-            raise DataFormatError(path, lineno, f"{name} {text!r} is not finite; teacher scores must be "
-                                                "finite numbers")
+            raise DataFormatError(path, lineno, f"{name} {text!r} is not finite; teacher scores must be finite numbers")
         scores.append(value)
     return ScoredTriple(qid, pos, neg, scores[0], scores[1])
 
@@ -207,13 +207,20 @@ def _read_rows(path: PathLike, expected: int | None) -> list[Triple]:
         cols = line.split("\t")
         if expected is None:
             if len(cols) not in _LAYOUTS:
-                raise DataFormatError(path, lineno, f"found {len(cols)} tab-separated columns; a training "
-                                                    f"file has 3 ({_LAYOUTS[3]}) or 5 ({_LAYOUTS[5]})")
+                raise DataFormatError(
+                    path,
+                    lineno,
+                    f"found {len(cols)} tab-separated columns; a training file has 3 ({_LAYOUTS[3]}) or 5 ({_LAYOUTS[5]})",
+                )
             expected, first = len(cols), lineno
         if len(cols) != expected:
             since = f" like line {first}" if first else ""
-            raise DataFormatError(path, lineno, f"found {len(cols)} tab-separated columns, expected {expected}"
-                                                f"{since} ({_LAYOUTS[expected]}); a file may not mix formats")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"found {len(cols)} tab-separated columns, expected {expected}"
+                f"{since} ({_LAYOUTS[expected]}); a file may not mix formats",
+            )
         out.append(_parse_row(path, lineno, cols))
     return out
 
@@ -236,8 +243,7 @@ def read_training_file(path: PathLike) -> list[Triple] | list[ScoredTriple]:
     """
     rows = _read_rows(path, None)
     if not rows:
-        raise DataFormatError(path, None, f"the file is empty; a training file has lines of {_LAYOUTS[3]} "
-                                          f"or {_LAYOUTS[5]}")
+        raise DataFormatError(path, None, f"the file is empty; a training file has lines of {_LAYOUTS[3]} or {_LAYOUTS[5]}")
     if isinstance(rows[0], ScoredTriple):
         return [r for r in rows if isinstance(r, ScoredTriple)]
     return rows
@@ -270,4 +276,3 @@ def validation_queries(qrels: Mapping[str, Mapping[str, int]], fraction: float, 
     """The held-out queries of training: the validation part of :func:`split_validation` over the
     queries with at least one judgment (what ``reranker train``, ``validate`` and ``fuse`` share)."""
     return split_validation([q for q, judged in qrels.items() if judged], fraction, seed)[1]
-

@@ -14,6 +14,23 @@ from reranker.engine.served import ModelDescription, NullSink, ServedModel, Stat
 from reranker.fusion import FusionRule
 from reranker.runtime.config import RuntimeConfig
 
-__all__ = ["BatchStats", "Batcher", "BatcherConfig", "Engine", "EngineConfig", "FusionRule", "Limits", "LocalEngine",
-           "ModelDescription", "ModelSpec", "NullSink", "RerankInput", "RerankOutput", "RuntimeConfig", "Scored",
-           "ServedModel", "StatsSink", "passage_encoder"]
+__all__ = [
+    "BatchStats",
+    "Batcher",
+    "BatcherConfig",
+    "Engine",
+    "EngineConfig",
+    "FusionRule",
+    "Limits",
+    "LocalEngine",
+    "ModelDescription",
+    "ModelSpec",
+    "NullSink",
+    "RerankInput",
+    "RerankOutput",
+    "RuntimeConfig",
+    "Scored",
+    "ServedModel",
+    "StatsSink",
+    "passage_encoder",
+]

@@ -102,19 +102,26 @@ class Admission:
         """Admit a request of ``seconds`` estimated work, or refuse it at once with CapacityError. With
         nothing ahead a request is always admitted (its own deadline then stops it if it must)."""
         if self.pending >= self.max_pending_requests or (
-                encodes and self.pending_encodes and self.pending_encodes + encodes > self.max_pending_encodes):
-            raise CapacityError(f"server over capacity: {self.pending} requests with {self.pending_encodes} passages "
-                                f"to encode are waiting to be prepared (at most {self.max_pending_requests} requests "
-                                f"and {self.max_pending_encodes} passages); retry later")
+            encodes and self.pending_encodes and self.pending_encodes + encodes > self.max_pending_encodes
+        ):
+            raise CapacityError(
+                f"server over capacity: {self.pending} requests with {self.pending_encodes} passages "
+                f"to encode are waiting to be prepared (at most {self.max_pending_requests} requests "
+                f"and {self.max_pending_encodes} passages); retry later"
+            )
         wait, own = self.ahead_s * self.scale, seconds * self.scale
         if self.max_queue_s and wait > self.max_queue_s:
-            raise CapacityError(f"server over capacity: the work ahead would make this request wait about "
-                                f"{wait * 1000:.0f} ms, more than the bound of {self.max_queue_s * 1000:.0f} ms; "
-                                "retry later")
+            raise CapacityError(
+                f"server over capacity: the work ahead would make this request wait about "
+                f"{wait * 1000:.0f} ms, more than the bound of {self.max_queue_s * 1000:.0f} ms; "
+                "retry later"
+            )
         if self.max_queue_s and wait and deadline is not None and time.monotonic() + wait + own > deadline:
-            raise CapacityError(f"server over capacity: the work ahead (about {wait * 1000:.0f} ms) and this "
-                                f"request's (about {own * 1000:.0f} ms) would not end before its deadline; "
-                                "retry later or allow more time")
+            raise CapacityError(
+                f"server over capacity: the work ahead (about {wait * 1000:.0f} ms) and this "
+                f"request's (about {own * 1000:.0f} ms) would not end before its deadline; "
+                "retry later or allow more time"
+            )
         self.pending += 1
         self.pending_encodes += encodes
         stake = Stake(seconds, encodes, self.ahead_s + seconds)

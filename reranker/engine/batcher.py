@@ -72,10 +72,15 @@ class BatchStats:
 class Batcher(Generic[T, R]):
     """Runs ``run_batch(list of items) -> list of results`` on batches packed across callers."""
 
-    def __init__(self, run_batch: Callable[[list[T]], Sequence[R]], cfg: BatcherConfig, *,
-                 cost: Callable[[T], int] = lambda _: 1,
-                 on_batch: Callable[[BatchStats], None] | None = None,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], Sequence[R]],
+        cfg: BatcherConfig,
+        *,
+        cost: Callable[[T], int] = lambda _: 1,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         self._run_batch, self.cfg, self._cost = run_batch, cfg, cost
         self._on_batch, self._on_drop = on_batch, on_drop
         self._queue = PendingQueue()
@@ -113,13 +118,14 @@ class Batcher(Generic[T, R]):
         if not payloads:
             return []
         if len(self._queue) + len(payloads) > self.cfg.max_queue:
-            raise CapacityError(f"server over capacity: {len(self._queue)} pairs queued, this request adds "
-                                f"{len(payloads)}, the queue holds at most {self.cfg.max_queue}; retry later")
+            raise CapacityError(
+                f"server over capacity: {len(self._queue)} pairs queued, this request adds "
+                f"{len(payloads)}, the queue holds at most {self.cfg.max_queue}; retry later"
+            )
         self.start()
         loop, now = asyncio.get_running_loop(), time.monotonic()
         ticket = Ticket(deadline)
-        items: list[Item[T, R]] = [Item(p, max(1, int(self._cost(p))), ticket, loop.create_future(), now)
-                                   for p in payloads]
+        items: list[Item[T, R]] = [Item(p, max(1, int(self._cost(p))), ticket, loop.create_future(), now) for p in payloads]
         self._queue.add(ticket, items)
         self._wakeup.set()
         try:
@@ -138,13 +144,13 @@ class Batcher(Generic[T, R]):
         """Drop abandoned items uncomputed: their callers get DeadlineError, the drop is counted."""
         for item in dropped:
             if not item.future.done():
-                item.future.set_exception(DeadlineError("the deadline passed (or the caller cancelled) before "
-                                                        "the work was computed"))
+                item.future.set_exception(
+                    DeadlineError("the deadline passed (or the caller cancelled) before the work was computed")
+                )
         if self._on_drop:
             self._on_drop(len(dropped))
 
-    def _run_batches(self, batches: list[list[Item[T, R]]]) -> list[tuple[list[Item[T, R]], Sequence[R] | Exception,
-                                                                          float]]:
+    def _run_batches(self, batches: list[list[Item[T, R]]]) -> list[tuple[list[Item[T, R]], Sequence[R] | Exception, float]]:
         """Run several batches in the worker thread: each batch's live items (those of callers that
         are still waiting: abandoned items are dropped here too, batch by batch), their results or
         exception, and the batch's time."""

@@ -57,8 +57,10 @@ class ModelSpec:
         if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
         if self.backend and self.backend not in BACKENDS:
-            raise ConfigError(f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)} (or empty for the "
-                              f"[runtime] backend), got {self.backend!r}")
+            raise ConfigError(
+                f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)} (or empty for the "
+                f"[runtime] backend), got {self.backend!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,10 @@ class EngineConfig:
         if self.default_model and self.default_model not in names:
             raise ConfigError(f"default_model {self.default_model!r} is not one of the models {names}")
         if min(self.pre_workers, self.max_pending_requests, self.max_pending_encodes) < 1:
-            raise ConfigError(f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "
-                              f"{self.pre_workers}, {self.max_pending_requests} and {self.max_pending_encodes}")
+            raise ConfigError(
+                f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "
+                f"{self.pre_workers}, {self.max_pending_requests} and {self.max_pending_encodes}"
+            )
         if not 0 <= self.max_queue_ms <= 3_600_000:
             raise ConfigError(f"max_queue_ms must be in [0, 3600000] (0 = no bound), got {self.max_queue_ms}")
 

@@ -79,8 +79,10 @@ class Engine:
     def resolve(self, name: str) -> ServedModel:
         model = self.models.get(name or self.default)
         if model is None:
-            raise NotFoundError(f"unknown model {quoted(name)}; this server serves {', '.join(sorted(self.models))} "
-                                f"(empty = the default, {self.default})")
+            raise NotFoundError(
+                f"unknown model {quoted(name)}; this server serves {', '.join(sorted(self.models))} "
+                f"(empty = the default, {self.default})"
+            )
         return model
 
     def validate(self, req: RerankInput, model: ServedModel) -> None:
@@ -89,14 +91,16 @@ class Engine:
         if not req.query.strip():
             raise InvalidInputError("the query is empty; send the text to rank the candidates against")
         if len(req.query) > limits.max_query_chars:
-            raise InvalidInputError(f"the query has {len(req.query)} characters; at most {limits.max_query_chars} "
-                                    "are allowed")
+            raise InvalidInputError(f"the query has {len(req.query)} characters; at most {limits.max_query_chars} are allowed")
         if not req.ids:
-            raise InvalidInputError("no candidates: send at least one candidate (an id, and text unless the id is "
-                                    "in the model's passage store)")
+            raise InvalidInputError(
+                "no candidates: send at least one candidate (an id, and text unless the id is in the model's passage store)"
+            )
         if len(req.ids) > limits.max_candidates:
-            raise InvalidInputError(f"{len(req.ids)} candidates sent; model {model.name} takes at most "
-                                    f"{limits.max_candidates} per request (split larger lists)")
+            raise InvalidInputError(
+                f"{len(req.ids)} candidates sent; model {model.name} takes at most "
+                f"{limits.max_candidates} per request (split larger lists)"
+            )
         if req.top_k < 0:
             raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
         self.fusion_for(req, model)
@@ -113,7 +117,8 @@ class Engine:
             raise InvalidInputError(
                 f"model {model.name} fuses its score with the first stage ({rule.describe()}): send first_stage_score "
                 f"on every candidate ({len(sent)} of {len(req.ids)} have one), or set fusion.rule 'none' in the "
-                "request to rank by the model's score alone")
+                "request to rank by the model's score alone"
+            )
         if not all(math.isfinite(s) for s in sent):
             raise InvalidInputError("first_stage_score must be a finite number on every candidate (no NaN or infinity)")
         return rule
@@ -158,25 +163,44 @@ class Engine:
             raise
         finally:
             # an abandoned pre stage keeps only its running unit in the estimate of the work ahead
-            self.admission.done(stake, answered, running_s=model.costs.encode_s * min(
-                stake.encodes, model.prepare.budget.max_batch_size))
+            self.admission.done(
+                stake, answered, running_s=model.costs.encode_s * min(stake.encodes, model.prepare.budget.max_batch_size)
+            )
             self.sink.queue_depth(model.name, model.batcher.queue_depth)  # on every path, errors too
         own, invalid = self._finite(model.name, req.ids, np.array([r.score for r in results], dtype=np.float32))
         rule = self.fusion_for(req, model)
-        scores = np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64) \
-            if rule.active else own
+        scores = (
+            np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64)
+            if rule.active
+            else own
+        )
         queue_s = max((r.waited for r in results), default=0.0)
         batches = {r.batch_started: r.batch_seconds for r in results}
         order = np.lexsort((-scores, invalid))  # by score, invalid candidates last (stable on ties)
         if req.top_k:
             order = order[: req.top_k]
-        out = [Scored(req.ids[i], int(i), float(scores[i]), passages[i].truncated or cut[i], passages[i].from_store,
-                      float(own[i]), bool(invalid[i])) for i in order.tolist()]
+        out = [
+            Scored(
+                req.ids[i],
+                int(i),
+                float(scores[i]),
+                passages[i].truncated or cut[i],
+                passages[i].from_store,
+                float(own[i]),
+                bool(invalid[i]),
+            )
+            for i in order.tolist()
+        ]
         total = time.monotonic() - started
         truncated = sum(p.truncated or c for p, c in zip(passages, cut, strict=True))
-        return RerankOutput(model.name, out, queue_ms=queue_s * 1000.0,
-                            inference_ms=(pre_seconds + sum(batches.values())) * 1000.0, total_ms=total * 1000.0,
-                            stats={"candidates": len(passages), "truncated": truncated, "invalid": int(invalid.sum())})
+        return RerankOutput(
+            model.name,
+            out,
+            queue_ms=queue_s * 1000.0,
+            inference_ms=(pre_seconds + sum(batches.values())) * 1000.0,
+            total_ms=total * 1000.0,
+            stats={"candidates": len(passages), "truncated": truncated, "invalid": int(invalid.sum())},
+        )
 
     def _finite(self, model: str, ids: Sequence[str], own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's scores with NaN / infinity replaced by the lowest finite score (fusion sees only
@@ -193,14 +217,16 @@ class Engine:
             new = [pid for pid in bad if (model, pid[:100]) not in self._logged_invalid]
             if new and len(self._logged_invalid) < 100_000:
                 self._logged_invalid.update((model, pid[:100]) for pid in new)
-                log.warning("model %s scored %d candidate(s) NaN or infinite (damaged stored state?): %s", model,
-                            len(new), some(new))
+                log.warning(
+                    "model %s scored %d candidate(s) NaN or infinite (damaged stored state?): %s", model, len(new), some(new)
+                )
             elif new:
                 log.warning("model %s scored %d more candidate(s) NaN or infinite", model, len(new))
         return own, invalid
 
-    async def _pre_stage(self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch,
-                         stake: Stake) -> tuple[QueryItem, list[PassageItem]]:
+    async def _pre_stage(
+        self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch, stake: Stake
+    ) -> tuple[QueryItem, list[PassageItem]]:
         """The query on the query pool, the passages (encoded on the encode pool when they need it) in
         parallel; the request's stake in the pre-stage bounds is released when both have really ended."""
         loop = asyncio.get_running_loop()
@@ -234,8 +260,9 @@ class Engine:
             raise
 
     @staticmethod
-    def _on(pool: ThreadPoolExecutor, fn: Callable[[], T], loop: asyncio.AbstractEventLoop,
-            ended: Callable[[Future[Any]], None]) -> Future[T]:
+    def _on(
+        pool: ThreadPoolExecutor, fn: Callable[[], T], loop: asyncio.AbstractEventLoop, ended: Callable[[Future[Any]], None]
+    ) -> Future[T]:
         future = pool.submit(fn)
 
         def report(f: Future[Any]) -> None:  # runs in the worker thread (or here when cancelled before it ran)
@@ -253,8 +280,7 @@ class Engine:
             for model in self.models.values():
                 model_sink, model.sink = model.sink, self.sink
                 try:
-                    await self.rerank(RerankInput(WARMUP[0], [""], [WARMUP[1]], model=model.name,
-                                                  fusion=FusionRule()))
+                    await self.rerank(RerankInput(WARMUP[0], [""], [WARMUP[1]], model=model.name, fusion=FusionRule()))
                 finally:
                     model.sink = model_sink
         finally:

@@ -36,27 +36,34 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
     runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
     scorer = open_scorer(artifact, runtime)
     prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)
-    log.info("model %s: %s %s artifact %s on %s, store %s", spec.name, artifact.arch, artifact.precision,
-             artifact.directory, scorer.provider, f"{len(store)} passages" if store else "none")
-    return ServedModel(spec.name, prepare, spec.limits, cfg.batching, sink, precision=artifact.precision,
-                       fusion=spec.fusion)
+    log.info(
+        "model %s: %s %s artifact %s on %s, store %s",
+        spec.name,
+        artifact.arch,
+        artifact.precision,
+        artifact.directory,
+        scorer.provider,
+        f"{len(store)} passages" if store else "none",
+    )
+    return ServedModel(spec.name, prepare, spec.limits, cfg.batching, sink, precision=artifact.precision, fusion=spec.fusion)
 
 
 class PassageEncoder:
     """Passage texts -> (state, truncated) per text, as the engine's pre stage computes them
     (what :func:`reranker.store.build.build_store` takes as ``encode``)."""
 
-    def __init__(self, artifact: Artifact, runtime: RuntimeConfig | None = None,
-                 batching: BatcherConfig | None = None) -> None:
+    def __init__(self, artifact: Artifact, runtime: RuntimeConfig | None = None, batching: BatcherConfig | None = None) -> None:
         scorer = open_scorer(artifact, runtime or RuntimeConfig())
-        self.prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer,
-                               batching or BatcherConfig())
+        self.prepare = Prepare(
+            artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, batching or BatcherConfig()
+        )
 
     def __call__(self, texts: Sequence[str]) -> list[tuple[np.ndarray, bool]]:
         return [(item.data, item.truncated) for item in self.prepare.texts(texts)]
 
 
-def passage_encoder(artifact: Artifact, runtime: RuntimeConfig | None = None,
-                    batching: BatcherConfig | None = None) -> PassageEncoder:
+def passage_encoder(
+    artifact: Artifact, runtime: RuntimeConfig | None = None, batching: BatcherConfig | None = None
+) -> PassageEncoder:
     """The encoder a store build of ``artifact`` uses (the serving defaults unless given)."""
     return PassageEncoder(artifact, runtime, batching)

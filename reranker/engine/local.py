@@ -43,17 +43,25 @@ class LocalEngine:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def rerank(self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None, *, model: str = "",
-               top_k: int = 0, first_stage: Sequence[float | None] = (),
-               fusion: FusionRule | None = None) -> RerankOutput:
+    def rerank(
+        self,
+        query: str,
+        ids: Sequence[str],
+        texts: Sequence[str] | None = None,
+        *,
+        model: str = "",
+        top_k: int = 0,
+        first_stage: Sequence[float | None] = (),
+        fusion: FusionRule | None = None,
+    ) -> RerankOutput:
         """:meth:`Engine.rerank` for one request; ``texts`` default to empty (look every id up);
         ``first_stage`` scores and a ``fusion`` override as in :class:`RerankInput`."""
         texts = list(texts) if texts is not None else [""] * len(ids)
-        return self._call(self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k, list(first_stage),
-                                                         fusion)))
+        return self._call(self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k, list(first_stage), fusion)))
 
-    def scores(self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None,
-               *, model: str = "") -> tuple[list[float], list[bool]]:
+    def scores(
+        self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None, *, model: str = ""
+    ) -> tuple[list[float], list[bool]]:
         """Scores and truncation flags of every candidate in input order (not sorted)."""
         out = self.rerank(query, ids, texts, model=model)
         scores, truncated = [0.0] * len(ids), [False] * len(ids)

@@ -71,8 +71,7 @@ def plan_batches(lengths: Sequence[int], max_pairs: int, max_tokens: int) -> lis
     return batches
 
 
-def pad_rows(rows: Sequence[np.ndarray], fill: float = 0,
-             dtype: np.dtype | type | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(rows: Sequence[np.ndarray], fill: float = 0, dtype: np.dtype | type | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-aligned padding of (length, ...) arrays into (batch, longest, ...) plus an int64 mask.
 
     One gather and one (converting) copy for the whole batch, not one per row; a row repeated for
@@ -102,8 +101,9 @@ def pad_rows(rows: Sequence[np.ndarray], fill: float = 0,
 class Prepare:
     """Pre stage of one model: text -> items, stored states by id, within the batching budget."""
 
-    def __init__(self, arch: ArchSpec, prep: Preprocessor, scorer: OnnxScorer, budget: BatcherConfig,
-                 store: PassageStore | None = None) -> None:
+    def __init__(
+        self, arch: ArchSpec, prep: Preprocessor, scorer: OnnxScorer, budget: BatcherConfig, store: PassageStore | None = None
+    ) -> None:
         if store is not None and not arch.split:
             raise ConfigError(f"a {arch.name} model cannot use a passage store: it has no passage-side state")
         self.arch, self.prep, self.scorer, self.budget, self.store = arch, prep, scorer, budget, store
@@ -123,11 +123,15 @@ class Prepare:
         word pieces or more than :attr:`query_token_limit`."""
         enc = self.prep.queries([text])
         if enc.lengths[0] == 0:
-            raise InvalidInputError("the query has no word pieces this model can read (only spaces, control or "
-                                    "unknown characters); send a query with text")
+            raise InvalidInputError(
+                "the query has no word pieces this model can read (only spaces, control or "
+                "unknown characters); send a query with text"
+            )
         if enc.truncated[0]:
-            raise InvalidInputError(f"the query has {int(enc.lengths[0])} word pieces; this {self.arch.name} model "
-                                    f"allows at most {self.query_token_limit} (queries are never truncated)")
+            raise InvalidInputError(
+                f"the query has {int(enc.lengths[0])} word pieces; this {self.arch.name} model "
+                f"allows at most {self.query_token_limit} (queries are never truncated)"
+            )
         if not self.arch.split:
             return QueryItem(enc.input_ids[0, : int(enc.attention_mask[0].sum())])
         vectors, mask = self.scorer.encode_query(enc.input_ids, enc.attention_mask)
@@ -140,8 +144,7 @@ class Prepare:
         enc = self.prep.passages(texts)
         lengths = enc.attention_mask.sum(1)
         if not self.arch.split:
-            return [PassageItem(enc.input_ids[i, : lengths[i]], bool(enc.truncated[i]), False)
-                    for i in range(len(texts))]
+            return [PassageItem(enc.input_ids[i, : lengths[i]], bool(enc.truncated[i]), False) for i in range(len(texts))]
         items: list[PassageItem | None] = [None] * len(texts)
         for batch in plan_batches(lengths.tolist(), self.budget.max_batch_size, self.budget.max_batch_cost):
             if check is not None:
@@ -161,8 +164,7 @@ class Prepare:
     def _stored(self, pid: str) -> bool:
         return self.store is not None and bool(pid) and pid in self.store
 
-    def passages(self, ids: Sequence[str], texts: Sequence[str],
-                 check: Callable[[], None] | None = None) -> list[PassageItem]:
+    def passages(self, ids: Sequence[str], texts: Sequence[str], check: Callable[[], None] | None = None) -> list[PassageItem]:
         """Stored state for ids in the passage store (a text sent with a stored id is not used); the
         text (encoded now, ``check`` before each batch) for the others. :class:`NotFoundError` names
         the candidates with neither."""
@@ -189,8 +191,9 @@ class Prepare:
                 items[i] = item
         return items  # type: ignore[return-value]
 
-    def pad_pairs(self, queries: Sequence[QueryItem],
-                  passages: Sequence[PassageItem]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def pad_pairs(
+        self, queries: Sequence[QueryItem], passages: Sequence[PassageItem]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The scorer's four input arrays for a batch of pairs (ids padded with [PAD], states with 0;
         stored fp16 states stay fp16 if every passage of the batch is stored, else become fp32)."""
         if not self.arch.split:

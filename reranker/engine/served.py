@@ -20,16 +20,21 @@ class StatsSink(Protocol):
 
     def batch(self, model: str, stats: BatchStats) -> None:
         return None
+
     def store_lookups(self, model: str, hits: int, misses: int) -> None:
         return None
+
     def queue_depth(self, model: str, depth: int) -> None:
         return None
+
     def dropped(self, model: str, items: int, stage: str) -> None:
         """``items`` pairs of abandoned requests not computed, at ``stage`` (admission, pre, batch)."""
         return None
+
     def invalid_scores(self, model: str, items: int) -> None:
         """``items`` scores came out NaN or infinite and were replaced (ranked last)."""
         return None
+
     def store_damaged(self, model: str, message: str) -> None:
         """A lookup found the model's passage store damaged (``message`` names the passages)."""
         return None
@@ -99,23 +104,45 @@ class PairResult:
 class ServedModel:
     """One model: pre stage, batched core stage, limits and description."""
 
-    def __init__(self, name: str, prepare: Prepare, limits: Limits, batching: BatcherConfig, sink: StatsSink, *,
-                 precision: str, fusion: FusionRule | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        prepare: Prepare,
+        limits: Limits,
+        batching: BatcherConfig,
+        sink: StatsSink,
+        *,
+        precision: str,
+        fusion: FusionRule | None = None,
+    ) -> None:
         self.name, self.prepare, self.limits, self.sink = name, prepare, limits, sink
         self.fusion = fusion if fusion is not None else FusionRule()
         store = prepare.store
         self.description = ModelDescription(
-            name=name, arch=prepare.arch.name, precision=precision, provider=prepare.scorer.provider,
-            store_passages=len(store) if store is not None else 0, store_bytes=store.nbytes if store is not None else 0,
-            max_candidates=limits.max_candidates, max_query_tokens=prepare.query_token_limit,
-            max_passage_tokens=prepare.passage_token_limit, score_kind=prepare.arch.score_kind,
-            max_query_chars=limits.max_query_chars, max_passage_chars=limits.max_passage_chars,
-            max_queued_pairs=batching.max_queue, fusion=self.fusion)
+            name=name,
+            arch=prepare.arch.name,
+            precision=precision,
+            provider=prepare.scorer.provider,
+            store_passages=len(store) if store is not None else 0,
+            store_bytes=store.nbytes if store is not None else 0,
+            max_candidates=limits.max_candidates,
+            max_query_tokens=prepare.query_token_limit,
+            max_passage_tokens=prepare.passage_token_limit,
+            score_kind=prepare.arch.score_kind,
+            max_query_chars=limits.max_query_chars,
+            max_passage_chars=limits.max_passage_chars,
+            max_queued_pairs=batching.max_queue,
+            fusion=self.fusion,
+        )
         self.costs = UnitCosts()
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""
         self.batcher: Batcher[Pair, PairResult] = Batcher(
-            self.run_batch, batching, cost=lambda pair: pair.passage.length + pair.query.length,
-            on_batch=self._on_batch, on_drop=self._on_drop)
+            self.run_batch,
+            batching,
+            cost=lambda pair: pair.passage.length + pair.query.length,
+            on_batch=self._on_batch,
+            on_drop=self._on_drop,
+        )
 
     def _on_drop(self, items: int) -> None:
         self.sink.dropped(self.name, items, "batch")
@@ -132,7 +159,6 @@ class ServedModel:
     def run_batch(self, pairs: Sequence[Pair]) -> list[PairResult]:
         """Core stage: pad one batch of pairs and run the scorer once."""
         started = time.monotonic()
-        scores = self.prepare.scorer.score(*self.prepare.pad_pairs([p.query for p in pairs],
-                                                                   [p.passage for p in pairs]))
+        scores = self.prepare.scorer.score(*self.prepare.pad_pairs([p.query for p in pairs], [p.passage for p in pairs]))
         seconds = time.monotonic() - started
         return [PairResult(float(s), started - p.enqueued, started, seconds) for s, p in zip(scores, pairs, strict=True)]

@@ -53,8 +53,13 @@ def mean_query_std(scores: Mapping[tuple[str, str], float]) -> float:
     return math.fsum(stds) / len(stds) if stds else 0.0
 
 
-def combine(members: Sequence[Mapping[tuple[str, str], float]], weights: Sequence[float] | None = None, *,
-         normalize: Normalize = "zscore", scale: float = 1.0) -> PairScores:
+def combine(
+    members: Sequence[Mapping[tuple[str, str], float]],
+    weights: Sequence[float] | None = None,
+    *,
+    normalize: Normalize = "zscore",
+    scale: float = 1.0,
+) -> PairScores:
     """Weighted mean of the members' (normalised) scores; every member must score the same pairs."""
     if not members:
         raise ConfigError("an ensemble needs at least one member")
@@ -72,8 +77,10 @@ def combine(members: Sequence[Mapping[tuple[str, str], float]], weights: Sequenc
     for i, m in enumerate(members[1:], start=2):
         if set(m) != keys:
             missing = sorted(keys ^ set(m))[:3]
-            raise ConfigError(f"member {i} does not score the same (query, passage) pairs as member 1 "
-                              f"(e.g. {missing}); ensemble scores of the same triples or runs")
+            raise ConfigError(
+                f"member {i} does not score the same (query, passage) pairs as member 1 "
+                f"(e.g. {missing}); ensemble scores of the same triples or runs"
+            )
     normed = [zscore(m) if normalize == "zscore" else dict(m) for m in members]
     total = sum(weights)
     return {k: scale * math.fsum(w * n[k] for w, n in zip(weights, normed, strict=True)) / total for k in members[0]}
@@ -95,13 +102,18 @@ def weight_grid(members: int, step: float) -> list[tuple[float, ...]]:
     if not 0 < step <= 1 or abs(round(1 / step) * step - 1) > 1e-9:
         raise ConfigError(f"grid step must divide 1 (0.5, 0.25, 0.1, ...), got {step}")
     n = round(1 / step)
-    return [tuple(c / n for c in combo) for combo in itertools.product(range(n + 1), repeat=members)
-            if sum(combo) == n]
+    return [tuple(c / n for c in combo) for combo in itertools.product(range(n + 1), repeat=members) if sum(combo) == n]
 
 
-def pick_weights(members: Sequence[Mapping[tuple[str, str], float]], qrels: Mapping[str, Mapping[str, int]],
-                 queries: set[str], *, step: float = 0.1, normalize: Normalize = "zscore",
-                 rel_level: int = 1) -> list[tuple[tuple[float, ...], float]]:
+def pick_weights(
+    members: Sequence[Mapping[tuple[str, str], float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    queries: set[str],
+    *,
+    step: float = 0.1,
+    normalize: Normalize = "zscore",
+    rel_level: int = 1,
+) -> list[tuple[tuple[float, ...], float]]:
     """nDCG@10 on ``queries`` (held-out, judged) for every weight vector of the grid, best first."""
     subset = [{k: v for k, v in m.items() if k[0] in queries} for m in members]
     judged = {q: qrels[q] for q in queries if qrels.get(q)}

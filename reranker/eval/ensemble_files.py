@@ -33,8 +33,9 @@ def read_pair_scores(path: Path) -> tuple[str, PairScores, Any]:
             pairs[(t.qid, t.pos)] = t.pos_score
             pairs[(t.qid, t.neg)] = t.neg_score
         return "scores", pairs, scored
-    raise DataFormatError(path, 1, f"expected a TREC run (6 columns) or a teacher score file (5 columns), "
-                                   f"found {len(first)} columns")
+    raise DataFormatError(
+        path, 1, f"expected a TREC run (6 columns) or a teacher score file (5 columns), found {len(first)} columns"
+    )
 
 
 def read_weights(record: Path) -> list[float]:
@@ -64,10 +65,20 @@ class EnsembleResult:
         return asdict(self)
 
 
-def build_ensemble(inputs: Sequence[Path], out: Path, *, weights: Sequence[float] | None = None,
-                   weights_from: Path | None = None, pick_step: float | None = None,
-                   data: Sequence[Path] = (), val_fraction: float = 0.1, val_seed: int = 0,
-                   normalize: Normalize = "zscore", scale: float = 1.0, scale_like: int | None = None) -> EnsembleResult:
+def build_ensemble(
+    inputs: Sequence[Path],
+    out: Path,
+    *,
+    weights: Sequence[float] | None = None,
+    weights_from: Path | None = None,
+    pick_step: float | None = None,
+    data: Sequence[Path] = (),
+    val_fraction: float = 0.1,
+    val_seed: int = 0,
+    normalize: Normalize = "zscore",
+    scale: float = 1.0,
+    scale_like: int | None = None,
+) -> EnsembleResult:
     """Combine the members' files into ``out`` (same format as the inputs) and write ``OUT.ensemble.json``.
 
     Weights are given (``weights``), reused (``weights_from``: an earlier record) or picked by nDCG@10
@@ -93,8 +104,11 @@ def build_ensemble(inputs: Sequence[Path], out: Path, *, weights: Sequence[float
         queries = validation_queries(collection.qrels, val_fraction, val_seed) & {q for q, _ in members[0]}
         ranked = pick_weights(members, collection.qrels, queries, step=pick_step, normalize=normalize)
         chosen = list(ranked[0][0])
-        validation = {"queries": len(queries), "metric": "ndcg@10",
-                      "grid": [{"weights": list(w), "ndcg@10": n} for w, n in ranked]}
+        validation = {
+            "queries": len(queries),
+            "metric": "ndcg@10",
+            "grid": [{"weights": list(w), "ndcg@10": n} for w, n in ranked],
+        }
     if scale_like is not None:
         if normalize != "zscore":
             raise ConfigError("scale_like needs zscore normalisation")
@@ -106,9 +120,16 @@ def build_ensemble(inputs: Sequence[Path], out: Path, *, weights: Sequence[float
     if kind == "run":
         write_run(out, {q: [(p, combined[(q, p)]) for p, _ in cands] for q, cands in parsed.items()}, tag="ensemble")
     else:
-        write_scores(out, [ScoredTriple(t.qid, t.pos, t.neg, combined[(t.qid, t.pos)], combined[(t.qid, t.neg)])
-                           for t in parsed])
-    result = EnsembleResult(str(out), kind, chosen or [1.0] * len(members), scale, normalize,
-                            [str(f) for f in inputs], validation, str(weights_from) if weights_from else None)
+        write_scores(out, [ScoredTriple(t.qid, t.pos, t.neg, combined[(t.qid, t.pos)], combined[(t.qid, t.neg)]) for t in parsed])
+    result = EnsembleResult(
+        str(out),
+        kind,
+        chosen or [1.0] * len(members),
+        scale,
+        normalize,
+        [str(f) for f in inputs],
+        validation,
+        str(weights_from) if weights_from else None,
+    )
     Path(f"{out}{RECORD_SUFFIX}").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result

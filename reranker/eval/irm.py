@@ -7,10 +7,17 @@ from collections.abc import Mapping, Sequence
 from reranker.eval.metrics import rank_candidates, rel_level_for
 
 
-def evaluate_with_ir_measures(qrels: Mapping[str, Mapping[str, int]],
-                              run: Mapping[str, Sequence[tuple[str, float]]], rel_level: int | None = None, *,
-                              k_ndcg: int = 10, k_rr: int = 10, k_recall: int = 100, complete: bool = False,
-                              break_ties: bool = True) -> dict[str, float]:
+def evaluate_with_ir_measures(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    rel_level: int | None = None,
+    *,
+    k_ndcg: int = 10,
+    k_rr: int = 10,
+    k_recall: int = 100,
+    complete: bool = False,
+    break_ties: bool = True,
+) -> dict[str, float]:
     """``nDCG@k``, ``RR(rel=L)@k`` and ``R(rel=L)@k`` from ir-measures, under the keys of
     :func:`reranker.eval.metrics.evaluate_run`.
 
@@ -23,8 +30,7 @@ def evaluate_with_ir_measures(qrels: Mapping[str, Mapping[str, int]],
     try:
         import ir_measures
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("evaluate_with_ir_measures needs ir-measures; install it with "
-                          "pip install 'reranker[train]'") from exc
+        raise ImportError("evaluate_with_ir_measures needs ir-measures; install it with pip install 'reranker[train]'") from exc
 
     level = rel_level_for(qrels) if rel_level is None else rel_level
     judged = {qid: dict(grades) for qid, grades in qrels.items() if complete or qid in run}

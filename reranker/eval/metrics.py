@@ -68,9 +68,16 @@ def recall_at_k(qrels_q: Mapping[str, int], ranking: Sequence[str], k: int, rel_
     return found / relevant
 
 
-def evaluate_per_query(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequence[tuple[str, float]]], *,
-                       k_ndcg: int = 10, k_rr: int = 10, k_recall: int = 100, rel_level: int | None = None,
-                       complete: bool = False) -> dict[str, dict[str, float]]:
+def evaluate_per_query(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    k_ndcg: int = 10,
+    k_rr: int = 10,
+    k_recall: int = 100,
+    rel_level: int | None = None,
+    complete: bool = False,
+) -> dict[str, dict[str, float]]:
     """Per-query ``ndcg@k``, ``mrr@k`` and ``recall@k`` for the judged queries of the run.
 
     ``rel_level`` defaults to :func:`rel_level_for` of ``qrels``. With ``complete=True`` a judged
@@ -95,16 +102,24 @@ def evaluate_per_query(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str,
     return out
 
 
-def evaluate_run(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Sequence[tuple[str, float]]], *,
-                 k_ndcg: int = 10, k_rr: int = 10, k_recall: int = 100, rel_level: int | None = None,
-                 complete: bool = False) -> dict[str, float]:
+def evaluate_run(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    k_ndcg: int = 10,
+    k_rr: int = 10,
+    k_recall: int = 100,
+    rel_level: int | None = None,
+    complete: bool = False,
+) -> dict[str, float]:
     """Mean ``ndcg@k``, ``mrr@k``, ``recall@k`` and the number of ``queries`` averaged over.
 
     The mean is over the queries in ``qrels`` that are in ``run`` (all judged queries with
     ``complete=True``); with none, every metric is 0.0 and ``queries`` is 0.
     """
-    per_query = evaluate_per_query(qrels, run, k_ndcg=k_ndcg, k_rr=k_rr, k_recall=k_recall,
-                                   rel_level=rel_level, complete=complete)
+    per_query = evaluate_per_query(
+        qrels, run, k_ndcg=k_ndcg, k_rr=k_rr, k_recall=k_recall, rel_level=rel_level, complete=complete
+    )
     names = (f"ndcg@{k_ndcg}", f"mrr@{k_rr}", f"recall@{k_recall}")
     n = len(per_query)
     result = {name: (math.fsum(v[name] for v in per_query.values()) / n if n else 0.0) for name in names}

@@ -34,8 +34,9 @@ def scores_from_run(path: Path, pairs: Sequence[tuple[str, str]]) -> dict[tuple[
     known = {(q, p): s for q, cands in read_run(path).items() for p, s in cands}
     missing = [k for k in pairs if k not in known]
     if missing:
-        raise NotFoundError(f"{path} lacks {len(missing)} of the {len(pairs)} candidates (e.g. {missing[0]}); "
-                            "score them with the model instead")
+        raise NotFoundError(
+            f"{path} lacks {len(missing)} of the {len(pairs)} candidates (e.g. {missing[0]}); score them with the model instead"
+        )
     return {k: known[k] for k in pairs}
 
 
@@ -60,15 +61,31 @@ class Evaluation:
         """The JSON record ``reranker evaluate --json`` writes."""
         extra: dict[str, Any] = {}
         if self.fusion.active:
-            extra = {"fusion": {"rule": self.fusion.rule, "weight": self.fusion.weight, "rrf_k": self.fusion.rrf_k},
-                     "without_fusion": self.without_fusion, "first_stage": self.first_stage}
-        return {"model": self.model, "run": self.run, "depth": self.depth, "relevance_level": self.relevance_level,
-                "queries": self.queries, **self.metrics, **extra}
+            extra = {
+                "fusion": {"rule": self.fusion.rule, "weight": self.fusion.weight, "rrf_k": self.fusion.rrf_k},
+                "without_fusion": self.without_fusion,
+                "first_stage": self.first_stage,
+            }
+        return {
+            "model": self.model,
+            "run": self.run,
+            "depth": self.depth,
+            "relevance_level": self.relevance_level,
+            "queries": self.queries,
+            **self.metrics,
+            **extra,
+        }
 
 
-def evaluate_reranking(folder: DataFolder, run: str, candidates: Candidates,
-                       scores: Mapping[tuple[str, str], float] | None, model: str,
-                       rule: FusionRule | None = None, depth: int = 100) -> Evaluation:
+def evaluate_reranking(
+    folder: DataFolder,
+    run: str,
+    candidates: Candidates,
+    scores: Mapping[tuple[str, str], float] | None,
+    model: str,
+    rule: FusionRule | None = None,
+    depth: int = 100,
+) -> Evaluation:
     """Re-rank ``candidates`` by ``scores`` (None: keep the first stage's order), fused with the first
     stage by ``rule``, and measure against the folder's qrels. NotFoundError when no query is judged."""
     rule = rule or FusionRule()
@@ -77,16 +94,18 @@ def evaluate_reranking(folder: DataFolder, run: str, candidates: Candidates,
         raise NotFoundError(f"{folder.name} has no judgments for the queries of {run}")
     rel = rel_level_for(qrels)
     if scores is None:
-        return Evaluation(f"{run} (first stage)", run, depth, rel, len(qrels),
-                          evaluate_with_ir_measures(qrels, candidates, rel), candidates)
+        return Evaluation(
+            f"{run} (first stage)", run, depth, rel, len(qrels), evaluate_with_ir_measures(qrels, candidates, rel), candidates
+        )
     reranked = fuse_run(candidates, scores, rule)
     name = model + (f" fused with {run} ({rule.describe()})" if rule.active else "")
     alone = first = {}
     if rule.active:
         alone = evaluate_with_ir_measures(qrels, fuse_run(candidates, scores, FusionRule()), rel)
         first = evaluate_with_ir_measures(qrels, candidates, rel)
-    return Evaluation(name, run, depth, rel, len(qrels), evaluate_with_ir_measures(qrels, reranked, rel), reranked,
-                      rule, alone, first)
+    return Evaluation(
+        name, run, depth, rel, len(qrels), evaluate_with_ir_measures(qrels, reranked, rel), reranked, rule, alone, first
+    )
 
 
 @dataclass(frozen=True)
@@ -102,16 +121,24 @@ class FusionChoice:
     grid: list[tuple[FusionRule, float]]
 
     def record(self) -> dict[str, Any]:
-        return {"queries": self.queries, "metric": "ndcg@10", "model_alone": self.model_alone,
-                "first_stage": self.first_stage,
-                "picked": {"rule": self.picked.rule, "weight": self.picked.weight, "rrf_k": self.picked.rrf_k,
-                           "ndcg@10": self.ndcg},
-                "grid": [{"rule": r.rule, "weight": r.weight, "ndcg@10": n} for r, n in self.grid]}
+        return {
+            "queries": self.queries,
+            "metric": "ndcg@10",
+            "model_alone": self.model_alone,
+            "first_stage": self.first_stage,
+            "picked": {"rule": self.picked.rule, "weight": self.picked.weight, "rrf_k": self.picked.rrf_k, "ndcg@10": self.ndcg},
+            "grid": [{"rule": r.rule, "weight": r.weight, "ndcg@10": n} for r, n in self.grid],
+        }
 
 
-def pick_fusion(folder: DataFolder, candidates: Candidates, scores: Mapping[tuple[str, str], float],
-                rules: Sequence[str] = ("minmax", "zscore", "rrf"), step: float = 0.05,
-                rrf_k: float = 60.0) -> FusionChoice:
+def pick_fusion(
+    folder: DataFolder,
+    candidates: Candidates,
+    scores: Mapping[tuple[str, str], float],
+    rules: Sequence[str] = ("minmax", "zscore", "rrf"),
+    step: float = 0.05,
+    rrf_k: float = 60.0,
+) -> FusionChoice:
     """Grid-search each rule's weight (0..1 by ``step``) by nDCG@10 over ``candidates`` (the validation
     queries: never a test set); ties go to the weight nearest 0.5. ConfigError for a bad step."""
     if not 0 < step <= 0.5:
@@ -121,8 +148,11 @@ def pick_fusion(folder: DataFolder, candidates: Candidates, scores: Mapping[tupl
         raise NotFoundError("no candidate query has judgments: pick on validation queries with qrels")
     rel = rel_level_for(qrels)
     steps = round(1 / step)
-    grid = [(r, evaluate_run(qrels, fuse_run(candidates, scores, r), rel_level=rel)["ndcg@10"])
-            for rule in rules for r in (FusionRule(rule, i / steps, rrf_k) for i in range(steps + 1))]
+    grid = [
+        (r, evaluate_run(qrels, fuse_run(candidates, scores, r), rel_level=rel)["ndcg@10"])
+        for rule in rules
+        for r in (FusionRule(rule, i / steps, rrf_k) for i in range(steps + 1))
+    ]
     best = max(n for _, n in grid)
     picked = min((r for r, n in grid if n >= best - 1e-12), key=lambda r: (abs(r.weight - 0.5), r.rule))
     alone = evaluate_run(qrels, fuse_run(candidates, scores, FusionRule()), rel_level=rel)["ndcg@10"]

@@ -10,9 +10,7 @@ from reranker.models.colbert import ColBERT
 from reranker.models.prett import PreTT
 from reranker.models.tk import TK
 
-MODEL_CLASSES: dict[str, type[Ranker]] = {
-    cls.arch: cls for cls in (BertCat, BertDot, ColBERT, PreTT, TK)
-}
+MODEL_CLASSES: dict[str, type[Ranker]] = {cls.arch: cls for cls in (BertCat, BertDot, ColBERT, PreTT, TK)}
 
 
 def build_model(config: ModelConfig) -> Ranker:

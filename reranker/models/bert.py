@@ -122,8 +122,7 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
-             + self.token_type_embeddings(token_type_ids))
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
 
 
@@ -152,8 +151,9 @@ class BertEncoder(nn.Module):
             token_type = torch.full_like(input_ids, token_type)
         return self.embeddings(input_ids, token_type, positions)
 
-    def run_layers(self, hidden: Tensor, mask: Tensor, start: int = 0, end: int | None = None,
-                   last_rows: int | None = None) -> Tensor:
+    def run_layers(
+        self, hidden: Tensor, mask: Tensor, start: int = 0, end: int | None = None, last_rows: int | None = None
+    ) -> Tensor:
         """Layers ``start:end`` over (batch, length, hidden) states with a (batch, length) key mask.
 
         ``last_rows``: the last layer computes only the first ``last_rows`` positions (batch,
@@ -167,8 +167,7 @@ class BertEncoder(nn.Module):
             hidden = layer(hidden, bias, last_rows if i == len(layers) - 1 else None)
         return hidden
 
-    def forward(self, input_ids: Tensor, mask: Tensor, token_type: int | Tensor = 0,
-                position_offset: int = 0) -> Tensor:
+    def forward(self, input_ids: Tensor, mask: Tensor, token_type: int | Tensor = 0, position_offset: int = 0) -> Tensor:
         return self.run_layers(self.embed(input_ids, token_type, position_offset), mask)
 
 
@@ -200,8 +199,7 @@ def read_hf_tensors(model_dir: str | Path, shapes: dict[str, torch.Size]) -> dic
             if name in shapes:
                 tensor = f.get_tensor(key)
                 if tensor.shape != shapes[name]:
-                    raise ArtifactError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model "
-                                        f"expects {tuple(shapes[name])}")
+                    raise ArtifactError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model expects {tuple(shapes[name])}")
                 loaded[name] = tensor
     missing = sorted(set(shapes) - set(loaded))
     if missing:

@@ -18,8 +18,7 @@ class BertDot(Ranker):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.bert = BertEncoder(config.encoder)
-        self.dense = (torch.nn.Linear(config.encoder.hidden_size, config.dot_dense_dim)
-                      if config.dot_dense_dim else None)
+        self.dense = torch.nn.Linear(config.encoder.hidden_size, config.dot_dense_dim) if config.dot_dense_dim else None
 
     def _encode(self, t: Tokens) -> State:
         hidden = self.bert(t.ids, t.mask)

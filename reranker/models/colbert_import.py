@@ -59,8 +59,7 @@ def _build(src: Path, transformer: Path, tokenizer: Tokenizer, projection: torch
     """A ``colbert`` model with ``transformer``'s encoder and ``projection`` (dim, hidden) as its Linear."""
     encoder = EncoderConfig.from_hf(read_hf_config(transformer))
     if projection.dim() != 2 or projection.shape[1] != encoder.hidden_size:
-        raise ConfigError(f"{src}: the projection has shape {tuple(projection.shape)}; expected (dim, "
-                          f"{encoder.hidden_size})")
+        raise ConfigError(f"{src}: the projection has shape {tuple(projection.shape)}; expected (dim, {encoder.hidden_size})")
     if tokenizer.vocab_size > encoder.vocab_size:
         raise ConfigError(f"{src}: the tokenizer has {tokenizer.vocab_size} entries, the encoder {encoder.vocab_size}")
     config = ModelConfig(arch="colbert", encoder=encoder, colbert_dim=int(projection.shape[0]), **fields)
@@ -85,8 +84,10 @@ def import_stanford(src: Path, **lengths: int | None) -> Loaded:
     ConfigError names what is not supported (L2 similarity, FLIPR interaction, unknown markers)."""
     meta = _read_json(src / METADATA)
     if meta.get("similarity", "cosine") != "cosine" or meta.get("interaction", "colbert") != "colbert":
-        raise ConfigError(f"{src}: similarity {meta.get('similarity')!r} / interaction {meta.get('interaction')!r} "
-                          "is not supported; allowed: cosine with the colbert interaction")
+        raise ConfigError(
+            f"{src}: similarity {meta.get('similarity')!r} / interaction {meta.get('interaction')!r} "
+            "is not supported; allowed: cosine with the colbert interaction"
+        )
     tokenizer = Tokenizer.from_dir(src)
     hidden = EncoderConfig.from_hf(read_hf_config(src)).hidden_size
     dim = int(meta.get("dim", 128))
@@ -96,12 +97,18 @@ def import_stanford(src: Path, **lengths: int | None) -> Loaded:
         firsts = {tokenizer.hf.encode(symbol, add_special_tokens=False).ids[0] for symbol in string.punctuation}
         skiplist = tuple(sorted(firsts))
     attend = bool(meta.get("attend_to_mask_tokens", False))
-    return _build(src, src, tokenizer, linear, **_lengths(src, lengths, int(meta.get("query_maxlen", 32)),
-                                                          int(meta.get("doc_maxlen", 220)), True),
-                  colbert_query_marker=_token_id(tokenizer, meta.get("query_token_id", "[unused0]"), str(src)),
-                  colbert_passage_marker=_token_id(tokenizer, meta.get("doc_token_id", "[unused1]"), str(src)),
-                  colbert_query_augmentation=True, colbert_unattended_id=-1 if attend else tokenizer.mask_id,
-                  colbert_skiplist=skiplist)
+    return _build(
+        src,
+        src,
+        tokenizer,
+        linear,
+        **_lengths(src, lengths, int(meta.get("query_maxlen", 32)), int(meta.get("doc_maxlen", 220)), True),
+        colbert_query_marker=_token_id(tokenizer, meta.get("query_token_id", "[unused0]"), str(src)),
+        colbert_passage_marker=_token_id(tokenizer, meta.get("doc_token_id", "[unused1]"), str(src)),
+        colbert_query_augmentation=True,
+        colbert_unattended_id=-1 if attend else tokenizer.mask_id,
+        colbert_skiplist=skiplist,
+    )
 
 
 def import_pylate(src: Path, **lengths: int | None) -> Loaded:
@@ -117,9 +124,11 @@ def import_pylate(src: Path, **lengths: int | None) -> Loaded:
     dense_dir = src / modules[1]["path"]
     dense = _read_json(dense_dir / "config.json")
     if dense.get("bias", True) or dense.get("activation_function") not in IDENTITY or dense.get("use_residual"):
-        raise ConfigError(f"{src}: Dense with bias={dense.get('bias')}, activation {dense.get('activation_function')!r}"
-                          f", use_residual={dense.get('use_residual')} is not supported; allowed: no bias, Identity, "
-                          "no residual")
+        raise ConfigError(
+            f"{src}: Dense with bias={dense.get('bias')}, activation {dense.get('activation_function')!r}"
+            f", use_residual={dense.get('use_residual')} is not supported; allowed: no bias, Identity, "
+            "no residual"
+        )
     if not (dense_dir / "model.safetensors").is_file():
         raise ConfigError(f"{dense_dir} has no model.safetensors (pickled Dense weights are not loaded)")
     from safetensors.torch import load_file
@@ -137,13 +146,18 @@ def import_pylate(src: Path, **lengths: int | None) -> Loaded:
     skiplist = sorted({tokenizer.unk_id if t is None else int(t) for t in found})  # as convert_tokens_to_ids
     expand = bool(st.get("do_query_expansion", True))
     attend = expand and bool(st.get("attend_to_expansion_tokens", False))
-    return _build(src, transformer, tokenizer, linear, **_lengths(src, lengths, int(st.get("query_length", 32)),
-                                                                  int(st.get("document_length", 180)), expand),
-                  colbert_query_marker=_token_id(tokenizer, prefixes[0], str(src)),
-                  colbert_passage_marker=_token_id(tokenizer, prefixes[1], str(src)),
-                  colbert_query_augmentation=expand,
-                  colbert_unattended_id=tokenizer.mask_id if expand and not attend else -1,
-                  colbert_skiplist=tuple(skiplist))
+    return _build(
+        src,
+        transformer,
+        tokenizer,
+        linear,
+        **_lengths(src, lengths, int(st.get("query_length", 32)), int(st.get("document_length", 180)), expand),
+        colbert_query_marker=_token_id(tokenizer, prefixes[0], str(src)),
+        colbert_passage_marker=_token_id(tokenizer, prefixes[1], str(src)),
+        colbert_query_augmentation=expand,
+        colbert_unattended_id=tokenizer.mask_id if expand and not attend else -1,
+        colbert_skiplist=tuple(skiplist),
+    )
 
 
 __all__ = ["import_pylate", "import_stanford"]

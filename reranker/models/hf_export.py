@@ -29,8 +29,7 @@ def to_hf_cross_encoder(checkpoint: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     enc = cfg.encoder
-    state = {f"bert.{k[len('bert.'):]}": v.contiguous() for k, v in loaded.model.state_dict().items()
-             if k.startswith("bert.")}
+    state = {f"bert.{k[len('bert.') :]}": v.contiguous() for k, v in loaded.model.state_dict().items() if k.startswith("bert.")}
     hidden = enc.hidden_size
     state["bert.pooler.dense.weight"] = torch.eye(hidden) * EPS
     state["bert.pooler.dense.bias"] = torch.zeros(hidden)
@@ -40,17 +39,39 @@ def to_hf_cross_encoder(checkpoint: str | Path, out: str | Path) -> Path:
     state["classifier.bias"] = head.bias.detach().clone()
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = {
-        "architectures": ["BertForSequenceClassification"], "model_type": "bert", "num_labels": 1,
-        "vocab_size": enc.vocab_size, "hidden_size": hidden, "num_hidden_layers": enc.num_layers,
-        "num_attention_heads": enc.num_heads, "intermediate_size": enc.intermediate_size, "hidden_act": "gelu",
-        "max_position_embeddings": enc.max_position, "type_vocab_size": enc.type_vocab_size,
-        "layer_norm_eps": enc.layer_norm_eps, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-        "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0},
+        "architectures": ["BertForSequenceClassification"],
+        "model_type": "bert",
+        "num_labels": 1,
+        "vocab_size": enc.vocab_size,
+        "hidden_size": hidden,
+        "num_hidden_layers": enc.num_layers,
+        "num_attention_heads": enc.num_heads,
+        "intermediate_size": enc.intermediate_size,
+        "hidden_act": "gelu",
+        "max_position_embeddings": enc.max_position,
+        "type_vocab_size": enc.type_vocab_size,
+        "layer_norm_eps": enc.layer_norm_eps,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "id2label": {"0": "LABEL_0"},
+        "label2id": {"LABEL_0": 0},
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     loaded.tokenizer.save(out)
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "BertTokenizerFast", "do_lower_case": True, "model_max_length": enc.max_position,
-        "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]", "unk_token": "[UNK]",
-    }, indent=2) + "\n")
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "BertTokenizerFast",
+                "do_lower_case": True,
+                "model_max_length": enc.max_position,
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+                "pad_token": "[PAD]",
+                "mask_token": "[MASK]",
+                "unk_token": "[UNK]",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return out

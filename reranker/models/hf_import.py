@@ -38,6 +38,8 @@ ST_CONFIG = "config_sentence_transformers.json"
 def _module(type_name: str) -> str:
     """``sentence_transformers.models.Pooling`` (v2-v5) or ``...modules.pooling.Pooling`` (v6) -> ``Pooling``."""
     return type_name.rsplit(".", 1)[-1]
+
+
 SIGMOID = ("torch.nn.modules.activation.Sigmoid", "torch.nn.Sigmoid", "Sigmoid")
 IDENTITY = ("torch.nn.modules.linear.Identity", "torch.nn.Identity", "Identity", None)
 TANH = ("torch.nn.modules.activation.Tanh", "torch.nn.Tanh", "Tanh")
@@ -70,8 +72,10 @@ def detect(src: Path) -> str:
     archs = _read_json(src / "config.json").get("architectures") or []
     if "BertForSequenceClassification" in archs:
         return "cross-encoder"
-    raise ConfigError(f"{src}: config.json names architectures {archs}; supported: BertForSequenceClassification "
-                      "(cross-encoders) or a sentence-transformers directory with modules.json (bi-encoders)")
+    raise ConfigError(
+        f"{src}: config.json names architectures {archs}; supported: BertForSequenceClassification "
+        "(cross-encoders) or a sentence-transformers directory with modules.json (bi-encoders)"
+    )
 
 
 def _tokenizer(src: Path, config: ModelConfig) -> Tokenizer:
@@ -98,21 +102,29 @@ def import_cross_encoder(src: Path, **lengths: int) -> Loaded:
     hf = read_hf_config(src)
     labels = _classifier_labels(src, hf)
     if labels != 1:
-        raise ConfigError(f"{src} classifies into {labels} labels; only one-label (relevance score) cross-encoders "
-                          "are supported")
+        raise ConfigError(f"{src} classifies into {labels} labels; only one-label (relevance score) cross-encoders are supported")
     st = hf.get("sentence_transformers") or {}  # sentence-transformers <= 4 kept it in config.json
     if (src / ST_CONFIG).is_file():
         st = {**st, **_read_json(src / ST_CONFIG)}
     activation = st.get("activation_fn")
     if activation not in (*SIGMOID, *IDENTITY):
         raise ConfigError(f"{src}: activation {activation!r} is not supported; allowed: Sigmoid or Identity")
-    config = ModelConfig(arch="bert_cat", encoder=EncoderConfig.from_hf(hf), cat_pooler=True,
-                         cat_activation="sigmoid" if activation in SIGMOID else "none", **lengths)  # type: ignore[arg-type]
+    config = ModelConfig(
+        arch="bert_cat",
+        encoder=EncoderConfig.from_hf(hf),
+        cat_pooler=True,
+        cat_activation="sigmoid" if activation in SIGMOID else "none",
+        **lengths,  # type: ignore[arg-type]
+    )
     model = build_model(config)
     model.load_base_weights(str(src))
     hidden = config.encoder.hidden_size
-    shapes = {"pooler.dense.weight": torch.Size([hidden, hidden]), "pooler.dense.bias": torch.Size([hidden]),
-              "classifier.weight": torch.Size([1, hidden]), "classifier.bias": torch.Size([1])}
+    shapes = {
+        "pooler.dense.weight": torch.Size([hidden, hidden]),
+        "pooler.dense.bias": torch.Size([hidden]),
+        "classifier.weight": torch.Size([1, hidden]),
+        "classifier.bias": torch.Size([1]),
+    }
     tensors = read_hf_tensors(src, shapes)
     missing = sorted(set(shapes) - set(tensors))
     if missing:
@@ -133,12 +145,12 @@ def import_bi_encoder(src: Path, **lengths: int) -> Loaded:
     if types[:2] != ["Transformer", "Pooling"]:
         raise ConfigError(f"{src}/modules.json has modules {types}; supported: Transformer, Pooling[, Normalize]")
     if types[2:] not in ([], ["Normalize"], ["Dense"], ["Dense", "Normalize"]):
-        raise ConfigError(f"{src}/modules.json has {types[2:]} after pooling; supported: at most one Dense, then "
-                          "optionally Normalize")
+        raise ConfigError(
+            f"{src}/modules.json has {types[2:]} after pooling; supported: at most one Dense, then optionally Normalize"
+        )
     st_cfg = _read_json(src / ST_CONFIG) if (src / ST_CONFIG).is_file() else {}
     if any(st_cfg.get("prompts", {}).values()):
-        raise ConfigError(f"{src} uses prompts {st_cfg['prompts']}; models that prefix queries or passages are not "
-                          "supported")
+        raise ConfigError(f"{src} uses prompts {st_cfg['prompts']}; models that prefix queries or passages are not supported")
     transformer = src / modules[0].get("path", "")
     pooling = _read_json(src / modules[1]["path"] / "config.json")
     if "pooling_mode" in pooling:  # sentence-transformers >= 6
@@ -152,15 +164,22 @@ def import_bi_encoder(src: Path, **lengths: int) -> Loaded:
         dense = _read_json(src / modules[2]["path"] / "config.json")
         activation = dense.get("activation_function")
         if not dense.get("bias", True) or activation not in (*TANH, *IDENTITY):
-            raise ConfigError(f"{src}: Dense with bias={dense.get('bias')} and activation {activation!r} is not "
-                              "supported; allowed: a bias and Tanh or Identity")
+            raise ConfigError(
+                f"{src}: Dense with bias={dense.get('bias')} and activation {activation!r} is not "
+                "supported; allowed: a bias and Tanh or Identity"
+            )
     encoder = EncoderConfig.from_hf(read_hf_config(transformer))
     if dense and int(dense["in_features"]) != encoder.hidden_size:
         raise ConfigError(f"{src}: Dense reads {dense['in_features']} features, the encoder gives {encoder.hidden_size}")
-    config = ModelConfig(arch="bert_dot", encoder=encoder, dot_pooling="cls" if modes == ["cls_token"] else "mean",
-                         dot_normalize="Normalize" in types, dot_dense_dim=int(dense.get("out_features", 0)),
-                         dot_dense_activation="tanh" if dense.get("activation_function") in TANH else "identity",
-                         **lengths)  # type: ignore[arg-type]
+    config = ModelConfig(
+        arch="bert_dot",
+        encoder=encoder,
+        dot_pooling="cls" if modes == ["cls_token"] else "mean",
+        dot_normalize="Normalize" in types,
+        dot_dense_dim=int(dense.get("out_features", 0)),
+        dot_dense_activation="tanh" if dense.get("activation_function") in TANH else "identity",
+        **lengths,  # type: ignore[arg-type]
+    )
     model = build_model(config)
     model.load_base_weights(str(transformer))
     if dense:
@@ -182,14 +201,16 @@ def _load_dense(model: torch.nn.Module, directory: Path) -> None:
         own = getattr(layer, name)
         got = tensors.get(f"linear.{name}")
         if got is None or got.shape != own.shape:
-            raise ConfigError(f"{path}: linear.{name} is {None if got is None else tuple(got.shape)}, expected "
-                              f"{tuple(own.shape)}")
+            raise ConfigError(
+                f"{path}: linear.{name} is {None if got is None else tuple(got.shape)}, expected {tuple(own.shape)}"
+            )
         with torch.no_grad():
             own.copy_(got)
 
 
-def import_model(src: str | Path, out: str | Path, *, query_max_len: int | None = None,
-                 passage_max_len: int | None = None) -> dict[str, Any]:
+def import_model(
+    src: str | Path, out: str | Path, *, query_max_len: int | None = None, passage_max_len: int | None = None
+) -> dict[str, Any]:
     """Detect the format of ``src``, convert it and save a reranker checkpoint to ``out``; returns a summary.
     Lengths (tokens incl. [CLS]/[SEP]/markers) default to the checkpoint's own (ColBERT) or 32 / 202.
     Raises ConfigError (unsupported format, with the reason) or ArtifactError (unreadable weights)."""
@@ -204,8 +225,12 @@ def import_model(src: str | Path, out: str | Path, *, query_max_len: int | None 
         lengths = {"query_max_len": query_max_len or 32, "passage_max_len": passage_max_len or 202}
         loaded = import_cross_encoder(src, **lengths) if kind == "cross-encoder" else import_bi_encoder(src, **lengths)
     save_checkpoint(out, loaded, {"imported_from": str(src.resolve()), "import_format": kind, "steps": 0})
-    return {"format": kind, "arch": loaded.config.arch, "out": str(out),
-            "parameters": sum(p.numel() for p in loaded.model.parameters())}
+    return {
+        "format": kind,
+        "arch": loaded.config.arch,
+        "out": str(out),
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+    }
 
 
 __all__ = ["detect", "import_bi_encoder", "import_cross_encoder", "import_model"]

@@ -45,11 +45,17 @@ class RuntimeConfig:
         if self.inference_precision not in ("auto", "f32", "bf16"):
             raise ConfigError(f"inference_precision must be auto, f32 or bf16, got {self.inference_precision!r}")
         if self.backend == "openvino" and self.provider == "cuda":
-            raise ConfigError("backend 'openvino' runs on the CPU: use provider 'cpu' or 'auto' with it, or backend "
-                              "'onnxruntime' with provider 'cuda'")
+            raise ConfigError(
+                "backend 'openvino' runs on the CPU: use provider 'cpu' or 'auto' with it, or backend "
+                "'onnxruntime' with provider 'cuda'"
+            )
         if self.backend == "onnxruntime" and self.inference_precision != "auto":
-            raise ConfigError(f"inference_precision {self.inference_precision!r} is an OpenVINO setting; with backend "
-                              "'onnxruntime' the precision is the artifact's (reranker export --precision)")
+            raise ConfigError(
+                f"inference_precision {self.inference_precision!r} is an OpenVINO setting; with backend "
+                "'onnxruntime' the precision is the artifact's (reranker export --precision)"
+            )
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise ConfigError(f"thread counts must be >= 0 (0 = ONNX Runtime's default), got intra_op_threads="
-                              f"{self.intra_op_threads} and inter_op_threads={self.inter_op_threads}")
+            raise ConfigError(
+                f"thread counts must be >= 0 (0 = ONNX Runtime's default), got intra_op_threads="
+                f"{self.intra_op_threads} and inter_op_threads={self.inter_op_threads}"
+            )

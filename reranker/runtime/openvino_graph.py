@@ -23,8 +23,9 @@ def _openvino() -> Any:
     try:
         import openvino
     except ImportError as exc:
-        raise ConfigError("backend 'openvino' needs the openvino package: pip install 'reranker[openvino]' "
-                          "(or use backend 'onnxruntime')") from exc
+        raise ConfigError(
+            "backend 'openvino' needs the openvino package: pip install 'reranker[openvino]' (or use backend 'onnxruntime')"
+        ) from exc
     return openvino
 
 
@@ -48,9 +49,10 @@ class OpenVinoGraph:
             raise ArtifactError(f"OpenVINO cannot load {path}: {exc}") from exc
         self.provider = f"OpenVINO {ov.__version__.split('-')[0]} CPU"
         self.inputs = {port.get_any_name() for port in self._compiled.inputs}
-        self.input_types = {port.get_any_name(): ONNX_TYPES.get(port.get_element_type().get_type_name(),
-                                                                 str(port.get_element_type()))
-                            for port in self._compiled.inputs}
+        self.input_types = {
+            port.get_any_name(): ONNX_TYPES.get(port.get_element_type().get_type_name(), str(port.get_element_type()))
+            for port in self._compiled.inputs
+        }
         """Input name -> ONNX type, e.g. ``tensor(float)`` (as ONNX Runtime names it)."""
         self._outputs = list(self._compiled.outputs)
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()

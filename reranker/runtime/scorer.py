@@ -19,9 +19,11 @@ from reranker.runtime.sessions import Graph, open_graph
 
 log = logging.getLogger(__name__)
 
-CAST_FP16_TO_FP32 = (b'\x08\x08:m\n\x17\n\x01x\x12\x01y"\x04Cast*\t\n\x02to\x18\x01\xa0\x01\x02\x12\x04castZ%\n\x01x'
-                     b'\x12 \n\x1e\x08\n\x12\x1a\n\x07\x12\x05batch\n\x08\x12\x06length\n\x05\x12\x03dimb%\n\x01y'
-                     b'\x12 \n\x1e\x08\x01\x12\x1a\n\x07\x12\x05batch\n\x08\x12\x06length\n\x05\x12\x03dimB\x04\n\x00\x10\x11')
+CAST_FP16_TO_FP32 = (
+    b'\x08\x08:m\n\x17\n\x01x\x12\x01y"\x04Cast*\t\n\x02to\x18\x01\xa0\x01\x02\x12\x04castZ%\n\x01x'
+    b"\x12 \n\x1e\x08\n\x12\x1a\n\x07\x12\x05batch\n\x08\x12\x06length\n\x05\x12\x03dimb%\n\x01y"
+    b"\x12 \n\x1e\x08\x01\x12\x1a\n\x07\x12\x05batch\n\x08\x12\x06length\n\x05\x12\x03dimB\x04\n\x00\x10\x11"
+)
 """The ONNX model ``y = Cast(x: float16 -> float32)`` (batch, length, dim; opset 17), as ``onnx.helper`` writes it
 (tests/test_export_runtime.py rebuilds it and compares). ONNX Runtime's cast is vectorised; numpy's
 ``astype`` of a 100-passage ColBERT batch from the fp16 store took 5x as long."""
@@ -39,15 +41,23 @@ class OnnxScorer:
         self.cfg = cfg or RuntimeConfig()
         names = set(graphs)
         if names not in ({"cross_encoder"}, {"query_encoder", "passage_encoder", "scorer"}):
-            raise ConfigError(f"an artifact has either a cross_encoder graph or query_encoder, passage_encoder and "
-                              f"scorer graphs; got {sorted(names)}")
+            raise ConfigError(
+                f"an artifact has either a cross_encoder graph or query_encoder, passage_encoder and "
+                f"scorer graphs; got {sorted(names)}"
+            )
         self.graphs = {name: open_graph(Path(path), self.cfg) for name, path in graphs.items()}
         self.split = "scorer" in self.graphs
         self.provider = next(iter(self.graphs.values())).provider
         """What runs the graphs: the execution provider ONNX Runtime chose (e.g. ``CPUExecutionProvider``)
         or OpenVINO (``OpenVINO 2026.4.1 CPU``)."""
-        self._cast = Graph(CAST_FP16_TO_FP32, RuntimeConfig(provider="cpu", intra_op_threads=self.cfg.intra_op_threads,
-                                                            allow_spinning=self.cfg.allow_spinning)) if self.split else None
+        self._cast = (
+            Graph(
+                CAST_FP16_TO_FP32,
+                RuntimeConfig(provider="cpu", intra_op_threads=self.cfg.intra_op_threads, allow_spinning=self.cfg.allow_spinning),
+            )
+            if self.split
+            else None
+        )
 
     def _states(self, name: str, array: np.ndarray) -> np.ndarray:
         """A state input of the scorer graph: float16 (passage states from the store) cast to float32
@@ -79,8 +89,12 @@ class OnnxScorer:
         from the store). Masks are (batch, length) int64, 1 for real positions.
         """
         if self.split:
-            feeds = {"q_vectors": self._states("q_vectors", q), "q_mask": q_mask,
-                     "p_vectors": self._states("p_vectors", p), "p_mask": p_mask}
+            feeds = {
+                "q_vectors": self._states("q_vectors", q),
+                "q_mask": q_mask,
+                "p_vectors": self._states("p_vectors", p),
+                "p_mask": p_mask,
+            }
             return self.graphs["scorer"].run(feeds)[0].astype(np.float32)
         feeds = {"q_ids": q, "q_mask": q_mask, "p_ids": p, "p_mask": p_mask}
         return self.graphs["cross_encoder"].run(feeds)[0].astype(np.float32)

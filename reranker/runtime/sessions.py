@@ -23,8 +23,10 @@ def requested_providers(cfg: RuntimeConfig) -> list[str]:
     if cfg.provider == "cpu":
         return [CPU]
     if cfg.provider == "cuda" and CUDA not in available:
-        raise ConfigError(f"provider 'cuda' was requested but this onnxruntime offers only {available}; "
-                          "install reranker[gpu] (onnxruntime-gpu) on a machine with an NVIDIA GPU")
+        raise ConfigError(
+            f"provider 'cuda' was requested but this onnxruntime offers only {available}; "
+            "install reranker[gpu] (onnxruntime-gpu) on a machine with an NVIDIA GPU"
+        )
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 

@@ -77,7 +77,8 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, counted)
     if cfg.reflection:
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), counted)
+            reflection.aio.ReflectionServicer((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)), counted
+        )
     service = RerankerService(None, metrics, auth, cfg.max_message_bytes)
     add_to_server(service, counted)
     address = f"{cfg.host}:{cfg.port}"
@@ -87,16 +88,27 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
         raise ConfigError(f"cannot bind the gRPC server to {address}")
     http, metrics_port = None, None
     if cfg.metrics_port >= 0:
-        http = serve_metrics(cfg.metrics_host or cfg.host, cfg.metrics_port, metrics.registry,
-                             auth.allowed_header if cfg.metrics_auth else None)
+        http = serve_metrics(
+            cfg.metrics_host or cfg.host, cfg.metrics_port, metrics.registry, auth.allowed_header if cfg.metrics_auth else None
+        )
         metrics_port = http.server_port
     await server.start()
-    log.info("gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models", cfg.host, port,
-             "TLS" if creds else "plaintext", metrics_port)
-    log.info("keepalive: client pings every >= %gs accepted (with or without calls), server pings idle "
-             "connections every %gs; max connection age %s", cfg.keepalive_min_ping_interval_s, cfg.keepalive_time_s,
-             f"{cfg.max_connection_age_s:g}s (+{cfg.max_connection_age_grace_s:g}s grace)"
-             if cfg.max_connection_age_s else "unlimited")
+    log.info(
+        "gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models",
+        cfg.host,
+        port,
+        "TLS" if creds else "plaintext",
+        metrics_port,
+    )
+    log.info(
+        "keepalive: client pings every >= %gs accepted (with or without calls), server pings idle "
+        "connections every %gs; max connection age %s",
+        cfg.keepalive_min_ping_interval_s,
+        cfg.keepalive_time_s,
+        f"{cfg.max_connection_age_s:g}s (+{cfg.max_connection_age_grace_s:g}s grace)"
+        if cfg.max_connection_age_s
+        else "unlimited",
+    )
     try:
         if engine is None:
             engine = await asyncio.get_running_loop().run_in_executor(None, load_engine, cfg, metrics)
@@ -121,7 +133,8 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
         if model not in turned:  # once per model
             log.error("model %s: %s; its health (%s) is NOT_SERVING", model, message, model_health_name(model))
             turned[model] = loop.create_task(
-                health_servicer.set(model_health_name(model), health_pb2.HealthCheckResponse.NOT_SERVING))
+                health_servicer.set(model_health_name(model), health_pb2.HealthCheckResponse.NOT_SERVING)
+            )
 
     metrics.on_store_damaged.append(damaged)
     log.info("serving %s (default %s)", ", ".join(engine.models), engine.default)
@@ -147,12 +160,13 @@ async def serve_forever(cfg: ServerConfig) -> None:
         os.kill(os.getpid(), sig)  # the default action: end now
 
     def on_stop(sig: signal.Signals) -> None:
-        log.info("received %s: draining (health NOT_SERVING, in-flight requests get %.1fs)", sig.name,
-                 cfg.grace_seconds)
+        log.info("received %s: draining (health NOT_SERVING, in-flight requests get %.1fs)", sig.name, cfg.grace_seconds)
         stop.set()
 
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("received SIGHUP: ignored (the server does not "
-                                                            "reload; restart it to load new models or stores)"))
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        lambda: log.info("received SIGHUP: ignored (the server does not reload; restart it to load new models or stores)"),
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, while_loading, sig)
     running = await start(cfg)

@@ -118,11 +118,18 @@ class ServerConfig:
     """What the engine is built from (derived from the fields above, validated once)."""
 
     def __post_init__(self) -> None:
-        engine = EngineConfig(models=self.models, default_model=self.default_model, batching=self.batching,
-                              runtime=self.runtime, pre_workers=self.pre_workers,
-                              max_pending_requests=self.max_pending_requests,
-                              max_pending_encodes=self.max_pending_encodes, max_queue_ms=self.max_queue_ms,
-                              warmup=self.warmup, verify_stores=self.verify_stores)
+        engine = EngineConfig(
+            models=self.models,
+            default_model=self.default_model,
+            batching=self.batching,
+            runtime=self.runtime,
+            pre_workers=self.pre_workers,
+            max_pending_requests=self.max_pending_requests,
+            max_pending_encodes=self.max_pending_encodes,
+            max_queue_ms=self.max_queue_ms,
+            warmup=self.warmup,
+            verify_stores=self.verify_stores,
+        )
         object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port"):
             value = getattr(self, name)
@@ -136,16 +143,23 @@ class ServerConfig:
             raise ConfigError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
         if self.grace_seconds < 0:
             raise ConfigError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
-        times = ("keepalive_min_ping_interval_s", "keepalive_time_s", "keepalive_timeout_s", "max_connection_age_s",
-                 "max_connection_age_grace_s")
+        times = (
+            "keepalive_min_ping_interval_s",
+            "keepalive_time_s",
+            "keepalive_timeout_s",
+            "max_connection_age_s",
+            "max_connection_age_grace_s",
+        )
         bad = {n: getattr(self, n) for n in times if not 0 <= getattr(self, n) <= 86_400}
         if bad:
             raise ConfigError(f"keepalive and connection-age settings are seconds in [0, 86400], got {bad}")
         if self.keepalive_time_s < 1 or self.keepalive_timeout_s < 1:
             raise ConfigError("keepalive_time_s and keepalive_timeout_s must be >= 1 second")
         if self.keepalive_min_ping_interval_s < 0.01:
-            raise ConfigError("keepalive_min_ping_interval_s must be >= 0.01 s (0 would accept a ping flood), got "
-                              f"{self.keepalive_min_ping_interval_s}")
+            raise ConfigError(
+                "keepalive_min_ping_interval_s must be >= 0.01 s (0 would accept a ping flood), got "
+                f"{self.keepalive_min_ping_interval_s}"
+            )
         if 0 < self.max_connection_age_s < 1:
             raise ConfigError(f"max_connection_age_s must be 0 (never) or >= 1 s, got {self.max_connection_age_s}")
         if self.metrics_auth and not (self.token_file or self.token_env):
@@ -154,18 +168,23 @@ class ServerConfig:
     def grpc_options(self) -> list[tuple[str, int]]:
         """The gRPC core options of these settings (message sizes, keepalive policy, connection age)."""
         ms = lambda seconds: max(1, round(seconds * 1000))  # noqa: E731
-        options = [("grpc.max_receive_message_length", self.max_message_bytes),
-                   ("grpc.max_send_message_length", self.max_message_bytes), ("grpc.so_reuseport", 0),
-                   ("grpc.keepalive_time_ms", ms(self.keepalive_time_s)),
-                   ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout_s)),
-                   ("grpc.keepalive_permit_without_calls", 1),
-                   # on a server: the shortest interval of received pings that is not a strike
-                   ("grpc.http2.min_ping_interval_without_data_ms", ms(self.keepalive_min_ping_interval_s)),
-                   ("grpc.http2.max_pings_without_data", 0),  # the server's own pings on idle connections
-                   ("grpc.http2.max_ping_strikes", 2)]
+        options = [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", ms(self.keepalive_time_s)),
+            ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout_s)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # on a server: the shortest interval of received pings that is not a strike
+            ("grpc.http2.min_ping_interval_without_data_ms", ms(self.keepalive_min_ping_interval_s)),
+            ("grpc.http2.max_pings_without_data", 0),  # the server's own pings on idle connections
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
         if self.max_connection_age_s:
-            options += [("grpc.max_connection_age_ms", ms(self.max_connection_age_s)),
-                        ("grpc.max_connection_age_grace_ms", ms(self.max_connection_age_grace_s))]
+            options += [
+                ("grpc.max_connection_age_ms", ms(self.max_connection_age_s)),
+                ("grpc.max_connection_age_grace_ms", ms(self.max_connection_age_grace_s)),
+            ]
         return options
 
     @property
@@ -202,8 +221,9 @@ def load_config(path: str | Path) -> ServerConfig:
         rest = {k: v for k, v in m.items() if k not in limit_keys}
         if "fusion" in rest:
             if not isinstance(rest["fusion"], dict):
-                raise ConfigError(f"{path} models[{i}]: fusion must be a table, e.g. "
-                                  "fusion = { rule = \"minmax\", weight = 0.6 }")
+                raise ConfigError(
+                    f'{path} models[{i}]: fusion must be a table, e.g. fusion = {{ rule = "minmax", weight = 0.6 }}'
+                )
             rest["fusion"] = _build(FusionRule, rest["fusion"], f"{path} models[{i}].fusion")
         for key in ("artifact", "store"):
             if rest.get(key):
@@ -217,7 +237,9 @@ def load_config(path: str | Path) -> ServerConfig:
     runtime = _build(RuntimeConfig, raw.pop("runtime", {}), f"{path} [runtime]")
     top = {k: raw.pop(k) for k in list(raw) if k == "default_model"}
     if raw:
-        raise ConfigError(f"{path}: unknown sections or keys {sorted(raw)}; allowed: default_model, [server], "
-                          "[batching], [runtime], [[models]]")
-    return _build(ServerConfig, {**server, **top, "models": tuple(models), "batching": batching, "runtime": runtime},
-                  f"{path} [server]")
+        raise ConfigError(
+            f"{path}: unknown sections or keys {sorted(raw)}; allowed: default_model, [server], [batching], [runtime], [[models]]"
+        )
+    return _build(
+        ServerConfig, {**server, **top, "models": tuple(models), "batching": batching, "runtime": runtime}, f"{path} [server]"
+    )

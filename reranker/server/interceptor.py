@@ -64,23 +64,26 @@ class Instrumented:
     registration, not with a ``grpc.aio.ServerInterceptor``: an interceptor's asynchronous lookup
     let calls that arrived just before a graceful stop be cancelled instead of finished.)"""
 
-    def __init__(self, server: grpc.aio.Server, metrics: Metrics, *, auth: Auth | None = None,
-                 guarded: Sequence[str] = ()) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, metrics: Metrics, *, auth: Auth | None = None, guarded: Sequence[str] = ()
+    ) -> None:
         self.server, self.metrics = server, metrics
         self.auth, self.guarded = auth, frozenset(guarded)
         """Services whose calls need the bearer token (the Reranker service checks it itself)."""
 
     async def _check(self, service: str, context: grpc.aio.ServicerContext) -> None:
         if service in self.guarded and self.auth is not None and not self.auth.allowed(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'"
+            )
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self.server.add_generic_rpc_handlers(tuple(_Generic(h, self) for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self.server.add_registered_method_handlers(
-            service, {name: self.wrap(h, f"/{service}/{name}") for name, h in handlers.items()})
+            service, {name: self.wrap(h, f"/{service}/{name}") for name, h in handlers.items()}
+        )
 
     def wrap(self, handler: Any, path: str) -> Any:
         """``handler`` with its behaviour counted and timed under the labels of ``path``."""
@@ -88,23 +91,22 @@ class Instrumented:
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(handler.unary_unary, "unary", service, method))
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, "server_stream", service, method,
-                                                              False))
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, "server_stream", service, method, False))
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, "client_stream", service, method,
-                                                             True))
-        return handler._replace(stream_stream=self._stream(handler.stream_stream, "bidi_stream", service, method,
-                                                           True))
+            return handler._replace(stream_unary=self._unary(handler.stream_unary, "client_stream", service, method, True))
+        return handler._replace(stream_stream=self._stream(handler.stream_stream, "bidi_stream", service, method, True))
 
     def _counted(self, requests: Any, labels: tuple[str, str, str]) -> AsyncIterator[Any]:
         async def gen() -> AsyncIterator[Any]:
             async for message in requests:
                 self.metrics.grpc_received.labels(*labels).inc()
                 yield message
+
         return gen()
 
-    def _unary(self, behavior: Callable[..., Awaitable[Any]], kind: str, service: str, method: str,
-               streamed_in: bool = False) -> Callable[..., Awaitable[Any]]:
+    def _unary(
+        self, behavior: Callable[..., Awaitable[Any]], kind: str, service: str, method: str, streamed_in: bool = False
+    ) -> Callable[..., Awaitable[Any]]:
         labels = (kind, service, method)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -127,8 +129,9 @@ class Instrumented:
 
         return wrapped
 
-    def _stream(self, behavior: Callable[..., Any], kind: str, service: str, method: str,
-                streamed_in: bool) -> Callable[..., AsyncIterator[Any]]:
+    def _stream(
+        self, behavior: Callable[..., Any], kind: str, service: str, method: str, streamed_in: bool
+    ) -> Callable[..., AsyncIterator[Any]]:
         labels = (kind, service, method)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

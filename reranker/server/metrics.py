@@ -25,59 +25,90 @@ class Metrics(StatsSink):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter("reranker_requests_total", "Rerank requests by model and status code",
-                                ["model", "code"], registry=r)
-        self.request_seconds = Histogram("reranker_request_duration_seconds", "Rerank request time in the server",
-                                         ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.shed_seconds = Histogram("reranker_shed_duration_seconds",
-                                      "Server time of a Rerank refused for capacity (RESOURCE_EXHAUSTED)", ["model"],
-                                      buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_seconds = Histogram("reranker_queue_duration_seconds", "Time a request's pairs waited for a batch",
-                                       ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.inference_seconds = Histogram("reranker_inference_duration_seconds", "Model time per executed batch",
-                                           ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("reranker_batch_size", "Pairs per executed batch", ["model"],
-                                    buckets=SIZE_BUCKETS, registry=r)
-        self.candidates = Histogram("reranker_candidates_per_request", "Candidates per request", ["model"],
-                                    buckets=SIZE_BUCKETS, registry=r)
+        self.requests = Counter(
+            "reranker_requests_total", "Rerank requests by model and status code", ["model", "code"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "reranker_request_duration_seconds",
+            "Rerank request time in the server",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shed_seconds = Histogram(
+            "reranker_shed_duration_seconds",
+            "Server time of a Rerank refused for capacity (RESOURCE_EXHAUSTED)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            "reranker_queue_duration_seconds",
+            "Time a request's pairs waited for a batch",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "reranker_inference_duration_seconds", "Model time per executed batch", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "reranker_batch_size", "Pairs per executed batch", ["model"], buckets=SIZE_BUCKETS, registry=r
+        )
+        self.candidates = Histogram(
+            "reranker_candidates_per_request", "Candidates per request", ["model"], buckets=SIZE_BUCKETS, registry=r
+        )
         self.depth = Gauge("reranker_queue_depth", "Pairs waiting for a batch", ["model"], registry=r)
-        self.truncated = Counter("reranker_truncated_total", "Candidates cut to the model's passage length",
-                                 ["model"], registry=r)
-        self.lookups = Counter("reranker_store_lookups_total", "Passage-store lookups by result (hit, miss)",
-                               ["model", "result"], registry=r)
-        self.dropped_pairs = Counter("reranker_dropped_pairs_total",
-                                     "Pairs of abandoned requests (deadline passed or caller cancelled) not computed, "
-                                     "by the stage that dropped them (pre: before or while preparing; batch: queued "
-                                     "or about to run)", ["model", "stage"], registry=r)
-        self.invalid = Counter("reranker_invalid_scores_total",
-                               "Scores that came out NaN or infinite and were replaced (the candidate ranked last)",
-                               ["model"], registry=r)
-        self.damaged = Gauge("reranker_store_damaged", "1 once a lookup found the model's passage store damaged",
-                             ["model"], registry=r)
+        self.truncated = Counter(
+            "reranker_truncated_total", "Candidates cut to the model's passage length", ["model"], registry=r
+        )
+        self.lookups = Counter(
+            "reranker_store_lookups_total", "Passage-store lookups by result (hit, miss)", ["model", "result"], registry=r
+        )
+        self.dropped_pairs = Counter(
+            "reranker_dropped_pairs_total",
+            "Pairs of abandoned requests (deadline passed or caller cancelled) not computed, "
+            "by the stage that dropped them (pre: before or while preparing; batch: queued "
+            "or about to run)",
+            ["model", "stage"],
+            registry=r,
+        )
+        self.invalid = Counter(
+            "reranker_invalid_scores_total",
+            "Scores that came out NaN or infinite and were replaced (the candidate ranked last)",
+            ["model"],
+            registry=r,
+        )
+        self.damaged = Gauge(
+            "reranker_store_damaged", "1 once a lookup found the model's passage store damaged", ["model"], registry=r
+        )
         self.on_store_damaged: list[Callable[[str, str], None]] = []
         """Called with (model, message) when a store is found damaged (the server turns its health)."""
-        self.model_info = Gauge("reranker_model_info", "Served models (value 1)",
-                                ["model", "arch", "precision", "provider"], registry=r)
+        self.model_info = Gauge(
+            "reranker_model_info", "Served models (value 1)", ["model", "arch", "precision", "provider"], registry=r
+        )
         grpc_labels = ["grpc_type", "grpc_service", "grpc_method"]
-        self.grpc_started = Counter("grpc_server_started_total", "RPCs started on the server", grpc_labels,
-                                    registry=r)
-        self.grpc_handled = Counter("grpc_server_handled_total",
-                                    "RPCs completed on the server, by the status code the client received",
-                                    [*grpc_labels, "grpc_code"], registry=r)
-        self.grpc_received = Counter("grpc_server_msg_received_total", "Stream messages received by the server",
-                                     grpc_labels, registry=r)
-        self.grpc_sent = Counter("grpc_server_msg_sent_total", "Stream messages sent by the server", grpc_labels,
-                                 registry=r)
-        self.grpc_seconds = Histogram("grpc_server_handling_seconds", "RPC handling time on the server",
-                                      grpc_labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.grpc_started = Counter("grpc_server_started_total", "RPCs started on the server", grpc_labels, registry=r)
+        self.grpc_handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, by the status code the client received",
+            [*grpc_labels, "grpc_code"],
+            registry=r,
+        )
+        self.grpc_received = Counter(
+            "grpc_server_msg_received_total", "Stream messages received by the server", grpc_labels, registry=r
+        )
+        self.grpc_sent = Counter("grpc_server_msg_sent_total", "Stream messages sent by the server", grpc_labels, registry=r)
+        self.grpc_seconds = Histogram(
+            "grpc_server_handling_seconds", "RPC handling time on the server", grpc_labels, buckets=LATENCY_BUCKETS, registry=r
+        )
 
     # --- StatsSink ------------------------------------------------------------------------------
     def batch(self, model: str, stats: BatchStats) -> None:
         self.inference_seconds.labels(model).observe(stats.seconds)
         self.batch_size.labels(model).observe(stats.size)
 
-    def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int,
-                truncated: int) -> None:
+    def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int, truncated: int) -> None:
         self.requests.labels(model, code).inc()
         if code == "RESOURCE_EXHAUSTED":
             self.shed_seconds.labels(model).observe(seconds)
@@ -129,8 +160,9 @@ def _addresses(host: str, port: int) -> list[tuple[str, socket.AddressFamily]]:
         infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f"metrics_host {host!r} cannot be resolved: {exc}") from exc
-    found: list[tuple[str, socket.AddressFamily]] = sorted({(str(info[4][0]), info[0]) for info in infos},
-                                                           key=lambda a: a[1] != socket.AF_INET)
+    found: list[tuple[str, socket.AddressFamily]] = sorted(
+        {(str(info[4][0]), info[0]) for info in infos}, key=lambda a: a[1] != socket.AF_INET
+    )
     return found
 
 
@@ -145,8 +177,9 @@ def _bind(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> Threadin
     raise ConfigError(f"cannot bind the metrics listener to {host}:{port} ({'; '.join(errors)})")
 
 
-def serve_metrics(host: str, port: int, registry: CollectorRegistry,
-                  allowed: Callable[[str | None], bool] | None = None) -> ThreadingWSGIServer:
+def serve_metrics(
+    host: str, port: int, registry: CollectorRegistry, allowed: Callable[[str | None], bool] | None = None
+) -> ThreadingWSGIServer:
     """The Prometheus exposition on ``host:port`` (``[::]`` and IPv6 addresses work; port 0 = any free)
     in a daemon thread; with ``allowed``, a request whose ``Authorization`` header it refuses gets 401."""
     app = make_wsgi_app(registry)

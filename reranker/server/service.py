@@ -75,24 +75,39 @@ def add_to_server(service: RerankerService, server: Any) -> None:
     (INVALID_ARGUMENT), not as a deserialisation failure that gRPC would report as UNKNOWN."""
     handlers = {
         "Rerank": grpc.unary_unary_rpc_method_handler(
-            service.Rerank, request_deserializer=_safe_parser(pb.RerankRequest),
-            response_serializer=pb.RerankResponse.SerializeToString),
+            service.Rerank,
+            request_deserializer=_safe_parser(pb.RerankRequest),
+            response_serializer=pb.RerankResponse.SerializeToString,
+        ),
         "ListModels": grpc.unary_unary_rpc_method_handler(
-            service.ListModels, request_deserializer=_safe_parser(pb.ListModelsRequest),
-            response_serializer=pb.ListModelsResponse.SerializeToString),
+            service.ListModels,
+            request_deserializer=_safe_parser(pb.ListModelsRequest),
+            response_serializer=pb.ListModelsResponse.SerializeToString,
+        ),
     }
     server.add_registered_method_handlers(SERVICE, handlers)
 
 
 def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb.ModelInfo:
     """The engine's model description as the API's message."""
-    return pb.ModelInfo(name=d.name, arch=d.arch, precision=d.precision, provider=d.provider,
-                        store_passages=d.store_passages, store_bytes=d.store_bytes, max_candidates=d.max_candidates,
-                        max_query_tokens=d.max_query_tokens, max_passage_tokens=d.max_passage_tokens,
-                        is_default=is_default, score_kind=d.score_kind, max_query_chars=d.max_query_chars,
-                        max_passage_chars=d.max_passage_chars, max_queued_pairs=d.max_queued_pairs,
-                        max_queue_ms=round(max_queue_ms),
-                        fusion=pb.Fusion(rule=d.fusion.rule, weight=d.fusion.weight))
+    return pb.ModelInfo(
+        name=d.name,
+        arch=d.arch,
+        precision=d.precision,
+        provider=d.provider,
+        store_passages=d.store_passages,
+        store_bytes=d.store_bytes,
+        max_candidates=d.max_candidates,
+        max_query_tokens=d.max_query_tokens,
+        max_passage_tokens=d.max_passage_tokens,
+        is_default=is_default,
+        score_kind=d.score_kind,
+        max_query_chars=d.max_query_chars,
+        max_passage_chars=d.max_passage_chars,
+        max_queued_pairs=d.max_queued_pairs,
+        max_queue_ms=round(max_queue_ms),
+        fusion=pb.Fusion(rule=d.fusion.rule, weight=d.fusion.weight),
+    )
 
 
 def request_fusion(request: pb.RerankRequest, engine: Engine) -> FusionRule | None:
@@ -117,23 +132,36 @@ def rerank_input(request: pb.RerankRequest, engine: Engine) -> RerankInput:
         ids.append(c.id)
         texts.append(c.text)
         first.append(c.first_stage_score if c.HasField("first_stage_score") else None)
-    return RerankInput(request.query, ids, texts, request.model, request.top_k,
-                       first_stage=first if any(s is not None for s in first) else (),
-                       fusion=request_fusion(request, engine))
+    return RerankInput(
+        request.query,
+        ids,
+        texts,
+        request.model,
+        request.top_k,
+        first_stage=first if any(s is not None for s in first) else (),
+        fusion=request_fusion(request, engine),
+    )
 
 
 def rerank_response(out: RerankOutput) -> pb.RerankResponse:
     """The engine's answer as the API's message (fields at their default are not set: ~2x faster)."""
-    response = pb.RerankResponse(model=out.model, timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms,
-                                                                   total_ms=out.total_ms))
+    response = pb.RerankResponse(
+        model=out.model, timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms)
+    )
     add = response.results.add
     for r in out.results:
         if r.invalid:
-            add(id=r.id, index=r.index, score=r.score, truncated=r.truncated, source=SOURCE[r.from_store],
-                model_score=r.model_score, invalid_score=True)
+            add(
+                id=r.id,
+                index=r.index,
+                score=r.score,
+                truncated=r.truncated,
+                source=SOURCE[r.from_store],
+                model_score=r.model_score,
+                invalid_score=True,
+            )
         elif r.truncated:
-            add(id=r.id, index=r.index, score=r.score, truncated=True, source=SOURCE[r.from_store],
-                model_score=r.model_score)
+            add(id=r.id, index=r.index, score=r.score, truncated=True, source=SOURCE[r.from_store], model_score=r.model_score)
         else:
             add(id=r.id, index=r.index, score=r.score, source=SOURCE[r.from_store], model_score=r.model_score)
     return response
@@ -145,8 +173,9 @@ class RerankerService(pb_grpc.RerankerServicer):
         """None while the models load: calls get UNAVAILABLE (health is NOT_SERVING then)."""
         self.max_message_bytes = max_message_bytes
 
-    async def _guarded(self, method: str, context: grpc.aio.ServicerContext, request: Any,
-                       body: Callable[[], Awaitable[Any]]) -> Any:
+    async def _guarded(
+        self, method: str, context: grpc.aio.ServicerContext, request: Any, body: Callable[[], Awaitable[Any]]
+    ) -> Any:
         model = getattr(request, "model", "")
         started, deadline = time.monotonic(), deadline_of(context)
         code = grpc.StatusCode.OK
@@ -158,8 +187,10 @@ class RerankerService(pb_grpc.RerankerServicer):
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(code, "the server is still loading its models; retry shortly (health is NOT_SERVING)")
             if isinstance(request, MalformedRequest):
-                raise InvalidInputError(f"the request could not be parsed ({request.problem}); strings must be "
-                                        "valid UTF-8 and the message must match reranker.v1")
+                raise InvalidInputError(
+                    f"the request could not be parsed ({request.problem}); strings must be "
+                    "valid UTF-8 and the message must match reranker.v1"
+                )
             return await body()
         except RerankerError as exc:
             code = status_for(exc)
@@ -186,8 +217,9 @@ class RerankerService(pb_grpc.RerankerServicer):
             deadline = time.monotonic() + remaining if remaining is not None else None
             assert self.engine is not None  # checked by _guarded
             out = await self.engine.rerank(rerank_input(request, self.engine), deadline=deadline)
-            self.metrics.request(out.model, "OK", out.total_ms / 1000.0, out.queue_ms / 1000.0,
-                                 out.stats["candidates"], out.stats["truncated"])
+            self.metrics.request(
+                out.model, "OK", out.total_ms / 1000.0, out.queue_ms / 1000.0, out.stats["candidates"], out.stats["truncated"]
+            )
             return rerank_response(out)
 
         return await self._guarded("Rerank", context, request, body)
@@ -197,10 +229,12 @@ class RerankerService(pb_grpc.RerankerServicer):
             assert self.engine is not None  # checked by _guarded
             engine = self.engine
             infos = [model_info(d, d.name == engine.default, engine.max_queue_ms) for d in engine.describe()]
-            return pb.ListModelsResponse(models=infos, default_model=engine.default,
-                                         max_message_bytes=self.max_message_bytes,
-                                         max_pending_requests=engine.max_pending_requests,
-                                         max_pending_encodes=engine.max_pending_encodes)
+            return pb.ListModelsResponse(
+                models=infos,
+                default_model=engine.default,
+                max_message_bytes=self.max_message_bytes,
+                max_pending_requests=engine.max_pending_requests,
+                max_pending_encodes=engine.max_pending_encodes,
+            )
 
         return await self._guarded("ListModels", context, request, body)
-

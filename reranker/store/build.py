@@ -38,8 +38,7 @@ def _ids_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def sample_codec(cfg: CodecConfig, ids: Sequence[str], passages: Mapping[str, str], encode: Encode,
-                 dim: int) -> Codec:
+def sample_codec(cfg: CodecConfig, ids: Sequence[str], passages: Mapping[str, str], encode: Encode, dim: int) -> Codec:
     """The codec of ``cfg`` fitted on the states of ``cfg.sample_passages`` evenly spaced passages of
     ``ids`` (encoded here); a plain codec needs no sample."""
     if not cfg.fitted:
@@ -50,8 +49,7 @@ def sample_codec(cfg: CodecConfig, ids: Sequence[str], passages: Mapping[str, st
     return fit_codec(cfg, sample)
 
 
-def _fit(cfg: CodecConfig, ids: list[str], passages: Mapping[str, str], encode: Encode, dim: int,
-         partial: Path) -> Codec:
+def _fit(cfg: CodecConfig, ids: list[str], passages: Mapping[str, str], encode: Encode, dim: int, partial: Path) -> Codec:
     """The fitted codec of a build: loaded from ``partial`` when an interrupted build saved it, else
     fitted (:func:`sample_codec`) and saved there."""
     if not cfg.fitted:
@@ -75,9 +73,18 @@ def codec_digest(codec: Codec) -> str:
     return digest.hexdigest()
 
 
-def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path, *, encode: Encode,
-                dtype: str = "float16", codec: CodecConfig | None = None, shared_codec: Codec | None = None,
-                chunk: int = 512, progress: bool = True) -> dict[str, Any]:
+def build_store(
+    artifact: Artifact,
+    passages: Mapping[str, str],
+    out: str | Path,
+    *,
+    encode: Encode,
+    dtype: str = "float16",
+    codec: CodecConfig | None = None,
+    shared_codec: Codec | None = None,
+    chunk: int = 512,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Encode every passage once with ``encode`` (the artifact's passage encoder) and write a store
     to ``out`` with the codec ``codec`` (default: the vectors as they are, in ``dtype``); returns
     the store's manifest.
@@ -100,8 +107,11 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     ids = list(passages)
-    key = {"ids_sha256": _ids_digest(ids), "artifact_sha256": artifact.checksum,
-           "codec": cfg.key() if shared_codec is None else codec_digest(shared_codec)}
+    key = {
+        "ids_sha256": _ids_digest(ids),
+        "artifact_sha256": artifact.checksum,
+        "codec": cfg.key() if shared_codec is None else codec_digest(shared_codec),
+    }
     state_path = partial / "progress.json"
     state = {"done": 0, "tokens": 0}
     if state_path.is_file():
@@ -127,10 +137,11 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
                 f.truncate(sizes[name])
         handles = {name: open(path, "ab") for name, path in files.items()}  # noqa: SIM115 (closed below)
         try:
-            with tqdm(total=len(ids), initial=state["done"], desc=f"indexing {artifact.arch}", unit="passage",
-                      disable=not progress) as bar:
+            with tqdm(
+                total=len(ids), initial=state["done"], desc=f"indexing {artifact.arch}", unit="passage", disable=not progress
+            ) as bar:
                 while state["done"] < len(ids):
-                    part = ids[state["done"]: state["done"] + chunk]
+                    part = ids[state["done"] : state["done"] + chunk]
                     items = encode([passages[p] for p in part])
                     lengths = np.array([vectors.shape[0] for vectors, _ in items], dtype=np.int32)
                     encoded = fitted.encode(np.concatenate([np.asarray(v).reshape(-1, dim) for v, _ in items]))
@@ -160,13 +171,20 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
         tokens = int(offsets[-1])
         per_token = bytes_per_token(fitted)
         info = {
-            "arch": artifact.arch, "dim": dim, "dtype": fitted.name if fitted.name in PLAIN else "float32",
-            "codec": fitted.describe(), "passages": len(ids), "tokens": tokens,
-            "artifact_sha256": artifact.checksum, "artifact_path": str(artifact.directory.resolve()),
-            "artifact_precision": artifact.precision, "passage_max_len": artifact.config.passage_max_len,
+            "arch": artifact.arch,
+            "dim": dim,
+            "dtype": fitted.name if fitted.name in PLAIN else "float32",
+            "codec": fitted.describe(),
+            "passages": len(ids),
+            "tokens": tokens,
+            "artifact_sha256": artifact.checksum,
+            "artifact_path": str(artifact.directory.resolve()),
+            "artifact_precision": artifact.precision,
+            "passage_max_len": artifact.config.passage_max_len,
             "truncated_passages": int(truncated.sum()),
             "bytes_per_passage": round(tokens * per_token / len(ids), 1),
-            "bytes_per_token": per_token, "tokens_per_passage": round(tokens / len(ids), 2),
+            "bytes_per_token": per_token,
+            "tokens_per_passage": round(tokens / len(ids), 2),
             "codec_param_bytes": sum((partial / f).stat().st_size for f in params),
             "codec_shared": shared_codec is not None,
             "ids_sha256": key["ids_sha256"],
@@ -175,16 +193,19 @@ def build_store(artifact: Artifact, passages: Mapping[str, str], out: str | Path
             (partial / name).unlink(missing_ok=True)
         write_manifest(partial, STORE_KIND, info, (*columns, *SMALL_FILES, *params))
     except OSError as exc:
-        raise ArtifactError(f"writing the passage store failed ({exc}); the unfinished build stays in {partial} "
-                            "(not a valid store) and continues from its last chunk when rerun") from exc
+        raise ArtifactError(
+            f"writing the passage store failed ({exc}); the unfinished build stays in {partial} "
+            "(not a valid store) and continues from its last chunk when rerun"
+        ) from exc
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)
     return json.loads((out / "manifest.json").read_text())
 
 
-def recode_store(artifact: Artifact, source: str | Path, out: str | Path, *, codec: CodecConfig,
-                 chunk: int = 2048, progress: bool = True) -> dict[str, Any]:
+def recode_store(
+    artifact: Artifact, source: str | Path, out: str | Path, *, codec: CodecConfig, chunk: int = 2048, progress: bool = True
+) -> dict[str, Any]:
     """Write the store ``source`` (built for ``artifact``) again with another codec, without
     encoding any text: its decoded states are the input. Same ids, order and truncation flags.
 
@@ -194,7 +215,9 @@ def recode_store(artifact: Artifact, source: str | Path, out: str | Path, *, cod
     stored = {pid: pid for pid in src.ids}
 
     def read(pids: Sequence[str]) -> list[tuple[np.ndarray, bool]]:
-        return [(np.asarray(state, dtype=np.float32), src.is_truncated(p))
-                for p, state in zip(pids, src.get_many(list(pids)), strict=True)]
+        return [
+            (np.asarray(state, dtype=np.float32), src.is_truncated(p))
+            for p, state in zip(pids, src.get_many(list(pids)), strict=True)
+        ]
 
     return build_store(artifact, stored, out, encode=read, codec=codec, chunk=chunk, progress=progress)

@@ -67,8 +67,8 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np
     half_norms = 0.5 * np.einsum("kd,kd->k", c, c)
     out = np.empty(len(vectors), dtype=np.int64)
     for start in range(0, len(vectors), chunk):
-        x = np.asarray(vectors[start:start + chunk], dtype=np.float32)
-        out[start:start + chunk] = np.argmax(x @ c.T - half_norms, axis=1)
+        x = np.asarray(vectors[start : start + chunk], dtype=np.float32)
+        out[start : start + chunk] = np.argmax(x @ c.T - half_norms, axis=1)
     return out
 
 
@@ -116,23 +116,22 @@ class ResidualCodec:
 
     name = "residual"
 
-    def __init__(self, centroids: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, nbits: int,
-                 normalize: bool) -> None:
+    def __init__(self, centroids: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, nbits: int, normalize: bool) -> None:
         if nbits not in RESIDUAL_BITS:
             raise ConfigError(f"residual bits per dimension must be one of {RESIDUAL_BITS}, got {nbits}")
         k, dim = centroids.shape
         if not 1 <= k <= 1 << 32 or dim * nbits % 8:
             raise ConfigError(f"residual codec: {k} centroids of {dim} dims at {nbits} bits do not fit whole bytes")
         if cutoffs.shape != (dim, (1 << nbits) - 1) or weights.shape != (dim, 1 << nbits):
-            raise ConfigError(f"residual codec: cutoffs {cutoffs.shape} / weights {weights.shape} do not match "
-                              f"{dim} dims at {nbits} bits")
+            raise ConfigError(
+                f"residual codec: cutoffs {cutoffs.shape} / weights {weights.shape} do not match {dim} dims at {nbits} bits"
+            )
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.cutoffs = np.ascontiguousarray(cutoffs, dtype=np.float32)
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
         for what, table in (("centroids", self.centroids), ("cutoffs", self.cutoffs), ("weights", self.weights)):
             if not np.isfinite(table).all():
-                raise ConfigError(f"residual codec: its {what} hold {int((~np.isfinite(table)).sum())} NaN or infinite "
-                                  "values")
+                raise ConfigError(f"residual codec: its {what} hold {int((~np.isfinite(table)).sum())} NaN or infinite values")
         self.nbits, self.normalize, self.dim = nbits, bool(normalize), dim
         self.id_dtype = "uint16" if k <= 1 << 16 else "uint32"
         per = 8 // nbits  # dimensions per byte
@@ -173,8 +172,9 @@ class ResidualCodec:
         """Raises :class:`StoreDamagedError` for a centroid id out of range (a damaged store)."""
         ids = np.asarray(rows["centroid_ids.bin"]).reshape(-1)
         if ids.size and int(ids.max()) >= len(self.centroids):
-            raise StoreDamagedError(f"{self.check_ids(ids)} stored centroid id(s) are out of range (the codec has "
-                                    f"{len(self.centroids)} centroids)")
+            raise StoreDamagedError(
+                f"{self.check_ids(ids)} stored centroid id(s) are out of range (the codec has {len(self.centroids)} centroids)"
+            )
         codes = np.asarray(rows["residual_codes.bin"])
         index = codes.astype(np.intp)
         index += self._row_base
@@ -185,8 +185,14 @@ class ResidualCodec:
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "centroids": len(self.centroids), "nbits": self.nbits,
-                "normalize": self.normalize, "id_dtype": self.id_dtype, "param_files": list(PARAM_FILES)}
+        return {
+            "name": self.name,
+            "centroids": len(self.centroids),
+            "nbits": self.nbits,
+            "normalize": self.normalize,
+            "id_dtype": self.id_dtype,
+            "param_files": list(PARAM_FILES),
+        }
 
     def save(self, directory: Path) -> tuple[str, ...]:
         """Write the parameters into ``directory``; returns their file names (for the manifest)."""

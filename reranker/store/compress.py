@@ -48,8 +48,10 @@ class CodecConfig:
         if self.centroids < 0 or self.centroids > 1 << 20:
             raise ConfigError(f"centroids must be 0 (automatic) to {1 << 20}, got {self.centroids}")
         if min(self.sample_passages, self.kmeans_iters, self.kmeans_points) < 1:
-            raise ConfigError(f"sample_passages, kmeans_iters and kmeans_points must be >= 1, got "
-                              f"{self.sample_passages}, {self.kmeans_iters} and {self.kmeans_points}")
+            raise ConfigError(
+                f"sample_passages, kmeans_iters and kmeans_points must be >= 1, got "
+                f"{self.sample_passages}, {self.kmeans_iters} and {self.kmeans_points}"
+            )
 
     @property
     def fitted(self) -> bool:
@@ -106,8 +108,14 @@ def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
     if not cfg.fitted:
         return PlainCodec(int(sample.shape[1]), cfg.name)
     points = min(len(sample), cfg.kmeans_points)
-    return fit_residual(sample, centroids=cfg.centroids or auto_centroids(points), nbits=cfg.nbits,
-                        iters=cfg.kmeans_iters, seed=cfg.seed, points=points)
+    return fit_residual(
+        sample,
+        centroids=cfg.centroids or auto_centroids(points),
+        nbits=cfg.nbits,
+        iters=cfg.kmeans_iters,
+        seed=cfg.seed,
+        points=points,
+    )
 
 
 def kmeans(x: np.ndarray, k: int, *, iters: int, seed: int) -> np.ndarray:
@@ -133,8 +141,9 @@ def kmeans(x: np.ndarray, k: int, *, iters: int, seed: int) -> np.ndarray:
     return centres
 
 
-def fit_residual(sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0,
-                 points: int = 0) -> ResidualCodec:
+def fit_residual(
+    sample: np.ndarray, *, centroids: int, nbits: int, iters: int = 10, seed: int = 0, points: int = 0
+) -> ResidualCodec:
     """k-means centroids (:func:`kmeans`) on ``points`` evenly spaced vectors of
     ``sample`` (0: all), then per dimension the residual of the whole sample: ``2**nbits`` quantile
     buckets and their means. Decoded vectors are renormalised when

@@ -51,17 +51,31 @@ class _ShardBuilder:
         for out, ids, texts, chunk in zip(batch["out"], batch["ids"], batch["texts"], batch["chunk"], strict=True):
             t0 = time.perf_counter()
             shard = {str(pid): str(text) for pid, text in zip(ids, texts, strict=True)}
-            m = build_store(self.artifact, shard, str(out), encode=self.encode,
-                            shared_codec=self.codec, chunk=int(chunk), progress=False)
+            m = build_store(
+                self.artifact, shard, str(out), encode=self.encode, shared_codec=self.codec, chunk=int(chunk), progress=False
+            )
             done.append({"out": str(out), "passages": m["passages"], "seconds": time.perf_counter() - t0})
-        return {"out": [d["out"] for d in done], "passages": [d["passages"] for d in done],
-                "seconds": [d["seconds"] for d in done]}
+        return {
+            "out": [d["out"] for d in done],
+            "passages": [d["passages"] for d in done],
+            "seconds": [d["seconds"] for d in done],
+        }
 
 
-def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: str | Path, *, shards: int,
-                    encoder: EncoderFactory, codec: CodecConfig | None = None, actors: int = 1,
-                    cpus_per_actor: float = 1.0, ort_threads: int = 1, chunk: int = 512,
-                    address: str | None = None) -> dict[str, Any]:
+def build_store_ray(
+    artifact_dir: str | Path,
+    passages: Mapping[str, str],
+    out: str | Path,
+    *,
+    shards: int,
+    encoder: EncoderFactory,
+    codec: CodecConfig | None = None,
+    actors: int = 1,
+    cpus_per_actor: float = 1.0,
+    ort_threads: int = 1,
+    chunk: int = 512,
+    address: str | None = None,
+) -> dict[str, Any]:
     """Build the store of ``passages`` for the artifact in ``artifact_dir`` as ``shards`` shards on
     Ray (``address``: a running cluster, None = start or join a local one) with ``actors`` encoder
     actors, each making its encoder with ``encoder``; returns the top manifest. The states equal a
@@ -75,8 +89,10 @@ def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: 
         raise ConfigError("the Ray build needs the cluster extra (pip install 'reranker[cluster]')") from exc
 
     if shards < 1 or actors < 1 or not passages:
-        raise ConfigError(f"a Ray build needs passages, shards >= 1 and actors >= 1, got {len(passages)} passages, "
-                          f"{shards} shards, {actors} actors")
+        raise ConfigError(
+            f"a Ray build needs passages, shards >= 1 and actors >= 1, got {len(passages)} passages, "
+            f"{shards} shards, {actors} actors"
+        )
     artifact = Artifact.open(artifact_dir)
     cfg = codec or CodecConfig()
     out = Path(out).resolve()
@@ -102,11 +118,23 @@ def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: 
     if todo:
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        rows = [{"out": str(partial / names[i]), "ids": ids[bounds[i]:bounds[i + 1]],
-                 "texts": [passages[p] for p in ids[bounds[i]:bounds[i + 1]]], "chunk": chunk} for i in todo]
+        rows = [
+            {
+                "out": str(partial / names[i]),
+                "ids": ids[bounds[i] : bounds[i + 1]],
+                "texts": [passages[p] for p in ids[bounds[i] : bounds[i + 1]]],
+                "chunk": chunk,
+            }
+            for i in todo
+        ]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        done = ds.map_batches(_ShardBuilder, batch_size=1, concurrency=actors, num_cpus=cpus_per_actor,
-                              fn_constructor_args=(str(artifact.directory.resolve()), str(partial), encoder, ort_threads))
+        done = ds.map_batches(
+            _ShardBuilder,
+            batch_size=1,
+            concurrency=actors,
+            num_cpus=cpus_per_actor,
+            fn_constructor_args=(str(artifact.directory.resolve()), str(partial), encoder, ort_threads),
+        )
         for row in done.iter_rows():
             log.info("shard %s: %d passages in %.1f s", row["out"], row["passages"], row["seconds"])
     seconds = time.perf_counter() - t0
@@ -115,16 +143,31 @@ def build_store_ray(artifact_dir: str | Path, passages: Mapping[str, str], out: 
     per_token = int(parts[0]["bytes_per_token"])
     params = () if fitted.name in PLAIN else tuple(fitted.describe()["param_files"])
     info = {
-        "arch": artifact.arch, "dim": dim, "dtype": parts[0]["dtype"], "codec": fitted.describe(),
-        "passages": len(ids), "tokens": tokens, "shards": names,
+        "arch": artifact.arch,
+        "dim": dim,
+        "dtype": parts[0]["dtype"],
+        "codec": fitted.describe(),
+        "passages": len(ids),
+        "tokens": tokens,
+        "shards": names,
         "shard_manifests_sha256": {n: sha256_file(partial / n / "manifest.json") for n in names},
-        "artifact_sha256": artifact.checksum, "artifact_path": str(artifact.directory.resolve()),
-        "artifact_precision": artifact.precision, "passage_max_len": artifact.config.passage_max_len,
+        "artifact_sha256": artifact.checksum,
+        "artifact_path": str(artifact.directory.resolve()),
+        "artifact_precision": artifact.precision,
+        "passage_max_len": artifact.config.passage_max_len,
         "truncated_passages": sum(int(p["truncated_passages"]) for p in parts),
-        "bytes_per_passage": round(tokens * per_token / len(ids), 1), "bytes_per_token": per_token,
-        "tokens_per_passage": round(tokens / len(ids), 2), "ids_sha256": key["ids_sha256"],
-        "build": {"engine": "ray", "actors": actors, "cpus_per_actor": cpus_per_actor, "ort_threads": ort_threads,
-                  "shards_built_now": len(todo), "seconds_this_run": round(seconds, 1)},
+        "bytes_per_passage": round(tokens * per_token / len(ids), 1),
+        "bytes_per_token": per_token,
+        "tokens_per_passage": round(tokens / len(ids), 2),
+        "ids_sha256": key["ids_sha256"],
+        "build": {
+            "engine": "ray",
+            "actors": actors,
+            "cpus_per_actor": cpus_per_actor,
+            "ort_threads": ort_threads,
+            "shards_built_now": len(todo),
+            "seconds_this_run": round(seconds, 1),
+        },
     }
     try:
         for name in ("codec.json", "build.json"):

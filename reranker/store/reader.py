@@ -46,8 +46,9 @@ class ArtifactIdentity(Protocol):
 class PassageStore:
     """Read-only access to a built store."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], codec: Codec | None = None, *,
-                 check_ids: bool | None = None) -> None:
+    def __init__(
+        self, directory: Path, manifest: dict[str, Any], codec: Codec | None = None, *, check_ids: bool | None = None
+    ) -> None:
         """``check_ids``: bounds-check every centroid id now (None: when the id file is at most
         :data:`CHECK_IDS_AT_OPEN_BYTES`)."""
         self.directory, self.manifest = directory, manifest
@@ -59,12 +60,12 @@ class PassageStore:
         """dtype of the decoded vectors :meth:`get` returns."""
         self.codec = codec or load_codec(directory, manifest)
         tokens = int(self.offsets[-1]) if len(self.offsets) else 0
-        consistent = (len(self.ids) == int(manifest["passages"]) == len(self.offsets) - 1
-                      and tokens == int(manifest["tokens"]))
+        consistent = len(self.ids) == int(manifest["passages"]) == len(self.offsets) - 1 and tokens == int(manifest["tokens"])
         if not consistent:
             raise ArtifactError(f"store {directory} is inconsistent: ids, offsets and manifest disagree")
-        self.columns = {c.file: np.memmap(directory / c.file, dtype=c.dtype, mode="r", shape=(tokens, c.width))
-                        for c in self.codec.columns}
+        self.columns = {
+            c.file: np.memmap(directory / c.file, dtype=c.dtype, mode="r", shape=(tokens, c.width)) for c in self.codec.columns
+        }
         self.vectors = self.columns.get("vectors.bin")
         """The raw (tokens, dim) memory map of a plain (float16 / float32) store, else None."""
         self.row = {pid: i for i, pid in enumerate(self.ids)}
@@ -84,7 +85,7 @@ class PassageStore:
         bad, rows = 0, list[int]()
         limit = len(self.codec.centroids)  # type: ignore[attr-defined]
         for a in range(0, len(ids), chunk):
-            part = np.asarray(ids[a:a + chunk]).reshape(-1)
+            part = np.asarray(ids[a : a + chunk]).reshape(-1)
             found = check(part)
             if found:
                 bad += found
@@ -92,12 +93,15 @@ class PassageStore:
                     rows += (np.flatnonzero(part >= limit)[:1000] + a).tolist()
         if bad:
             passages = sorted({self.ids[int(i)] for i in np.searchsorted(self.offsets, np.asarray(rows), side="right") - 1})
-            raise ArtifactError(f"store {self.directory} is damaged: {bad:,} centroid ids are out of range, in "
-                                f"passages {some(passages)}; rebuild it with 'reranker index'")
+            raise ArtifactError(
+                f"store {self.directory} is damaged: {bad:,} centroid ids are out of range, in "
+                f"passages {some(passages)}; rebuild it with 'reranker index'"
+            )
 
     @classmethod
-    def open(cls, directory: str | Path, artifact: ArtifactIdentity | None = None, *,
-             verify_vectors: bool = False) -> PassageStore:
+    def open(
+        cls, directory: str | Path, artifact: ArtifactIdentity | None = None, *, verify_vectors: bool = False
+    ) -> PassageStore:
         """Open and check a store (or a sharded store, as one): sizes of every file, sha256 of the
         small files and codec parameters (and of the vectors with ``verify_vectors``), and that it
         was built by ``artifact``.
@@ -107,27 +111,29 @@ class PassageStore:
         directory = Path(directory)
         if not directory.is_dir():
             raise ArtifactError(f"passage store {directory} does not exist; build it with 'reranker index'")
-        manifest = verify_manifest(directory, STORE_KIND, checksums=True if verify_vectors else
-                                   SMALL_FILES + PARAM_FILES)
+        manifest = verify_manifest(directory, STORE_KIND, checksums=True if verify_vectors else SMALL_FILES + PARAM_FILES)
         if artifact is not None and manifest["artifact_sha256"] != artifact.checksum:
             raise ArtifactError(
                 f"passage store {directory} was built for another artifact ({manifest['arch']} from "
                 f"{manifest.get('artifact_path')}, passage encoder sha256 {manifest['artifact_sha256'][:12]}...), not for "
-                f"{artifact.directory} (sha256 {artifact.checksum[:12]}...); rebuild it with 'reranker index'")
+                f"{artifact.directory} (sha256 {artifact.checksum[:12]}...); rebuild it with 'reranker index'"
+            )
         if "shards" in manifest:
             codec = load_codec(directory, manifest)
             shards = []
             for name in manifest["shards"]:
                 if sha256_file(directory / name / "manifest.json") != manifest["shard_manifests_sha256"][name]:
-                    raise ArtifactError(f"shard {directory / name} does not match the sha256 its store's manifest "
-                                        "records: rebuild the store")
-                part = verify_manifest(directory / name, STORE_KIND,
-                                       checksums=True if verify_vectors else SMALL_FILES)
+                    raise ArtifactError(
+                        f"shard {directory / name} does not match the sha256 its store's manifest records: rebuild the store"
+                    )
+                part = verify_manifest(directory / name, STORE_KIND, checksums=True if verify_vectors else SMALL_FILES)
                 if part["artifact_sha256"] != manifest["artifact_sha256"]:
                     raise ArtifactError(f"shard {directory / name} was built for another artifact than {directory}")
                 shards.append(cls(directory / name, part, codec, check_ids=False))
-            if sum(s.columns["centroid_ids.bin"].nbytes for s in shards if "centroid_ids.bin" in s.columns) \
-                    <= CHECK_IDS_AT_OPEN_BYTES:
+            if (
+                sum(s.columns["centroid_ids.bin"].nbytes for s in shards if "centroid_ids.bin" in s.columns)
+                <= CHECK_IDS_AT_OPEN_BYTES
+            ):
                 for shard in shards:  # the size rule holds for the store as a whole, not per shard
                     shard.check_centroid_ids()
             return ShardedPassageStore(directory, manifest, shards)  # type: ignore[return-value]
@@ -161,9 +167,11 @@ class PassageStore:
             check = self.codec.check_ids  # type: ignore[attr-defined]
             parts = np.split(gathered["centroid_ids.bin"], np.cumsum(lengths)[:-1])
             bad = [pid for pid, part in zip(pids, parts, strict=True) if check(part)]
-            raise StoreDamagedError(f"passage store {self.directory.name} is damaged: {exc} in passage(s) "
-                                    f"{some(bad)}; send their text instead, or rebuild the store "
-                                    "('reranker store verify' checks every file)") from None
+            raise StoreDamagedError(
+                f"passage store {self.directory.name} is damaged: {exc} in passage(s) "
+                f"{some(bad)}; send their text instead, or rebuild the store "
+                "('reranker store verify' checks every file)"
+            ) from None
         return np.split(decoded, np.cumsum(lengths)[:-1])
 
     def is_truncated(self, pid: str) -> bool:

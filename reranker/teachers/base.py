@@ -35,7 +35,7 @@ def _by_query(pairs: Pairs) -> dict[str, list[int]]:
 
 def _length_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
     order = np.argsort([len(t) for t in texts], kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 # --- single-vector members (cosine) --------------------------------------------------------------
@@ -61,8 +61,9 @@ class VectorMember:
                 bar.update(len(idx))
         return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
-    def score(self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *,
-              progress: bool = False) -> np.ndarray:
+    def score(
+        self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *, progress: bool = False
+    ) -> np.ndarray:
         _check_texts(queries, passages, pairs)
         qids, pids = _distinct(pairs)
         qv = self._vectors([queries[q] for q in qids], True, progress, f"{self.name} queries")
@@ -82,8 +83,13 @@ class GroupedMember:
     one query's encoding against several passages' encodings.
     """
 
-    def __init__(self, name: str, encode: Callable[[Sequence[str], bool], list[Any]],
-                 pair_scores: Callable[[Any, list[Any]], np.ndarray], batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        name: str,
+        encode: Callable[[Sequence[str], bool], list[Any]],
+        pair_scores: Callable[[Any, list[Any]], np.ndarray],
+        batch_size: int = 64,
+    ) -> None:
         self.name = name
         self._encode = encode
         self._pair_scores = pair_scores
@@ -98,14 +104,15 @@ class GroupedMember:
                 bar.update(len(idx))
         return out
 
-    def score(self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *,
-              progress: bool = False) -> np.ndarray:
+    def score(
+        self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *, progress: bool = False
+    ) -> np.ndarray:
         _check_texts(queries, passages, pairs)
         qids, pids = _distinct(pairs)
-        q_enc = dict(zip(qids, self._encodings([queries[q] for q in qids], True, progress, f"{self.name} queries"),
-                         strict=True))
-        p_enc = dict(zip(pids, self._encodings([passages[p] for p in pids], False, progress,
-                                               f"{self.name} passages"), strict=True))
+        q_enc = dict(zip(qids, self._encodings([queries[q] for q in qids], True, progress, f"{self.name} queries"), strict=True))
+        p_enc = dict(
+            zip(pids, self._encodings([passages[p] for p in pids], False, progress, f"{self.name} passages"), strict=True)
+        )
         scores = np.empty(len(pairs), dtype=np.float32)
         for qid, rows in _by_query(pairs).items():
             scores[rows] = self._pair_scores(q_enc[qid], [p_enc[pairs[r][1]] for r in rows])

@@ -61,13 +61,16 @@ def _load_masked_lm(path: Any) -> Any:
     file = path / "model.safetensors"
     if not file.is_file():
         return AutoModelForMaskedLM.from_pretrained(str(path))
-    state = {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
-             for k, v in load_file(str(file)).items()}
+    state = {
+        k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+        for k, v in load_file(str(file)).items()
+    }
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
     if unexpected or set(missing) - tied:
-        raise ConfigError(f"{path} is not a BERT masked LM: missing {sorted(set(missing) - tied)[:5]}, "
-                          f"unexpected {sorted(unexpected)[:5]}")
+        raise ConfigError(
+            f"{path} is not a BERT masked LM: missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
     model.tie_weights()
     return model
 
@@ -83,8 +86,9 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
 
-def hf_cosine_member(directory: str, *, device: str = "cpu", bf16: bool = False, query_max_len: int = 64,
-                     passage_max_len: int = 256) -> VectorMember:
+def hf_cosine_member(
+    directory: str, *, device: str = "cpu", bf16: bool = False, query_max_len: int = 64, passage_max_len: int = 256
+) -> VectorMember:
     """Mean-pooled, L2-normalised vectors of a Hugging Face encoder (sentence-transformers' cosine)."""
     enc = HFEncoder(directory, device=device, bf16=bf16)
 
@@ -125,8 +129,9 @@ def maxsim_scores(q: np.ndarray, passages: list[np.ndarray]) -> np.ndarray:
     return np.array([float((q @ p.T.astype(q.dtype)).max(axis=1).sum()) for p in passages], dtype=np.float32)
 
 
-def hf_maxsim_member(directory: str, *, device: str = "cpu", bf16: bool = False, query_max_len: int = 64,
-                     passage_max_len: int = 256) -> GroupedMember:
+def hf_maxsim_member(
+    directory: str, *, device: str = "cpu", bf16: bool = False, query_max_len: int = 64, passage_max_len: int = 256
+) -> GroupedMember:
     """MaxSim over the L2-normalised last-layer token vectors of a Hugging Face encoder (zero-shot ColBERT)."""
     enc = HFEncoder(directory, device=device, bf16=bf16)
 
@@ -168,8 +173,9 @@ def sparse_dot(q: tuple[np.ndarray, np.ndarray], passages: list[tuple[np.ndarray
     return out
 
 
-def splade_member(directory: str, *, device: str = "cpu", bf16: bool = False, query_max_len: int = 64,
-                  passage_max_len: int = 256) -> GroupedMember:
+def splade_member(
+    directory: str, *, device: str = "cpu", bf16: bool = False, query_max_len: int = 64, passage_max_len: int = 256
+) -> GroupedMember:
     """A BERT masked LM scored as SPLADE (Formal et al., SIGIR 2021; SPLADE v2 max pooling)."""
     enc = HFEncoder(directory, device=device, bf16=bf16, masked_lm=True)
 

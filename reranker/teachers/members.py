@@ -53,8 +53,9 @@ class MemberSpec:
                 raise ConfigError(f"member spec {spec!r} names no model after '{kind}:'")
             return cls(kind, location)
         if sep and kind.startswith(("hf", "splade", "e5")):
-            raise ConfigError(f"unknown member kind {kind!r} in {spec!r}; allowed: {', '.join(KINDS)}, "
-                              "or a reranker checkpoint directory")
+            raise ConfigError(
+                f"unknown member kind {kind!r} in {spec!r}; allowed: {', '.join(KINDS)}, or a reranker checkpoint directory"
+            )
         return cls("checkpoint", spec)
 
     def __str__(self) -> str:
@@ -78,32 +79,58 @@ class CheckpointMember:
 
         return type(self.loaded.model).score_encoded is not Ranker.score_encoded
 
-    def score(self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *,
-              progress: bool = False) -> np.ndarray:
+    def score(
+        self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *, progress: bool = False
+    ) -> np.ndarray:
         from reranker.training.inference import score_pairs
 
         _check_texts(queries, passages, pairs)
         if not self.split:
-            return score_pairs(self.loaded, [queries[q] for q, _ in pairs], [passages[p] for _, p in pairs],
-                               batch_size=self.batch_size, progress=progress, desc=self.name, bf16=self.bf16)
+            return score_pairs(
+                self.loaded,
+                [queries[q] for q, _ in pairs],
+                [passages[p] for _, p in pairs],
+                batch_size=self.batch_size,
+                progress=progress,
+                desc=self.name,
+                bf16=self.bf16,
+            )
         from reranker.training.inference import encode_states, score_states
 
         qids, pids = _distinct(pairs)
-        q_states = dict(zip(qids, encode_states(self.loaded, [queries[q] for q in qids], is_query=True,
-                                                batch_size=self.batch_size, bf16=self.bf16), strict=True))
-        p_states = dict(zip(pids, encode_states(self.loaded, [passages[p] for p in pids], is_query=False,
-                                                batch_size=self.batch_size, progress=progress,
-                                                desc=f"{self.name} passages", bf16=self.bf16), strict=True))
+        q_states = dict(
+            zip(
+                qids,
+                encode_states(self.loaded, [queries[q] for q in qids], is_query=True, batch_size=self.batch_size, bf16=self.bf16),
+                strict=True,
+            )
+        )
+        p_states = dict(
+            zip(
+                pids,
+                encode_states(
+                    self.loaded,
+                    [passages[p] for p in pids],
+                    is_query=False,
+                    batch_size=self.batch_size,
+                    progress=progress,
+                    desc=f"{self.name} passages",
+                    bf16=self.bf16,
+                ),
+                strict=True,
+            )
+        )
         scores = np.empty(len(pairs), dtype=np.float32)
         for qid, rows in _by_query(pairs).items():
             for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start:start + self.batch_size]
+                chunk = rows[start : start + self.batch_size]
                 scores[chunk] = score_states(self.loaded, q_states[qid], [p_states[pairs[r][1]] for r in chunk])
         return scores
 
 
-def load_member(spec: str, *, device: str = "cpu", bf16: bool = False, threads: int | None = None,
-                batch_size: int = 64) -> Member:
+def load_member(
+    spec: str, *, device: str = "cpu", bf16: bool = False, threads: int | None = None, batch_size: int = 64
+) -> Member:
     """The member a spec names (see the module docstring); ConfigError / ArtifactError when it cannot load."""
     parsed = MemberSpec.parse(spec)
     if parsed.kind == "hf-cosine":

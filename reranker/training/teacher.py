@@ -19,12 +19,14 @@ class Member(Protocol):
 
     name: str
 
-    def score(self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *,
-              progress: bool = False) -> np.ndarray: ...
+    def score(
+        self, queries: Mapping[str, str], passages: Mapping[str, str], pairs: Pairs, *, progress: bool = False
+    ) -> np.ndarray: ...
 
 
-def score_triples(members: Sequence[Member], collection: Collection, triples: Sequence[Triple], *,
-                  progress: bool = False) -> list[ScoredTriple]:
+def score_triples(
+    members: Sequence[Member], collection: Collection, triples: Sequence[Triple], *, progress: bool = False
+) -> list[ScoredTriple]:
     """Scores of the mean ensemble of ``members`` for every triple (the paper's T2 when several).
 
     Raises NotFoundError when a triple's query or passage has no text in ``collection``.

@@ -56,13 +56,17 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Ad
     names: list[str] = []
     for is_fresh in (False, True):
         for decay in (True, False):
-            members = [(n, p) for n, p in named
-                       if (bool(fresh) and n.startswith(fresh)) == is_fresh and (p.ndim >= 2) == decay]
+            members = [(n, p) for n, p in named if (bool(fresh) and n.startswith(fresh)) == is_fresh and (p.ndim >= 2) == decay]
             if not members:
                 continue
             names += [n for n, _ in members]
-            groups.append({"params": [p for _, p in members], "weight_decay": cfg.weight_decay if decay else 0.0,
-                           "lr_scale": head_scale if is_fresh else 1.0})
+            groups.append(
+                {
+                    "params": [p for _, p in members],
+                    "weight_decay": cfg.weight_decay if decay else 0.0,
+                    "lr_scale": head_scale if is_fresh else 1.0,
+                }
+            )
     return torch.optim.AdamW(groups, lr=cfg.lr), names
 
 
@@ -79,8 +83,11 @@ def _load_optimizer(opt: torch.optim.AdamW, names: Sequence[str], path: Path) ->
     tensors = load_file(str(path))
     params = [p for group in opt.param_groups for p in group["params"]]
     for name, param in zip(names, params, strict=True):
-        state = {key.split("::", 1)[1]: value.to(param.device) if value.ndim else value
-                 for key, value in tensors.items() if key.split("::", 1)[0] == name}
+        state = {
+            key.split("::", 1)[1]: value.to(param.device) if value.ndim else value
+            for key, value in tensors.items()
+            if key.split("::", 1)[0] == name
+        }
         if state:
             opt.state[param] = state
 
@@ -88,14 +95,24 @@ def _load_optimizer(opt: torch.optim.AdamW, names: Sequence[str], path: Path) ->
 class Trainer:
     """Trains ``loaded.model`` on triples; writes a self-describing model directory to ``out``."""
 
-    def __init__(self, loaded: Loaded, collection: Collection, triples: Sequence[Triple], cfg: TrainConfig,
-                 out: str | Path, *, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        loaded: Loaded,
+        collection: Collection,
+        triples: Sequence[Triple],
+        cfg: TrainConfig,
+        out: str | Path,
+        *,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         _, needs_scores = get_loss(cfg.loss)
         if not triples:
             raise ConfigError("no training triples")
         if needs_scores and not isinstance(triples[0], ScoredTriple):
-            raise ConfigError(f"loss {cfg.loss} needs teacher scores: give a score file written by "
-                              "'reranker score' (5 columns), not plain triples")
+            raise ConfigError(
+                f"loss {cfg.loss} needs teacher scores: give a score file written by "
+                "'reranker score' (5 columns), not plain triples"
+            )
         self.loaded, self.collection, self.cfg, self.out = loaded, collection, cfg, Path(out)
         self.info = dict(info or {})
         self.loss_fn, self.needs_scores = get_loss(cfg.loss)
@@ -119,8 +136,14 @@ class Trainer:
         self._val_candidates: dict[str, list[tuple[str, float]]] | None = None
         self.step = 0
         self.best: dict[str, Any] | None = None
-        log.info("training %s with %s: %d triples (%d held out for %d validation queries)",
-                 loaded.config.arch, cfg.loss, len(self.triples), len(triples) - len(self.triples), len(self.val_qids))
+        log.info(
+            "training %s with %s: %d triples (%d held out for %d validation queries)",
+            loaded.config.arch,
+            cfg.loss,
+            len(self.triples),
+            len(triples) - len(self.triples),
+            len(self.val_qids),
+        )
 
     # --- data -------------------------------------------------------------------------------
     def _batch_indices(self, step: int) -> list[int]:
@@ -132,7 +155,7 @@ class Trainer:
             gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
             perm = torch.randperm(n, generator=gen).tolist()
             take = min(bs - len(out), n - offset)
-            out.extend(perm[offset:offset + take])
+            out.extend(perm[offset : offset + take])
             position += take
         return out
 
@@ -144,7 +167,7 @@ class Trainer:
         p = to_tokens(self.prep.passages(texts), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             scores = self.loaded.model.score(q, p).float()
-        s_pos, s_neg = scores[: len(batch)], scores[len(batch):]
+        s_pos, s_neg = scores[: len(batch)], scores[len(batch) :]
         if not self.needs_scores:
             return self.loss_fn(s_pos, s_neg)
         t_pos = torch.tensor([t.pos_score for t in batch], device=device)  # type: ignore[attr-defined]
@@ -160,8 +183,13 @@ class Trainer:
         if self._val_candidates is None:
             cands = self.collection.candidates(self.cfg.val_run, self.cfg.val_depth)
             self._val_candidates = {q: cands[q] for q in self.val_qids if q in cands}
-        run = rerank(self.loaded, self.collection.queries, self.collection.passages, self._val_candidates,
-                     batch_size=self.cfg.eval_batch_size)
+        run = rerank(
+            self.loaded,
+            self.collection.queries,
+            self.collection.passages,
+            self._val_candidates,
+            batch_size=self.cfg.eval_batch_size,
+        )
         per_query: dict[str, dict[str, float]] = {}
         for folder in self.collection.folders:
             qrels = {q: folder.qrels[q] for q in run if q in folder.qrels}
@@ -248,8 +276,9 @@ class Trainer:
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         running, started = 0.0, time.perf_counter()
-        bar = tqdm(total=cfg.last_step, initial=self.step, desc=f"train {self.loaded.config.arch}", unit="step",
-                   disable=not progress)
+        bar = tqdm(
+            total=cfg.last_step, initial=self.step, desc=f"train {self.loaded.config.arch}", unit="step", disable=not progress
+        )
         while self.step < cfg.last_step:
             for group in self.opt.param_groups:
                 group["lr"] = cfg.learning_rate(self.step) * group["lr_scale"]
@@ -275,8 +304,10 @@ class Trainer:
                     record["validation"] = metrics
                     if self.best is None or metrics["ndcg@10"] > self.best["ndcg@10"]:
                         self.best = {"step": self.step, **metrics}
-                    bar.write(f"step {self.step}: validation nDCG@10 {metrics['ndcg@10']:.4f} "
-                              f"MRR@10 {metrics['mrr@10']:.4f} ({metrics['queries']} queries)")
+                    bar.write(
+                        f"step {self.step}: validation nDCG@10 {metrics['ndcg@10']:.4f} "
+                        f"MRR@10 {metrics['mrr@10']:.4f} ({metrics['queries']} queries)"
+                    )
             self._log(record)
             if self.step % cfg.checkpoint_every == 0 or at_end:
                 self.save_checkpoint()
@@ -284,12 +315,23 @@ class Trainer:
                 self.save_checkpoint()
                 bar.close()
                 log.info("deadline reached at step %d of %d: paused (continue with --resume)", self.step, cfg.last_step)
-                return {"status": PAUSED, "steps": self.step, "best_validation": self.best,
-                        "seconds_this_run": round(time.perf_counter() - started, 1)}
+                return {
+                    "status": PAUSED,
+                    "steps": self.step,
+                    "best_validation": self.best,
+                    "seconds_this_run": round(time.perf_counter() - started, 1),
+                }
         bar.close()
-        summary = {"status": "done", "steps": self.step, "seconds_this_run": round(time.perf_counter() - started, 1),
-                   "best_validation": self.best, "train_config": dataclasses.asdict(cfg),
-                   "precision": self.precision, "triples": len(self.triples), "validation_queries": self.val_qids,
-                   **self.info}
+        summary = {
+            "status": "done",
+            "steps": self.step,
+            "seconds_this_run": round(time.perf_counter() - started, 1),
+            "best_validation": self.best,
+            "train_config": dataclasses.asdict(cfg),
+            "precision": self.precision,
+            "triples": len(self.triples),
+            "validation_queries": self.val_qids,
+            **self.info,
+        }
         save_checkpoint(self.out, self.loaded, summary)
         return summary
