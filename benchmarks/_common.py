@@ -20,9 +20,28 @@ DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
 CPU = RuntimeConfig(provider="cpu")
 
 
+def run_facts() -> dict[str, object]:
+    """What every benchmark record states beside its figures: the machine (CPU model, cores, the
+    instruction-set flags that decide precision), the date, the command and the packages."""
+    import datetime as dt
+
+    from reranker.machine import cpu_facts
+    from reranker.manifest import package_versions
+
+    return {
+        "machine": cpu_facts().as_dict(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m", Path(sys.argv[0]).stem, *sys.argv[1:]]),
+        "packages": package_versions(),
+    }
+
+
 def write_json(path: Path | None, data: object) -> None:
-    """Writes a benchmark's result as indented JSON to PATH (its folder made), or nothing when PATH is None."""
+    """Writes a benchmark's result as indented JSON to PATH (its folder made), or nothing when PATH is
+    None; a record (a dict) gains :func:`run_facts` under ``run`` unless it states them already."""
     if path is not None:
+        if isinstance(data, dict) and "run" not in data:
+            data = {**data, "run": run_facts()}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2) + "\n")
 

@@ -74,13 +74,14 @@ def main() -> None:
         path, _, engine = path.partition("#")
         data = json.loads(Path(path).read_text())
         evals[name] = data["results"][engine] if engine else data
-    heldout = {
-        name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.heldout) if Path(path).is_file()
-    }
+    given = [*(e.split("=", 1)[1] for e in args.heldout), *(str(Path(e.split("=", 1)[1]) / "manifest.json") for e in args.store)]
+    missing = [p for p in given if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"missing inputs (a driver must not skip them silently): {', '.join(missing)}")
+    heldout = {name: json.loads(Path(path).read_text()) for name, path in (e.split("=", 1) for e in args.heldout)}
     stores = {
         name: json.loads((Path(d) / "manifest.json").read_text())["bytes_per_passage"]
         for name, d in (e.split("=", 1) for e in args.store)
-        if (Path(d) / "manifest.json").is_file()
     }
     rows = []
     for name, ev in evals.items():

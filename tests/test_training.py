@@ -102,7 +102,7 @@ def test_bf16_training_runs_and_tracks_fp32(tiny_base: Path, tmp_path: Path) -> 
     [("tk", {"contextualiser", "mixer", "scaler", "dense"}), ("prett", {"head"}), ("colbert", set()), ("bert_dot", set())],
 )
 def test_head_lr_reaches_exactly_the_parts_that_start_random(arch: str, fresh: set[str], tiny_base: Path) -> None:
-    from reranker.training.trainer import _optimizer
+    from reranker.training.optim import make_optimizer as _optimizer
 
     model = init_from_base(arch, tiny_base, **SMALL).model
     opt, names = _optimizer(model, TrainConfig(lr=1e-5, head_lr=1e-3))

@@ -33,6 +33,7 @@ from reranker.tokenization import Preprocessor
 from reranker.training.config import TrainConfig
 from reranker.training.inference import rerank, to_tokens
 from reranker.training.losses import get_loss
+from reranker.training.optim import load_optimizer, make_optimizer, save_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -41,55 +42,6 @@ LOG_FILE = "log.jsonl"
 STATE_FILE = "trainer_state.json"
 PAUSED = "paused"
 """``summary["status"]`` of a run that stopped at its deadline with steps left (``done`` otherwise)."""
-
-
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, list[str]]:
-    """AdamW over four groups: (weights, biases/LayerNorms) x (from the base, started at random).
-
-    Each group's ``lr_scale`` multiplies the scheduled rate: ``head_lr / lr`` for the parameters the
-    architecture names in ``fresh_parameters``, 1 for the rest.
-    """
-    fresh = tuple(getattr(model, "fresh_parameters", ()))
-    head_scale = cfg.head_lr / cfg.lr if cfg.head_lr else 1.0
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups: list[dict[str, Any]] = []
-    names: list[str] = []
-    for is_fresh in (False, True):
-        for decay in (True, False):
-            members = [(n, p) for n, p in named if (bool(fresh) and n.startswith(fresh)) == is_fresh and (p.ndim >= 2) == decay]
-            if not members:
-                continue
-            names += [n for n, _ in members]
-            groups.append(
-                {
-                    "params": [p for _, p in members],
-                    "weight_decay": cfg.weight_decay if decay else 0.0,
-                    "lr_scale": head_scale if is_fresh else 1.0,
-                }
-            )
-    return torch.optim.AdamW(groups, lr=cfg.lr), names
-
-
-def _save_optimizer(opt: torch.optim.AdamW, names: Sequence[str], path: Path) -> None:
-    params = [p for group in opt.param_groups for p in group["params"]]
-    tensors: dict[str, torch.Tensor] = {}
-    for name, param in zip(names, params, strict=True):
-        for key, value in opt.state.get(param, {}).items():
-            tensors[f"{name}::{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
-    save_file(tensors, str(path))
-
-
-def _load_optimizer(opt: torch.optim.AdamW, names: Sequence[str], path: Path) -> None:
-    tensors = load_file(str(path))
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for name, param in zip(names, params, strict=True):
-        state = {
-            key.split("::", 1)[1]: value.to(param.device) if value.ndim else value
-            for key, value in tensors.items()
-            if key.split("::", 1)[0] == name
-        }
-        if state:
-            opt.state[param] = state
 
 
 class Trainer:
@@ -132,7 +84,7 @@ class Trainer:
             for name, param in loaded.model.named_parameters():
                 if name.endswith("word_embeddings.weight"):
                     param.requires_grad_(False)
-        self.opt, self.param_names = _optimizer(loaded.model, cfg)
+        self.opt, self.param_names = make_optimizer(loaded.model, cfg)
         self._val_candidates: dict[str, list[tuple[str, float]]] | None = None
         self.step = 0
         self.best: dict[str, Any] | None = None
@@ -208,7 +160,7 @@ class Trainer:
         tmp = self.out / (CHECKPOINT_DIR + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         save_checkpoint(tmp, self.loaded, {"step": self.step, **self.info})
-        _save_optimizer(self.opt, self.param_names, tmp / "optimizer.safetensors")
+        save_optimizer(self.opt, self.param_names, tmp / "optimizer.safetensors")
         save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
         (tmp / STATE_FILE).write_text(json.dumps(self._state(), indent=2) + "\n")
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -239,7 +191,7 @@ class Trainer:
         self.loaded.model.load_state_dict({n: t.to(device=device, dtype=own[n].dtype) for n, t in weights.items()})
         self.step, self.best = int(state["step"]), state.get("best")
         if (ckpt / "optimizer.safetensors").is_file():
-            _load_optimizer(self.opt, self.param_names, ckpt / "optimizer.safetensors")
+            load_optimizer(self.opt, self.param_names, ckpt / "optimizer.safetensors")
         else:
             log.warning("%s has no optimiser state: AdamW moments start afresh at step %d", ckpt, self.step)
         if (ckpt / "rng.safetensors").is_file():
