@@ -27,7 +27,7 @@ log "torch and transformers are not importable; installed: $("$VENV/bin/pip" lis
 PORT=$("$VENV/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 cd "$WORK"   # the installed package, not the source tree, is what runs
 RERANKER_HOME="$WORK/home" "$VENV/bin/reranker" serve --data "$DATA" --host 127.0.0.1 --port "$PORT" \
-  --metrics-port -1 > "$WORK/serve.log" 2>&1 &
+  --metrics-port -1 --http-port 0 > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 

@@ -40,6 +40,7 @@ def test_expired_and_cancelled_work_is_dropped_and_counted(tiny_exports) -> None
         host="127.0.0.1",
         port=0,
         metrics_port=0,
+        http_port=0,
         runtime=CPU,
         batching=BatcherConfig(max_batch_size=1, max_batches_per_run=1),
         max_queue_ms=0,
@@ -111,6 +112,7 @@ def test_token_from_environment(tiny_exports, monkeypatch) -> None:
         host="127.0.0.1",
         port=0,
         metrics_port=-1,
+        http_port=0,
         runtime=CPU,
         token_env="RERANKER_TEST_TOKEN",
     )
@@ -145,6 +147,7 @@ def _write_config(path: Path, artifact: Path, grace: float = 5.0) -> Path:
 host = "127.0.0.1"
 port = 0
 metrics_port = -1
+http_port = 0
 grace_seconds = {grace}
 [runtime]
 provider = "cpu"

@@ -74,6 +74,7 @@ def fused_server(tiny_exports, tmp_path_factory):
 host = "127.0.0.1"
 port = 0
 metrics_port = -1
+http_port = 0
 [runtime]
 provider = "cpu"
 intra_op_threads = 1

@@ -45,6 +45,7 @@ def server(tiny_exports, tmp_path_factory):
         host="127.0.0.1",
         port=0,
         metrics_port=-1,
+        http_port=0,
         runtime=CPU,
         max_message_bytes=256 * 1024,
         batching=BatcherConfig(max_wait_s=0.001),

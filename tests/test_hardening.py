@@ -108,6 +108,7 @@ def test_a_damaged_store_found_while_serving_is_data_loss_and_turns_the_models_h
         host="127.0.0.1",
         port=0,
         metrics_port=0,
+        http_port=0,
         runtime=CPU,
     )
     server = launch(cfg)
@@ -150,6 +151,7 @@ def test_invalid_scores_are_flagged_and_counted_over_grpc(stores, folder, tmp_pa
         host="127.0.0.1",
         port=0,
         metrics_port=0,
+        http_port=0,
         runtime=CPU,
     )
     server = launch(cfg)
@@ -169,6 +171,7 @@ def test_error_messages_quote_client_input_bounded(stores, folder) -> None:
         host="127.0.0.1",
         port=0,
         metrics_port=-1,
+        http_port=0,
         runtime=CPU,
     )
     server = launch(cfg)
@@ -203,6 +206,7 @@ def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> 
         host="127.0.0.1",
         port=0,
         metrics_port=-1,
+        http_port=0,
         runtime=CPU,
     )
     server = launch(cfg)
@@ -248,6 +252,7 @@ def test_bearer_scheme_case_reflection_and_metrics_exposure(stores, tmp_path) ->
         host="127.0.0.1",
         port=0,
         metrics_port=0,
+        http_port=0,
         runtime=CPU,
         token_file=str(token),
     )
@@ -290,6 +295,7 @@ def test_queue_depth_returns_to_zero_after_dropped_work(stores, folder) -> None:
         host="127.0.0.1",
         port=0,
         metrics_port=0,
+        http_port=0,
         runtime=CPU,
         max_queue_ms=0,
         batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1),
@@ -333,7 +339,7 @@ def test_an_abandoned_requests_estimate_leaves_admission_at_once() -> None:
 def test_sighup_is_logged_and_ignored_and_in_flight_work_finishes(tiny_exports, tmp_path) -> None:
     config = tmp_path / "s.toml"
     config.write_text(
-        f'[server]\nhost = "127.0.0.1"\nport = 0\nmetrics_port = -1\n[runtime]\nprovider = "cpu"\n'
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nmetrics_port = -1\nhttp_port = 0\n[runtime]\nprovider = "cpu"\n'
         f'intra_op_threads = 1\n[[models]]\nname = "teacher"\nartifact = "{tiny_exports["bert_cat"][1]}"\n'
     )
     proc = subprocess.Popen(

@@ -199,7 +199,7 @@ def test_health_never_says_serving_for_a_model_that_cannot_answer(setup) -> None
     from reranker.engine import Engine
     from reranker.server.metrics import Metrics
 
-    cfg = setup["cfg"].replace(warmup=False, metrics_port=-1)
+    cfg = setup["cfg"].replace(warmup=False, metrics_port=-1, http_port=0)
     metrics = Metrics()
     engine = Engine.from_config(cfg.engine, metrics)
 

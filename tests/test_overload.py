@@ -188,6 +188,7 @@ def test_a_client_cancelling_over_grpc_stops_the_encoding_and_counts_the_drop(co
         host="127.0.0.1",
         port=0,
         metrics_port=0,
+        http_port=0,
         runtime=CPU,
         batching=BatcherConfig(max_batch_size=4),
         pre_workers=1,

@@ -14,9 +14,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from reranker.server.app import serve_forever
     from reranker.server.config import ModelSpec, ServerConfig, load_config
 
-    overrides = {
-        k: v for k, v in (("port", args.port), ("metrics_port", args.metrics_port), ("host", args.host)) if v is not None
-    }
+    given = (("port", args.port), ("metrics_port", args.metrics_port), ("host", args.host), ("http_port", args.http_port))
+    overrides = {k: v for k, v in given if v is not None}
     if args.config:
         cfg = load_config(args.config).replace(**overrides)
     else:
@@ -93,6 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="bind address (default [::])")
     p.add_argument("--port", type=int, default=None, help="gRPC port (default 50051; 0 = any free port)")
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9090; 0 = any free)")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="HTTP /rerank port (Cohere, Jina and TEI shapes; default 8080; 0 = any free; -1 = off)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("rerank", help="send one Rerank request to a running server (for people at a terminal)")

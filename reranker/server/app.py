@@ -16,6 +16,8 @@ from reranker.engine import Engine
 from reranker.errors import ConfigError
 from reranker.server.auth import Auth, credentials, read_token
 from reranker.server.config import ServerConfig
+from reranker.server.http import HttpState
+from reranker.server.http_server import HttpServer
 from reranker.server.interceptor import Instrumented
 from reranker.server.metrics import Metrics, serve_metrics
 from reranker.server.service import RerankerService, add_to_server
@@ -46,14 +48,20 @@ class Running:
     grace: float
     _http: object | None = None
     _on_damaged: object | None = None
+    http_server: HttpServer | None = None
+    http_port: int | None = None
 
     async def stop(self) -> None:
         """Graceful stop: health NOT_SERVING first, refuse new RPCs, let in-flight ones finish."""
         if self._on_damaged in self.metrics.on_store_damaged:
             self.metrics.on_store_damaged.remove(self._on_damaged)  # type: ignore[arg-type]
         await self.health.enter_graceful_shutdown()
+        if self.http_server is not None:
+            self.http_server.state.stopping = True  # HTTP health 503, new requests 503
         log.info("shutting down: health NOT_SERVING, waiting up to %.1fs for in-flight requests", self.grace)
         await self.server.stop(self.grace)
+        if self.http_server is not None:
+            await self.http_server.stop()
         await self.engine.close()
         if self._http is not None:
             self._http.shutdown()  # type: ignore[attr-defined]
@@ -93,6 +101,16 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
         )
         metrics_port = http.server_port
     await server.start()
+    http_server = http_port = None
+    state = HttpState(None, metrics, auth, cfg.max_message_bytes, cfg.http_body_timeout_s)
+    if cfg.http_port >= 0:
+        http_server = HttpServer(cfg, state)
+        try:
+            http_port = await http_server.start()
+        except BaseException:
+            await server.stop(0)
+            raise
+        log.info("HTTP /rerank on %s:%d (%s; OpenAPI at /docs)", cfg.host, http_port, "TLS" if http_server.tls else "plaintext")
     log.info(
         "gRPC on %s:%d (%s), metrics on http://localhost:%s/metrics; loading models",
         cfg.host,
@@ -119,8 +137,11 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
         await server.stop(0)  # never serve garbage: a model that fails to load or answer stops the server
         if http is not None:
             http.shutdown()
+        if http_server is not None:
+            await http_server.stop()
         raise
     service.engine = engine
+    state.engine = engine
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     for name in engine.models:  # one health entry per model: NOT_SERVING once its store is found damaged
@@ -138,7 +159,9 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
 
     metrics.on_store_damaged.append(damaged)
     log.info("serving %s (default %s)", ", ".join(engine.models), engine.default)
-    return Running(server, engine, health_servicer, metrics, port, metrics_port, cfg.grace_seconds, http, damaged)
+    return Running(
+        server, engine, health_servicer, metrics, port, metrics_port, cfg.grace_seconds, http, damaged, http_server, http_port
+    )
 
 
 def model_health_name(model: str) -> str:

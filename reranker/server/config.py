@@ -74,6 +74,13 @@ class ServerConfig:
     """File holding the bearer token clients must send (authorization: Bearer ...)."""
     token_env: str = ""
     """Environment variable holding the bearer token (alternative to token_file)."""
+    http_port: int = 8080
+    """HTTP port of the /rerank API (Cohere / Jina / TEI shapes, reranker.server.http); 0 picks a free
+    one (logged); -1 disables it."""
+    http_body_timeout_s: float = 10.0
+    """An HTTP body that stalls this long between chunks gets 408 (a slow-loris client)."""
+    http_max_connections: int = 1000
+    """Concurrent HTTP connections (keep-alive ones included); beyond it new ones get 503."""
     metrics_host: str = ""
     """Address of the Prometheus listener (default: ``host``, so a server bound to 127.0.0.1 does not
     expose its metrics on every interface)."""
@@ -131,7 +138,7 @@ class ServerConfig:
             verify_stores=self.verify_stores,
         )
         object.__setattr__(self, "engine", engine)  # frozen: set once, here
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "http_port"):
             value = getattr(self, name)
             if not -1 <= value <= 65535 or (name == "port" and value < 0):
                 raise ConfigError(f"{name} must be a port number (0 = any free port), got {value}")
@@ -162,6 +169,10 @@ class ServerConfig:
             )
         if 0 < self.max_connection_age_s < 1:
             raise ConfigError(f"max_connection_age_s must be 0 (never) or >= 1 s, got {self.max_connection_age_s}")
+        if not 0 < self.http_body_timeout_s <= 600:
+            raise ConfigError(f"http_body_timeout_s must be in (0, 600] seconds, got {self.http_body_timeout_s}")
+        if self.http_max_connections < 1:
+            raise ConfigError(f"http_max_connections must be >= 1, got {self.http_max_connections}")
         if self.metrics_auth and not (self.token_file or self.token_env):
             raise ConfigError("metrics_auth needs a bearer token: set token_file or token_env")
 

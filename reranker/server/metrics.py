@@ -26,19 +26,22 @@ class Metrics(StatsSink):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "reranker_requests_total", "Rerank requests by model and status code", ["model", "code"], registry=r
+            "reranker_requests_total",
+            "Rerank requests by model, status code (gRPC's name, for HTTP too) and transport (grpc, http)",
+            ["model", "code", "transport"],
+            registry=r,
         )
         self.request_seconds = Histogram(
             "reranker_request_duration_seconds",
-            "Rerank request time in the server",
-            ["model"],
+            "Rerank request time in the server, by transport (grpc, http)",
+            ["model", "transport"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.shed_seconds = Histogram(
             "reranker_shed_duration_seconds",
-            "Server time of a Rerank refused for capacity (RESOURCE_EXHAUSTED)",
-            ["model"],
+            "Server time of a Rerank refused for capacity (RESOURCE_EXHAUSTED / 429), by transport",
+            ["model", "transport"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -108,12 +111,22 @@ class Metrics(StatsSink):
         self.inference_seconds.labels(model).observe(stats.seconds)
         self.batch_size.labels(model).observe(stats.size)
 
-    def request(self, model: str, code: str, seconds: float, queue_seconds: float, candidates: int, truncated: int) -> None:
-        self.requests.labels(model, code).inc()
+    def request(
+        self,
+        model: str,
+        code: str,
+        seconds: float,
+        queue_seconds: float,
+        candidates: int,
+        truncated: int,
+        transport: str = "grpc",
+    ) -> None:
+        """One answered or refused request; ``code`` is the gRPC status name (HTTP maps to the same names)."""
+        self.requests.labels(model, code, transport).inc()
         if code == "RESOURCE_EXHAUSTED":
-            self.shed_seconds.labels(model).observe(seconds)
+            self.shed_seconds.labels(model, transport).observe(seconds)
         if code == "OK":
-            self.request_seconds.labels(model).observe(seconds)
+            self.request_seconds.labels(model, transport).observe(seconds)
             self.queue_seconds.labels(model).observe(queue_seconds)
             self.candidates.labels(model).observe(candidates)
             if truncated:

@@ -209,7 +209,7 @@ class RerankerService(pb_grpc.RerankerServicer):
             if method == "Rerank" and code != grpc.StatusCode.OK and self.engine is not None:
                 # client-chosen names never become label values: unknown ones share one label
                 label = model or self.engine.default
-                self.metrics.request(label if label in self.engine.models else "unknown", code.name, seconds, 0.0, 0, 0)
+                self.metrics.request(label if label in self.engine.models else "unknown", code.name, seconds, 0.0, 0, 0, "grpc")
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         async def body() -> pb.RerankResponse:
