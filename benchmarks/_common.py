@@ -82,7 +82,20 @@ def local_engine(artifact: Path | str, store: Path | str | None = None, runtime:
 def start_server(config: Path) -> tuple[subprocess.Popen, str, str]:
     """``reranker serve --config`` on free ports; (process, gRPC target, metrics target) once it serves."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0", "--metrics-port", "0", "--http-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "reranker.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--http-port",
+            "0",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
