@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import subprocess
@@ -79,36 +80,37 @@ def local_engine(artifact: Path | str, store: Path | str | None = None, runtime:
     return LocalEngine.of(str(artifact), str(store) if store else "", runtime=runtime)
 
 
-def start_server(config: Path) -> tuple[subprocess.Popen, str, str]:
-    """``reranker serve --config`` on free ports; (process, gRPC target, metrics target) once it serves."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reranker.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--http-port",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    grpc_port = metrics_port = None
+@dataclasses.dataclass
+class Served:
+    """A ``reranker serve`` process and where it listens; unpacks as (process, gRPC, metrics target)."""
+
+    proc: subprocess.Popen
+    grpc: str
+    metrics: str
+    http: str | None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((self.proc, self.grpc, self.metrics))
+
+
+def start_server(config: Path) -> Served:
+    """``reranker serve --config`` on free ports (gRPC, metrics, HTTP) once it serves."""
+    command = [sys.executable, "-m", "reranker.cli", "serve", "--config", str(config), "--port", "0", "--metrics-port", "0"]
+    proc = subprocess.Popen([*command, "--http-port", "0"], stderr=subprocess.PIPE, text=True)
+    grpc_port = metrics_port = http_port = None
     assert proc.stderr is not None
     for line in proc.stderr:
         sys.stderr.write(line)
         m = re.search(r"gRPC on \S+:(\d+) .*metrics on http://localhost:(\d+)/metrics", line)
         if m:
             grpc_port, metrics_port = m.group(1), m.group(2)
+        h = re.search(r"HTTP /rerank on \S+:(\d+)", line)
+        if h:
+            http_port = h.group(1)
         if "serving " in line and grpc_port:
             break
     if grpc_port is None:
         raise SystemExit("the server did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep draining its log
-    return proc, f"localhost:{grpc_port}", f"localhost:{metrics_port}"
+    log = proc.stderr
+    threading.Thread(target=lambda: [None for _ in log], daemon=True).start()  # keep draining its log
+    return Served(proc, f"localhost:{grpc_port}", f"localhost:{metrics_port}", f"127.0.0.1:{http_port}" if http_port else None)

@@ -28,10 +28,12 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from benchmarks._common import DL19, start_server, write_json
+from benchmarks import fuzz_http
+from benchmarks._common import DL19, Served, start_server, write_json
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
 from reranker.v1 import reranker_pb2 as pb
@@ -135,6 +137,73 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
+def run_http(args: argparse.Namespace, served: Served, data: tuple[Any, ...]) -> dict[str, Any]:
+    """The HTTP fuzz (benchmarks/fuzz_http.py): ``args.requests`` generated requests from
+    ``args.concurrency`` threads, SIGHUP every ``args.sighup_every``, then health and one valid request."""
+    if served.http is None:
+        raise SystemExit("the server serves no HTTP API (http_port = -1?)")
+    host, port = served.http.rsplit(":", 1)[0], int(served.http.rsplit(":", 1)[1])
+    outcomes: Counter[tuple[str, str | int]] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+    started, deadline = time.monotonic(), time.monotonic() + args.max_seconds
+
+    def one(k: int) -> None:
+        rng = random.Random(args.seed * 1_000_003 + k)
+        kind = rng.choice(fuzz_http.KINDS)
+        code = fuzz_http.one(rng, kind, host, port, data)
+        with lock:
+            outcomes[(kind, code)] += 1
+            if code in fuzz_http.BAD and len(failures) < 20:
+                failures.append(f"{kind}: {code}")
+
+    sent, hups = 0, 0
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        while sent < args.requests and time.monotonic() < deadline:
+            size = min(args.concurrency * 4, args.requests - sent)
+            list(pool.map(one, range(sent, sent + size)))
+            sent += size
+            if args.sighup_every and sent // args.sighup_every > hups:
+                served.proc.send_signal(signal.SIGHUP)
+                hups += 1
+    codes, by_kind, failed = fuzz_http.summarise(outcomes)
+    with urllib.request.urlopen(f"http://{served.http}/health", timeout=10) as r:
+        healthy = json.loads(r.read())["status"]
+    request = urllib.request.Request(
+        f"http://{served.http}/v2/rerank",
+        data=json.dumps({"query": data[2][0], "documents": data[1][:3]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        still = len(json.loads(r.read())["results"]) == 3
+    return {
+        "transport": "http",
+        "requests": sent,
+        "seconds": round(time.monotonic() - started, 1),
+        "concurrency": args.concurrency,
+        "sighups": hups,
+        "codes": codes,
+        "codes_by_kind": by_kind,
+        "failures_count": failed,
+        "failures": failures,
+        "health_after": healthy,
+        "rerank_after": still,
+        "server_alive": served.proc.poll() is None,
+    }
+
+
+def _loopback_only(target: str) -> None:
+    if target.rsplit(":", 1)[0] not in ("localhost", "127.0.0.1"):
+        raise SystemExit(f"refusing to fuzz {target}: loopback only")
+
+
+def _report_http(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    print(json.dumps(report, indent=2))
+    write_json(args.json, report)
+    if report["failures_count"] or report["health_after"] != "SERVING" or not report["server_alive"]:
+        sys.exit(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path)
@@ -144,19 +213,26 @@ def main() -> None:
     ap.add_argument("--burst-every", type=int, default=250, help="every N requests, a burst of --burst calls at once")
     ap.add_argument("--burst", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--transport",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="fuzz the gRPC API or the HTTP /rerank API (benchmarks/fuzz_http.py)",
+    )
     ap.add_argument("--sighup-every", type=int, default=1000, help="send SIGHUP to the server every N requests (0 = never)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    proc, target, metrics_target = start_server(args.config)
-    host = target.rsplit(":", 1)[0]
-    if host not in ("localhost", "127.0.0.1"):
-        raise SystemExit(f"refusing to fuzz {target}: loopback only")
+    served = start_server(args.config)
+    proc, target, metrics_target = served
+    _loopback_only(target)
     try:
         folder = DataFolder.open(DL19)
         run = folder.run("bm25")
         pids = sorted({p for q in run for p, _ in run[q][:100]})
         passages = [folder.passages[p] for p in pids[:500]]
         queries = [folder.queries[q] for q in sorted(run)]
+        if args.transport == "http":
+            return _report_http(args, run_http(args, served, (pids, passages, queries, WEIRD)))
         with RerankerClient(target) as client:
             models = [m.name for m in client.list_models()]
         lock = threading.Lock()
