@@ -136,17 +136,51 @@ def run_cell(
     }
 
 
+class HttpLeg:
+    """The same request over the HTTP API (``POST /v2/rerank``, ids as ``{"id": ...}`` documents) on one
+    keep-alive connection."""
+
+    def __init__(self, target: str, token: str | None) -> None:
+        import http.client
+
+        host, port = target.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=600)
+        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+
+    def rerank(self, query: str, cands: list, model: str) -> None:
+        docs = [{"id": c} if isinstance(c, str) else c[1] for c in cands]
+        self.conn.request(
+            "POST", "/v2/rerank", body=json.dumps({"model": model, "query": query, "documents": docs}), headers=self.headers
+        )
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise SystemExit(f"HTTP leg: {response.status} {body[:200]!r}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def interleaved(
-    target: str, token: str | None, served: list[dict], requests: dict[str, list], rounds: int, provider: str
+    target: str,
+    token: str | None,
+    served: list[dict],
+    requests: dict[str, list],
+    rounds: int,
+    provider: str,
+    http_target: str | None = None,
 ) -> dict[str, Any]:
-    """Round-robin over ``served``: each round sends every model one request over gRPC and the same one
-    in process (alternating which goes first), so every figure saw the same machine load."""
+    """Round-robin over ``served``: each round sends every model one request over gRPC, the same one in
+    process and (with ``http_target``) over HTTP, rotating which goes first, so every figure saw the
+    same machine load."""
     from reranker.engine import LocalEngine, RuntimeConfig
 
     engines = {
         m["name"]: LocalEngine.of(m["artifact"], m.get("store", ""), runtime=RuntimeConfig(provider=provider)) for m in served
     }
-    times: dict[str, dict[str, list[float]]] = {m["name"]: {"grpc": [], "in_process": []} for m in served}
+    legs = ("grpc", "in_process", "http") if http_target else ("grpc", "in_process")
+    times: dict[str, dict[str, list[float]]] = {m["name"]: {leg: [] for leg in legs} for m in served}
+    http = HttpLeg(http_target, token) if http_target else None
     try:
         with RerankerClient(target, token=token, timeout=600) as client:
             for r in range(rounds + 1):
@@ -154,10 +188,12 @@ def interleaved(
                     q, cands = requests[m["name"]][r % len(requests[m["name"]])]
                     ids = [c if isinstance(c, str) else c[0] for c in cands]
                     texts = ["" if isinstance(c, str) else c[1] for c in cands]
-                    for leg in ("grpc", "in_process") if r % 2 else ("in_process", "grpc"):
+                    for leg in legs[r % len(legs) :] + legs[: r % len(legs)]:
                         t = time.perf_counter()
                         if leg == "grpc":
                             client.rerank(q, cands, model=m["name"])
+                        elif leg == "http" and http is not None:
+                            http.rerank(q, cands, m["name"])
                         else:
                             engines[m["name"]].rerank(q, ids, texts)
                         if r:  # round 0 warms up
@@ -165,6 +201,8 @@ def interleaved(
     finally:
         for e in engines.values():
             e.close()
+        if http is not None:
+            http.close()
     return summary(times, served)
 
 
@@ -219,6 +257,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", default=None, help="HOST:PORT of a running server (else one is started)")
     ap.add_argument("--metrics", default=None, help="HOST:PORT of its /metrics (for batch size and queue time)")
+    ap.add_argument(
+        "--http-server",
+        default=None,
+        help="HOST:PORT of the running server's HTTP API (the interleaved phase then times HTTP too)",
+    )
     ap.add_argument("--config", type=Path, default=None, help="start a server from this config")
     ap.add_argument("--models", default="", help="comma-separated model names (default: all served)")
     ap.add_argument("--candidates", default="10,100,1000", help="candidates per request")
@@ -257,7 +300,9 @@ def main() -> None:
     if args.server is None:
         if args.config is None:
             served, args.config = own_server(args)
-        proc, args.server, args.metrics = start_server(args.config)
+        served_by = start_server(args.config)
+        proc, args.server, args.metrics = served_by
+        args.http_server = args.http_server or served_by.http
     started = time.perf_counter()
     try:
         folder = DataFolder.open(args.data)
@@ -314,7 +359,7 @@ def main() -> None:
         phase = {}
         timed = [m for m in served if (m.get("store") or m["name"] == "teacher") and m["name"] in reqs100]
         if timed and args.rounds:
-            phase = interleaved(args.server, args.token, timed, reqs100, args.rounds, args.provider)
+            phase = interleaved(args.server, args.token, timed, reqs100, args.rounds, args.provider, args.http_server)
             for row in phase.values():
                 row["candidates"] = args.interleave_candidates
         print_table(records, phase)

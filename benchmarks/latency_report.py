@@ -97,6 +97,11 @@ def summary(times: dict[str, dict[str, list[float]]], served: list[dict]) -> dic
             "in_process_p95_ms": round(percentile(p, 0.95), 2),
             "grpc_overhead_p50_ms": round(statistics.median(a - b for a, b in zip(g, p, strict=True)), 2),
         }
+        h = t.get("http")
+        if h:  # the same rounds over HTTP: its p50 and the median of the paired HTTP - in-process differences
+            row["http_p50_ms"] = round(percentile(h, 0.5), 2)
+            row["http_p95_ms"] = round(percentile(h, 0.95), 2)
+            row["http_overhead_p50_ms"] = round(statistics.median(a - b for a, b in zip(h, p, strict=True)), 2)
         if teacher:
             row["teacher_over_model_grpc"] = round(percentile(teacher["grpc"], 0.5) / row["grpc_p50_ms"], 1)
             row["teacher_over_model_in_process"] = round(percentile(teacher["in_process"], 0.5) / row["in_process_p50_ms"], 1)
@@ -118,12 +123,13 @@ def print_table(records: list[dict], phase: dict[str, Any]) -> None:
         )
     if phase:
         print(
-            "\nInterleaved, 100 candidates (one request per model per round, gRPC and in process alternating):\n"
-            "| model | gRPC p50 ms | in-process p50 ms | gRPC overhead p50 ms | teacher / model (gRPC) | "
-            "teacher / model (in process) |\n|---|---|---|---|---|---|"
+            "\nInterleaved, 100 candidates (one request per model per round, the legs rotating):\n"
+            "| model | gRPC p50 ms | HTTP p50 ms | in-process p50 ms | gRPC overhead p50 ms | HTTP overhead p50 ms | "
+            "teacher / model (gRPC) | teacher / model (in process) |\n|---|---|---|---|---|---|---|---|"
         )
         for name, r in phase.items():
             print(
-                f"| {name} | {r['grpc_p50_ms']} | {r['in_process_p50_ms']} | {r['grpc_overhead_p50_ms']} | "
+                f"| {name} | {r['grpc_p50_ms']} | {r.get('http_p50_ms', '-')} | {r['in_process_p50_ms']} | "
+                f"{r['grpc_overhead_p50_ms']} | {r.get('http_overhead_p50_ms', '-')} | "
                 f"{r.get('teacher_over_model_grpc', '-')}x | {r.get('teacher_over_model_in_process', '-')}x |"
             )

@@ -72,6 +72,7 @@ def test_zero_setup_run_writes_every_cell(bench_run: tuple[Path, dict]) -> None:
     assert set(phase) == {"teacher", "colbert", "bert-dot", "tk"}
     for row in phase.values():
         assert row["rounds"] == 2 and row["candidates"] == 30 and row["teacher_over_model_grpc"] > 0
+        assert row["http_p50_ms"] > 0 and "http_overhead_p50_ms" in row  # the same rounds over HTTP
 
 
 def test_second_run_reuses_the_cache(bench_run: tuple[Path, dict], tiny_base: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -47,17 +48,41 @@ class HttpServer:
             **tls,
         )  # type: ignore[arg-type]
         self.state, self.tls = state, bool(tls)
+        self._host = cfg.host.strip("[]")
         self._server = _Embedded(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Serve; returns the bound port. ConfigError when the port cannot be bound."""
-        self._task = asyncio.get_running_loop().create_task(self._server.serve())
+        sockets = [self._wildcard_socket()] if self._host in ("", "::", "0.0.0.0") else None
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=sockets))
         while not self._server.started:
             if self._task.done():
                 raise ConfigError(f"cannot start the HTTP server: {self._task.exception() or 'it stopped'}")
             await asyncio.sleep(0.01)
         return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    def _wildcard_socket(self) -> socket.socket:
+        """One listening socket for every interface: dual-stack ``::`` (asyncio would bind IPv6 only, or two
+        sockets on two ports for port 0), else ``0.0.0.0`` on a kernel without IPv6."""
+        port = self._server.config.port
+        try:
+            if self._host == "0.0.0.0":
+                raise OSError("IPv4 asked for")
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            address: tuple[str, int] = ("::", port)
+        except OSError:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = ("0.0.0.0", port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot bind the HTTP server to port {port}: {exc}") from exc
+        sock.set_inheritable(True)
+        return sock
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (the engine is closed after this)."""
