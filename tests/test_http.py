@@ -69,6 +69,14 @@ def call(
         return exc.code, parsed, dict(exc.headers)
 
 
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
 def _request(folder: DataFolder, n: int = 8) -> tuple[str, list[str]]:
     qid = sorted(folder.queries)[1]
     return folder.queries[qid], [p for p, _ in folder.run("bm25")[qid][:n]]
@@ -167,7 +175,7 @@ def test_transport_errors_health_models_and_metrics(http) -> None:
             b"POST /v1/rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 17000000\r\n\r\n" + b"x" * 65536
         )
-        reply = sock.recv(4096)
+        reply = read_all(sock)
     assert b" 413 " in reply.split(b"\r\n", 1)[0] and b"max_message_bytes" in reply
     chunked = b'{"query": "flea", "documents": ["' + b"x" * (17 * 1024 * 1024) + b'"]}'
     with socket.create_connection(("127.0.0.1", http.running.http_port), timeout=10) as sock:  # no Content-Length
@@ -197,6 +205,7 @@ def test_transport_errors_health_models_and_metrics(http) -> None:
     assert call(http, "/nowhere", method="GET")[0] == 404
     assert call(http, "/v1/rerank", method="GET")[0] == 405
     assert call(http, "/openapi.json", method="GET")[0] == 200
+    assert call(http, "/v1/rerank", {"query": "flea", "documents": ["fleas live a year"], "model": "student"})[0] == 200
     text = http.metrics()
     assert metric(text, "reranker_requests_total", model="student", code="OK", transport="http") >= 1
     assert metric(text, "reranker_requests_total", code="NOT_FOUND", transport="http") >= 1
