@@ -120,3 +120,17 @@ def test_cpu_facts_pick_bf16_only_where_it_is_native() -> None:
     assert parse_cpuinfo("", 1) == CpuFacts(parse_cpuinfo("", 1).model, 1, ())
     with pytest.raises(Exception, match="precision"):
         TrainConfig(precision="fp8")  # type: ignore[arg-type]
+
+
+def test_teacher_names_the_campaigns_current_bert_cat(tiny_base: Path, tmp_path: Path) -> None:
+    from reranker.errors import ArtifactError
+    from reranker.models.checkpoint import campaign_teacher
+
+    with pytest.raises(ArtifactError, match=r"reproduce\.sh campaign"):
+        campaign_teacher((tmp_path,))
+    loaded = init_from_base("bert_cat", tiny_base, freeze_word_embeddings=True, query_max_len=16, passage_max_len=48)
+    save_checkpoint(tmp_path / "campaign" / "bert_cat-margins" / "checkpoint", loaded, {"steps": 250})
+    assert campaign_teacher((tmp_path,)) == tmp_path / "campaign" / "bert_cat-margins" / "checkpoint"
+    save_checkpoint(tmp_path / "campaign" / "bert_cat", loaded, {"steps": 100})  # the labels stage, finished
+    assert campaign_teacher((tmp_path,)) == tmp_path / "campaign" / "bert_cat"
+    assert load_checkpoint(campaign_teacher((tmp_path,))).config.arch == "bert_cat"

@@ -88,8 +88,31 @@ def init_from_base(arch: str, base: str | Path, *, num_layers: int | None = None
 WORD_EMBEDDINGS_HF = "embeddings.word_embeddings.weight"
 
 
+CAMPAIGN_TEACHERS = ("bert_cat", "bert_cat-margins")
+"""The training campaign's BERT-cat teacher, newest stage first (labels after Margin-MSE)."""
+
+
+def campaign_teacher(roots: tuple[Path, ...] | None = None) -> Path:
+    """The training campaign's current BERT-cat teacher in a clone's ``campaign/`` (found from the
+    current directory, else beside the package): its final model when a stage finished, else that
+    stage's latest checkpoint. ArtifactError when the campaign has none yet."""
+    roots = roots or (Path.cwd(), Path(__file__).resolve().parents[2])
+    for root in roots:
+        for stage in CAMPAIGN_TEACHERS:
+            for where in (root / "campaign" / stage, root / "campaign" / stage / "checkpoint"):
+                if (where / "manifest.json").is_file() and (where / "model.safetensors").is_file():
+                    return where
+    raise ArtifactError(
+        "the training campaign has no BERT-cat teacher yet (campaign/bert_cat-margins); "
+        "train one with 'benchmarks/reproduce.sh campaign --budget-minutes N'"
+    )
+
+
 def resolve_model_dir(spec: str | Path) -> Path:
-    """A model directory; ``default`` is the shipped default student."""
+    """A model directory; ``default`` is the shipped default student, ``teacher`` the training
+    campaign's current BERT-cat teacher (:func:`campaign_teacher`)."""
+    if str(spec) == "teacher":
+        return campaign_teacher()
     if str(spec) == "default":
         if not (DEFAULT_MODEL_DIR / "manifest.json").is_file():
             raise ArtifactError(
