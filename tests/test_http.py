@@ -253,3 +253,26 @@ def test_slow_body_and_disconnects_leave_the_server_serving(http, folder) -> Non
         assert headers.get("retry-after", headers.get("Retry-After")) == "1"
         time.sleep(0.2)
     assert got == 200 and answer["results"][0]["index"] == 0
+
+
+def test_tls_over_http_with_the_grpc_certificate(setup, tmp_path) -> None:  # noqa: F811
+    import ssl
+
+    from .test_server import _self_signed
+
+    key, cert = _self_signed(tmp_path, "server")
+    server = launch(setup["cfg"].replace(tls_cert=str(cert), tls_key=str(key)))
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        body = json.dumps({"query": "flea", "documents": ["fleas live a year"], "model": "student"}).encode()
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{server.running.http_port}/v2/rerank", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30, context=context) as r:
+            assert r.status == 200 and json.loads(r.read())["results"][0]["index"] == 0
+        import http.client
+
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):  # no plaintext
+            urllib.request.urlopen(f"http://127.0.0.1:{server.running.http_port}/health", timeout=5)
+    finally:
+        server.stop()
