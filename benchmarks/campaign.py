@@ -28,6 +28,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -45,6 +46,10 @@ PHASES = ("candidates", "members", "ensemble", "teacher", "students", "starts", 
 PAUSED = 75  # reranker train's exit status when it stopped at its deadline
 GZIP_OVER = 256 * 1024  # files larger than this are committed gzipped
 REMADE = ("pairs.tsv", "labelled.tsv", "train20k")  # the candidates phase remakes these
+OUTPUTS = re.compile(
+    r"^(scores-.+|teacher-scores-.+|members|ensemble|first-stage|zs-.+|bert_cat.*|.+-L\d+-(kd|nokd)|distillation)$"
+)
+"""What reproduce.sh writes into its runs folder (other folders there, e.g. benchmarks' work, are not state)."""
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "manifest.json")
 PACKAGES = (
     "torch",
@@ -100,7 +105,13 @@ def snapshot(runs: Path, state: Path, base: str = "minilm") -> list[str]:
     written: list[str] = []
     for src in sorted(runs.rglob("*")):
         rel = src.relative_to(runs)
-        if src.is_symlink() or rel.parts[0] in REMADE or not src.is_file() or ".tmp" in str(rel):
+        if (
+            src.is_symlink()
+            or rel.parts[0] in REMADE
+            or not OUTPUTS.match(rel.parts[0])
+            or not src.is_file()
+            or ".tmp" in str(rel)
+        ):
             continue
         parent = src.parent
         if src.name in MODEL_FILES and _is_model_dir(parent):
@@ -169,7 +180,7 @@ def _steps(runs: Path) -> dict[str, int]:
     return out
 
 
-def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path) -> None:
+def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path, members: str = "") -> None:
     files = {
         str(p.relative_to(state)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p in sorted(state.rglob("*"))
@@ -193,14 +204,83 @@ def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path) -> Non
     (state / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def curves(runs: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each training run's validation nDCG@10 by step (from its log.jsonl)."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for log in sorted(runs.glob("*/log.jsonl")):
+        points = [
+            (r["step"], r["validation"]["ndcg@10"]) for r in map(json.loads, log.read_text().splitlines()) if "validation" in r
+        ]
+        if points:
+            out[log.parent.name] = points
+    return out
+
+
+def plot_curves(runs: Path, out: Path) -> bool:
+    """The validation curves as a PNG (matplotlib, headless); False when there is nothing to plot."""
+    lines = curves(runs)
+    if not lines:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in lines.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xlabel("training step (16 triples each)")
+    ax.set_ylabel("validation nDCG@10 (30 held-out queries)")
+    ax.set_title("Training campaign: validation curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def run_phase(phase: str, deadline: float, env: dict[str, str]) -> int:
     """One phase of reproduce.sh with the deadline its training commands pause at; its exit status."""
-    return subprocess.call(
-        ["bash", str(ROOT / "benchmarks/reproduce.sh"), phase], env={**env, "DEADLINE": f"{deadline:.0f}"}, cwd=ROOT
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "benchmarks/reproduce.sh"), phase],
+        env={**env, "DEADLINE": f"{deadline:.0f}"},
+        cwd=ROOT,
+        start_new_session=True,
     )
+    try:
+        return proc.wait()
+    except BaseException:  # SIGTERM (or Ctrl-C): end the whole phase, its training or scoring included
+        os.killpg(proc.pid, 15)
+        proc.wait()
+        raise
 
 
-def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
+STOPPED = -15
+
+
+class _Stopped(Exception):
+    """SIGTERM reached the driver: the running phase is ended and the state written before exiting."""
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM raises :class:`_Stopped` in the driver (its phase's process group is ended first)."""
+    import signal
+    import threading
+
+    flag = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.set()
+        raise _Stopped
+
+    signal.signal(signal.SIGTERM, handler)
+    return flag
+
+
+def campaign(
+    budget_minutes: float, state: Path, runs: Path, phases: tuple[str, ...] = PHASES, members: str | None = None
+) -> dict[str, Any]:
     """Run ``phases`` for at most ``budget_minutes`` (a phase that cannot pause is not started in the
     last minutes); returns this run's budget record (also appended to the state's manifest)."""
     started = time.time()
@@ -219,8 +299,10 @@ def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, 
         "cpu_minutes": 0.0,
     }
     budget.append(record)
-    env = {**os.environ, "RUNS": str(runs)}
+    members = members or old.get("members") or os.environ.get("TEACHER_MEMBERS", "zs-colbert splade-tiny mpnet e5")
+    env = {**os.environ, "RUNS": str(runs), "TEACHER_MEMBERS": members}
     status = "done"
+    stop = _stop_on_sigterm()
     for phase in phases:
         if time.time() >= deadline - 60:
             status = "budget spent"
@@ -228,23 +310,27 @@ def campaign(budget_minutes: float, state: Path, runs: Path, phases: tuple[str, 
         steps_before = sum(_steps(runs).values())
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
-        code = run_phase(phase, deadline, env)
+        try:
+            code = run_phase(phase, deadline, env)
+        except _Stopped:
+            code = STOPPED
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         record["phases"][phase] = {
             "wall_minutes": round((time.time() - t0) / 60, 2),
             "cpu_minutes": round((cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime) / 60, 2),
             "steps": sum(_steps(runs).values()) - steps_before,
-            "status": {0: "done", PAUSED: "paused"}.get(code, f"exit {code}"),
+            "status": {0: "done", PAUSED: "paused", STOPPED: "stopped (SIGTERM)"}.get(code, f"exit {code}"),
         }
         record["wall_minutes"] = round((time.time() - started) / 60, 2)
         record["cpu_minutes"] = round(sum(p["cpu_minutes"] for p in record["phases"].values()), 2)
         snapshot(runs, state)
-        write_manifest(state, budget, runs)
+        plot_curves(runs, state / "curves.png")
+        write_manifest(state, budget, runs, members)
         if code != 0:
             status = "paused at the deadline" if code == PAUSED else f"phase {phase} failed (exit {code})"
             break
-    record["status"] = status
-    write_manifest(state, budget, runs)
+    record["status"] = "stopped (SIGTERM)" if stop.is_set() else status
+    write_manifest(state, budget, runs, members)
     print(f"campaign: {status}; this run {record['wall_minutes']:.1f} min, state in {state}", file=sys.stderr)
     return record
 
@@ -254,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock minutes this run may spend")
     p.add_argument("--state", type=Path, default=ROOT / "campaign", help="the committed state folder")
     p.add_argument("--runs", type=Path, default=ROOT / "runs", help="the working folder of reproduce.sh")
+    p.add_argument(
+        "--members",
+        default=None,
+        help="teacher-ensemble members (space-separated; default: the state's, else $TEACHER_MEMBERS, "
+        "else 'zs-colbert splade-tiny mpnet e5')",
+    )
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, in order (default: {','.join(PHASES)})")
     args = p.parse_args(argv)
     phases = tuple(x for x in args.phases.split(",") if x)
@@ -262,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown phase(s) {unknown}; allowed: {', '.join(PHASES)}")
     if args.budget_minutes <= 0:
         p.error("--budget-minutes must be > 0")
-    record = campaign(args.budget_minutes, args.state, args.runs, phases)
+    record = campaign(args.budget_minutes, args.state, args.runs, phases, args.members)
     return 0 if record["status"] in ("done", "paused at the deadline", "budget spent") else 1
 
 

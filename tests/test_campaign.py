@@ -134,3 +134,28 @@ def test_teacher_names_the_campaigns_current_bert_cat(tiny_base: Path, tmp_path:
     save_checkpoint(tmp_path / "campaign" / "bert_cat", loaded, {"steps": 100})  # the labels stage, finished
     assert campaign_teacher((tmp_path,)) == tmp_path / "campaign" / "bert_cat"
     assert load_checkpoint(campaign_teacher((tmp_path,))).config.arch == "bert_cat"
+
+
+def test_a_stop_event_pauses_like_a_deadline(tiny_base: Path, tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+    stop.set()  # what SIGTERM does to 'reranker train'
+    paused = _trainer(tiny_base, tmp_path).train(progress=False, stop=stop)
+    assert paused["status"] == PAUSED and paused["steps"] == 1
+    assert json.loads((tmp_path / "checkpoint" / STATE_FILE).read_text())["step"] == 1
+
+
+def test_validation_curves_are_read_from_the_logs_and_plotted(tmp_path: Path, campaign) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "bert_cat-margins").mkdir()
+    records = [
+        {"step": 1, "loss": 0.9},
+        {"step": 250, "loss": 0.5, "validation": {"ndcg@10": 0.47}},
+        {"step": 500, "loss": 0.4, "validation": {"ndcg@10": 0.52}},
+    ]
+    (tmp_path / "bert_cat-margins" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert campaign.curves(tmp_path) == {"bert_cat-margins": [(250, 0.47), (500, 0.52)]}
+    assert campaign.plot_curves(tmp_path, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not campaign.plot_curves(tmp_path / "bert_cat-margins", tmp_path / "none.png")
