@@ -51,6 +51,7 @@ OUTPUTS = re.compile(
 )
 """What reproduce.sh writes into its runs folder (other folders there, e.g. benchmarks' work, are not state)."""
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "manifest.json")
+NEVER = ("optimizer.safetensors", "rng.safetensors")  # a resumed run restarts AdamW; the state stays small
 PACKAGES = (
     "torch",
     "transformers",
@@ -111,6 +112,7 @@ def snapshot(runs: Path, state: Path, base: str = "minilm") -> list[str]:
             or not OUTPUTS.match(rel.parts[0])
             or not src.is_file()
             or ".tmp" in str(rel)
+            or src.name in NEVER
         ):
             continue
         parent = src.parent

@@ -93,10 +93,15 @@ def test_state_round_trips_scores_results_and_models(tiny_base: Path, tmp_path: 
     save_checkpoint(runs / "colbert-L6-kd", loaded, {"steps": 3})
     (runs / "colbert-L6-kd" / ".done").write_text("")
     save_checkpoint(runs / "zs-colbert-L6", loaded, {"steps": 0})  # zero-shot starts are remade
+    (runs / "colbert-L6-kd" / "checkpoint").mkdir()
+    (runs / "colbert-L6-kd" / "checkpoint" / "optimizer.safetensors").write_bytes(b"x" * 10)  # never state
+    (runs / "bench-latency").mkdir()
+    (runs / "bench-latency" / "big.onnx").write_bytes(b"x")  # not reproduce.sh's: not state
 
     written = campaign.snapshot(runs, state, base=str(tiny_base))
     assert (state / "teacher-scores-colbert.tsv.gz").is_file() and not (state / "pairs.tsv").exists()
-    assert not (state / "zs-colbert-L6").exists()
+    assert not (state / "zs-colbert-L6").exists() and not (state / "bench-latency").exists()
+    assert not list(state.rglob("optimizer.safetensors*"))
     assert json.loads((state / "colbert-L6-kd" / "manifest.json").read_text())["weights_dtype"] == "float16"
     assert "colbert-L6-kd" in written
     assert campaign.snapshot(runs, state, base=str(tiny_base)) == []  # nothing changed, nothing rewritten
