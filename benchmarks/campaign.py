@@ -303,7 +303,9 @@ def campaign(
     }
     budget.append(record)
     members = members or old.get("members") or os.environ.get("TEACHER_MEMBERS", "zs-colbert splade-tiny mpnet e5")
-    env = {**os.environ, "RUNS": str(runs), "TEACHER_MEMBERS": members}
+    # relative to the repository when it is inside it, so records and manifests name no machine path
+    relative = runs.resolve().relative_to(ROOT) if runs.resolve().is_relative_to(ROOT) else runs
+    env = {**os.environ, "RUNS": str(relative), "TEACHER_MEMBERS": members}
     status = "done"
     stop = _stop_on_sigterm()
     for phase in phases:
