@@ -105,6 +105,10 @@ def test_state_round_trips_scores_results_and_models(tiny_base: Path, tmp_path: 
     assert json.loads((state / "colbert-L6-kd" / "manifest.json").read_text())["weights_dtype"] == "float16"
     assert "colbert-L6-kd" in written
     assert campaign.snapshot(runs, state, base=str(tiny_base)) == []  # nothing changed, nothing rewritten
+    campaign.write_manifest(state, [{"wall_minutes": 1.0, "cpu_minutes": 2.0}], runs, "zs-colbert mpnet")
+    manifest = json.loads((state / "manifest.json").read_text())
+    assert manifest["members"] == "zs-colbert mpnet" and manifest["spent"] == {"wall_minutes": 1.0, "cpu_minutes": 2.0}
+    assert "colbert-L6-kd/manifest.json" in manifest["files"] and "manifest.json" not in manifest["files"]
 
     campaign.restore(state, again)
     assert (again / "teacher-scores-colbert.tsv").read_text() == lines

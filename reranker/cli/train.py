@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -69,7 +71,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": cfg.seed,
     }
     deadline = args.deadline or (time.time() + 60 * args.time_limit_minutes if args.time_limit_minutes else None)
-    summary = Trainer(loaded, collection, triples, cfg, args.out, info=info).train(resume=args.resume, deadline=deadline)
+    stop = threading.Event()  # SIGTERM pauses at the end of the current step, with a checkpoint
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    summary = Trainer(loaded, collection, triples, cfg, args.out, info=info).train(
+        resume=args.resume, deadline=deadline, stop=stop
+    )
     best = summary["best_validation"]
     if summary["status"] == PAUSED:
         print(f"paused {args.arch} at step {summary['steps']} of {cfg.last_step} (deadline): continue with --resume")

@@ -213,12 +213,14 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     # --- loop ---------------------------------------------------------------------------------
-    def train(self, *, resume: bool = False, progress: bool = True, deadline: float | None = None) -> dict[str, Any]:
+    def train(
+        self, *, resume: bool = False, progress: bool = True, deadline: float | None = None, stop: Any = None
+    ) -> dict[str, Any]:
         """Train to ``cfg.last_step``; returns a summary whose ``status`` is ``done`` or ``paused``.
 
         ``deadline`` (``time.time()`` seconds): stop after the first step that ends past it, save a
         checkpoint and return ``status = "paused"`` without writing the final model; ``--resume``
-        continues from there.
+        continues from there. ``stop`` (a ``threading.Event``, e.g. set by SIGTERM) pauses the same way.
         """
         self.out.mkdir(parents=True, exist_ok=True)
         if not (resume and self.resume()):
@@ -263,7 +265,7 @@ class Trainer:
             self._log(record)
             if self.step % cfg.checkpoint_every == 0 or at_end:
                 self.save_checkpoint()
-            if not at_end and deadline is not None and time.time() >= deadline:
+            if not at_end and ((deadline is not None and time.time() >= deadline) or (stop is not None and stop.is_set())):
                 self.save_checkpoint()
                 bar.close()
                 log.info("deadline reached at step %d of %d: paused (continue with --resume)", self.step, cfg.last_step)
