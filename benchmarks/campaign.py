@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -34,12 +35,11 @@ import shutil
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from reranker.machine import cpu_facts
-from reranker.manifest import sha256_file
+from reranker.manifest import package_versions, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("candidates", "members", "ensemble", "teacher", "students", "starts", "tables")
@@ -64,17 +64,6 @@ PACKAGES = (
     "bm25s",
     "ir-measures",
 )
-
-
-def packages() -> dict[str, str]:
-    """Name -> version of the packages the campaign's figures depend on (those installed)."""
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -146,8 +135,6 @@ def snapshot(runs: Path, state: Path, base: str = "minilm") -> list[str]:
 
 
 def sha256_of_text(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -201,7 +188,7 @@ def write_manifest(state: Path, budget: list[dict[str, Any]], runs: Path, member
             "wall_minutes": round(sum(b["wall_minutes"] for b in budget), 1),
             "cpu_minutes": round(sum(b["cpu_minutes"] for b in budget), 1),
         },
-        "packages": packages(),
+        "packages": package_versions(PACKAGES),
         "files": files,
     }
     (state / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -53,6 +53,15 @@ class FusionRule:
         """Whether first-stage scores are needed (any rule but ``none``)."""
         return self.rule != "none"
 
+    def override(self, rule: str | None, weight: float | None) -> FusionRule:
+        """This rule with a request's rule and weight where the request gives them (ConfigError when
+        they are out of range), its ``rrf_k`` kept.
+
+        >>> FusionRule("minmax", 0.6).override(None, 0.3).describe()
+        'minmax w=0.3'
+        """
+        return FusionRule(rule or self.rule, self.weight if weight is None else weight, self.rrf_k)
+
     def describe(self) -> str:
         """``'none'``, ``'minmax w=0.6'``, ``'rrf w=0.5 k=60'``."""
         if not self.active:

@@ -68,6 +68,12 @@ def stores(tiny_exports, folder, tmp_path_factory) -> dict[str, Path]:
     return {"fp16": root / "fp16", "residual": root / "residual", "artifact": tiny_exports["colbert"][1]}
 
 
+def student_config(stores: dict[str, Path], store: str, **settings) -> ServerConfig:
+    """The tiny ColBERT "student" with ``store``, on free loopback ports (metrics and HTTP included)."""
+    defaults = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "http_port": 0, "runtime": CPU}
+    return ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), store),), **{**defaults, **settings})
+
+
 def _damaged_copy(src: Path, dst: Path, passage: int, kind: str) -> str:
     """A copy of a store with one passage's rows damaged; returns that passage's id."""
     shutil.copytree(src, dst)
@@ -103,14 +109,7 @@ def test_a_damaged_store_found_while_serving_is_data_loss_and_turns_the_models_h
 ) -> None:
     pid = _damaged_copy(stores["residual"], tmp_path / "bad", 5, "ids")
     monkeypatch.setattr(store_reader, "CHECK_IDS_AT_OPEN_BYTES", 0)  # as for a store too large to check at open
-    cfg = ServerConfig(
-        models=(ModelSpec("student", str(stores["artifact"]), str(tmp_path / "bad")),),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=0,
-        http_port=0,
-        runtime=CPU,
-    )
+    cfg = student_config(stores, str(tmp_path / "bad"))
     server = launch(cfg)
     try:
         query, ids = _request(folder, pid)
@@ -146,14 +145,7 @@ def test_nan_states_rank_last_flagged_and_never_reach_fusion(stores, folder, tmp
 
 def test_invalid_scores_are_flagged_and_counted_over_grpc(stores, folder, tmp_path) -> None:
     pid = _damaged_copy(stores["fp16"], tmp_path / "nan", 7, "nan")
-    cfg = ServerConfig(
-        models=(ModelSpec("student", str(stores["artifact"]), str(tmp_path / "nan")),),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=0,
-        http_port=0,
-        runtime=CPU,
-    )
+    cfg = student_config(stores, str(tmp_path / "nan"))
     server = launch(cfg)
     try:
         query, ids = _request(folder, pid)
@@ -166,14 +158,7 @@ def test_invalid_scores_are_flagged_and_counted_over_grpc(stores, folder, tmp_pa
 
 
 def test_error_messages_quote_client_input_bounded(stores, folder) -> None:
-    cfg = ServerConfig(
-        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=-1,
-        http_port=0,
-        runtime=CPU,
-    )
+    cfg = student_config(stores, str(stores["fp16"]), metrics_port=-1)
     server = launch(cfg)
     try:
         query, ids = _request(folder, sorted(folder.passages)[0])
@@ -201,14 +186,7 @@ def _connectivity_while(channel: grpc.Channel, seconds: float) -> list[grpc.Chan
 
 
 def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> None:
-    cfg = ServerConfig(
-        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=-1,
-        http_port=0,
-        runtime=CPU,
-    )
+    cfg = student_config(stores, str(stores["fp16"]), metrics_port=-1)
     server = launch(cfg)
     engine = server.running.engine
     model = engine.models["student"]
@@ -247,15 +225,7 @@ def test_bearer_scheme_case_reflection_and_metrics_exposure(stores, tmp_path) ->
     auth = Auth("s3cret")
     assert all(auth.allowed_header(v) for v in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", " Bearer  s3cret"))
     assert not any(auth.allowed_header(v) for v in ("Basic s3cret", "Bearer wrong", "s3cret", "", None))
-    base = ServerConfig(
-        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=0,
-        http_port=0,
-        runtime=CPU,
-        token_file=str(token),
-    )
+    base = student_config(stores, str(stores["fp16"]), token_file=str(token))
     server = launch(base.replace(metrics_auth=True))
     try:
         assert server.running._http.server_address[0] == "127.0.0.1"  # type: ignore[attr-defined]
@@ -290,15 +260,8 @@ def test_bearer_scheme_case_reflection_and_metrics_exposure(stores, tmp_path) ->
 
 
 def test_queue_depth_returns_to_zero_after_dropped_work(stores, folder) -> None:
-    cfg = ServerConfig(
-        models=(ModelSpec("student", str(stores["artifact"]), str(stores["fp16"])),),
-        host="127.0.0.1",
-        port=0,
-        metrics_port=0,
-        http_port=0,
-        runtime=CPU,
-        max_queue_ms=0,
-        batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1),
+    cfg = student_config(
+        stores, str(stores["fp16"]), max_queue_ms=0, batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1)
     )
     server = launch(cfg)
     model = server.running.engine.models["student"]

@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from reranker.engine import Engine, FusionRule, RerankInput, RerankOutput
+from reranker.engine import Engine, RerankInput, RerankOutput
 from reranker.errors import (
     ArtifactError,
     CapacityError,
@@ -97,9 +97,7 @@ def cohere_input(body: s.CohereRerankRequest, engine: Engine) -> tuple[RerankInp
     fusion = None
     if body.fusion is not None:
         base = engine.resolve(body.model or "").fusion
-        fusion = FusionRule(
-            body.fusion.rule or base.rule, base.weight if body.fusion.weight is None else body.fusion.weight, base.rrf_k
-        )
+        fusion = base.override(body.fusion.rule, body.fusion.weight)
     first = firsts if any(f is not None for f in firsts) else []
     inp = RerankInput(body.query, ids, texts, body.model or "", body.top_n or 0, first_stage=first, fusion=fusion)
     return inp, [t if t else None for t in texts]

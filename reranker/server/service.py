@@ -117,7 +117,7 @@ def request_fusion(request: pb.RerankRequest, engine: Engine) -> FusionRule | No
         return None
     base = engine.resolve(request.model).fusion
     f = request.fusion
-    return FusionRule(f.rule or base.rule, f.weight if f.HasField("weight") else base.weight, base.rrf_k)
+    return base.override(f.rule, f.weight if f.HasField("weight") else None)
 
 
 SOURCE = {True: pb.Result.SOURCE_STORE, False: pb.Result.SOURCE_TEXT}
