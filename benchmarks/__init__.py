@@ -1,1 +1,12 @@
-"""Benchmarks, run as modules from the repository root: ``.venv/bin/python -m benchmarks.latency ...``."""
+"""The product's benchmarks, run from the repository root as ``reranker bench NAME ...`` or
+``.venv/bin/python -m benchmarks.NAME ...``; research studies live in ``studies/``."""
+
+BENCHMARKS: dict[str, str] = {
+    "latency": "closed-loop latency and throughput over gRPC, HTTP and in process, every architecture",
+    "soak": "mixed traffic above capacity on loopback: admitted p50/p99, sheds, lost requests, memory",
+    "fuzz": "thousands of generated hostile requests (gRPC, or HTTP with --transport http): OK or a precise code",
+    "grpc_floor": "the round trip of a 100-candidate Rerank with no model behind it",
+    "runtime": "in-process latency per query: PyTorch against ONNX Runtime, from text and from the store",
+    "build_throughput": "passage-store build: passages per second per core, one process against Ray",
+}
+"""``reranker bench`` names -> what each measures (each module writes one JSON record with ``--json``)."""

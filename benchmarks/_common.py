@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,9 +33,23 @@ def run_facts() -> dict[str, object]:
     return {
         "machine": cpu_facts().as_dict(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m", Path(sys.argv[0]).stem, *sys.argv[1:]]),
+        "command": " ".join(["python -m", _module(), *sys.argv[1:]]),
         "packages": package_versions(),
     }
+
+
+def _module() -> str:
+    """The module this process runs as (``python -m NAME``): a package's ``__main__`` by its package."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = spec.name if spec is not None else Path(sys.argv[0]).stem
+    return name.removesuffix(".__main__")
+
+
+def dated(study: str, stem: str) -> Path:
+    """``studies/STUDY/results/YYYY-MM-DD-STEM``: where a study writes today's record by default."""
+    import datetime as dt
+
+    return Path("studies") / study / "results" / f"{dt.date.today().isoformat()}-{stem}"
 
 
 def write_json(path: Path | None, data: object) -> None:
@@ -54,6 +69,23 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+class Stopwatch:
+    """Wall-clock time of a block: ``with Stopwatch() as t: ...`` then ``t.ms`` (milliseconds) or
+    ``t.seconds``, from :func:`time.perf_counter`; ``t.ms`` is NaN inside the block."""
+
+    def __enter__(self) -> Stopwatch:
+        self.seconds = float("nan")
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+    @property
+    def ms(self) -> float:
+        return self.seconds * 1000.0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,10 +16,9 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks._common import DL19, cpu_model, write_json
+from benchmarks._common import DL19, Stopwatch, cpu_model, write_json
 from reranker.artifact import Artifact
 from reranker.cli.artifacts import cpu_encoder
 from reranker.data import DataFolder
@@ -47,21 +46,21 @@ def main() -> None:
     times: dict[str, list[float]] = {"single": [], "ray": []}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
-            t0 = time.perf_counter()
-            build_store(artifact, passages, Path(tmp) / "single", encode=encode, chunk=64, progress=False)
-            times["single"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            build_store_ray(
-                args.artifact,
-                passages,
-                Path(tmp) / "ray",
-                shards=args.cpus * 2,
-                encoder=cpu_encoder,
-                actors=args.cpus,
-                ort_threads=1,
-                chunk=64,
-            )
-            times["ray"].append(time.perf_counter() - t0)
+            with Stopwatch() as t:
+                build_store(artifact, passages, Path(tmp) / "single", encode=encode, chunk=64, progress=False)
+            times["single"].append(t.seconds)
+            with Stopwatch() as t:
+                build_store_ray(
+                    args.artifact,
+                    passages,
+                    Path(tmp) / "ray",
+                    shards=args.cpus * 2,
+                    encoder=cpu_encoder,
+                    actors=args.cpus,
+                    ort_threads=1,
+                    chunk=64,
+                )
+            times["ray"].append(t.seconds)
             for name in ("single", "ray"):
                 shutil.rmtree(Path(tmp) / name)
     ray.shutdown()

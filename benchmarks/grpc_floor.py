@@ -23,7 +23,7 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks._common import percentile, write_json
+from benchmarks._common import Stopwatch, percentile, write_json
 from reranker.v1 import reranker_pb2 as pb
 from reranker.v1 import reranker_pb2_grpc as pb_grpc
 
@@ -104,10 +104,10 @@ def main() -> None:
         for r in range(args.requests + 20):
             for k in kinds if r % 2 else kinds[::-1]:
                 time.sleep(args.gap_ms / 1000)
-                t = time.perf_counter()
-                stubs[k].Rerank(request, timeout=60)
+                with Stopwatch() as t:
+                    stubs[k].Rerank(request, timeout=60)
                 if r >= 20:  # the first rounds warm up
-                    times[k].append((time.perf_counter() - t) * 1000)
+                    times[k].append(t.ms)
         rows = {
             k: {
                 "p50_ms": round(statistics.median(v), 3),

@@ -46,7 +46,7 @@ from typing import Any
 import grpc
 
 from benchmarks import latency_build as lb
-from benchmarks._common import DL19, ROOT, percentile, start_server
+from benchmarks._common import DL19, ROOT, Stopwatch, percentile, start_server
 from benchmarks.latency_report import delta, machine, print_table, scrape, summary
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
@@ -189,15 +189,15 @@ def interleaved(
                     ids = [c if isinstance(c, str) else c[0] for c in cands]
                     texts = ["" if isinstance(c, str) else c[1] for c in cands]
                     for leg in legs[r % len(legs) :] + legs[: r % len(legs)]:
-                        t = time.perf_counter()
-                        if leg == "grpc":
-                            client.rerank(q, cands, model=m["name"])
-                        elif leg == "http" and http is not None:
-                            http.rerank(q, cands, m["name"])
-                        else:
-                            engines[m["name"]].rerank(q, ids, texts)
+                        with Stopwatch() as t:
+                            if leg == "grpc":
+                                client.rerank(q, cands, model=m["name"])
+                            elif leg == "http" and http is not None:
+                                http.rerank(q, cands, m["name"])
+                            else:
+                                engines[m["name"]].rerank(q, ids, texts)
                         if r:  # round 0 warms up
-                            times[m["name"]][leg].append((time.perf_counter() - t) * 1000.0)
+                            times[m["name"]][leg].append(t.ms)
     finally:
         for e in engines.values():
             e.close()

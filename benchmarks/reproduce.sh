@@ -194,7 +194,7 @@ phase_teacher() {  # BERT-cat: the ensemble's margins, then labels
 
 phase_tables() {
   step "results"
-  $BIN/python -m benchmarks.distillation_table --runs "$RUNS" --out "$RUNS/distillation" ${LATENCY:+--latency "$LATENCY"}
+  $BIN/python -m studies.distillation --runs "$RUNS" --out "$RUNS/distillation" ${LATENCY:+--latency "$LATENCY"}
 }
 
 PHASES=("$@"); [[ ${#PHASES[@]} -gt 0 ]] || PHASES=(candidates members ensemble students teacher starts tables)

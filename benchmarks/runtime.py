@@ -15,14 +15,13 @@ import argparse
 import logging
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from benchmarks._common import DL19, ROOT, cpu_model, ensure_store, local_engine, write_json
+from benchmarks._common import DL19, ROOT, Stopwatch, cpu_model, ensure_store, local_engine, write_json
 from reranker.arch import ARCHES, spec
 from reranker.artifact import Artifact
 from reranker.data import DataFolder
@@ -47,9 +46,9 @@ def timed(fn, requests) -> list[float]:
     fn(*requests[0])  # warm-up
     out = []
     for req in requests[1:]:
-        start = time.perf_counter()
-        fn(*req)
-        out.append((time.perf_counter() - start) * 1000.0)
+        with Stopwatch() as t:
+            fn(*req)
+        out.append(t.ms)
     return out
 
 

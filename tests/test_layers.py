@@ -4,6 +4,7 @@ so that they stay true after the next change."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -222,7 +223,7 @@ def _arch_comparisons(path: Path) -> list[int]:
 def test_architecture_names_are_compared_in_at_most_two_files() -> None:
     found = {
         str(p.relative_to(ROOT)): lines
-        for folder in ("reranker", "export", "benchmarks")
+        for folder in ("reranker", "export", "benchmarks", "studies")
         for p in modules(ROOT / folder)
         if (lines := _arch_comparisons(p))
     }
@@ -237,22 +238,41 @@ def test_no_module_is_over_300_lines(path: Path) -> None:
 
 def test_export_is_imported_under_its_installed_name_only() -> None:
     """The top-level folder export/ installs as ``reranker_export``, never as a bare ``export``."""
-    for folder in ("reranker", "export", "benchmarks", "tests"):
+    for folder in ("reranker", "export", "benchmarks", "studies", "tests"):
         for path in modules(ROOT / folder):
             bare = sorted(m for m in imports_of(path) if m == "export" or m.startswith("export."))
             assert not bare, f"{path.relative_to(ROOT)} imports {bare}; use reranker_export"
 
 
-def test_benchmarks_are_a_package_without_path_edits() -> None:
-    assert (ROOT / "benchmarks" / "__init__.py").is_file()
-    for path in modules(ROOT / "benchmarks"):
+@pytest.mark.parametrize("folder", ["benchmarks", "studies"])
+def test_benchmarks_and_studies_are_packages_without_path_edits(folder: str) -> None:
+    for path in modules(ROOT / folder):
+        assert (path.parent / "__init__.py").is_file(), f"{path.parent.relative_to(ROOT)} is not a package"
         assert "sys.path" not in path.read_text(encoding="utf-8"), f"{path.relative_to(ROOT)} edits sys.path"
 
 
-def test_benchmark_modules_import(tmp_path: Path) -> None:
+def test_each_study_has_a_readme_and_dated_results() -> None:
+    """studies/NAME/: a driver (``python -m studies.NAME`` or a script), a README, results named YYYY-MM-DD-*."""
+    studies = [d for d in (ROOT / "studies").iterdir() if d.is_dir() and (d / "__init__.py").is_file()]
+    assert len(studies) >= 5
+    for study in studies:
+        assert (study / "README.md").is_file(), f"{study.relative_to(ROOT)} has no README.md"
+        for result in (study / "results").glob("*") if (study / "results").is_dir() else []:
+            assert re.match(r"\d{4}-\d\d-\d\d-", result.name), f"{result.relative_to(ROOT)} is not named by its date"
+
+
+def test_the_product_benchmarks_never_import_the_studies() -> None:
+    """One way only: a study may use the benchmark harness (benchmarks._common), never the reverse."""
+    for path in modules(ROOT / "benchmarks"):
+        found = sorted(m for m in imports_of(path) if m == "studies" or m.startswith("studies."))
+        assert not found, f"{path.relative_to(ROOT)} imports {found}"
+
+
+def test_benchmark_and_study_modules_import(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem != "__init__")
-    code = "import importlib\n" + "".join(f"importlib.import_module('benchmarks.{n}')\n" for n in names)
+    names = [module_name(p) for folder in ("benchmarks", "studies") for p in modules(ROOT / folder)]
+    assert "studies.peers.__main__" in names and "benchmarks.latency" in names
+    code = "import importlib\n" + "".join(f"importlib.import_module({n!r})\n" for n in sorted(names))
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 
 

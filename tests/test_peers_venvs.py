@@ -1,4 +1,4 @@
-"""The peers in venvs of their own (benchmarks/peers_venvs.py, benchmarks/peers_extra.py): a missing venv is
+"""The peers in venvs of their own (studies/peers/venvs.py, studies/peers/extra.py): a missing venv is
 reported per system, the JSON-lines protocol round-trips with a fake runner, a runner that breaks the
 protocol or dies is reported as not run, and the real runner answers the protocol (no infinity needed)."""
 
@@ -54,16 +54,16 @@ FAKE = textwrap.dedent("""
 
 @pytest.fixture
 def pv(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """benchmarks.peers_venvs, imported from the repository root (tests import in importlib mode)."""
+    """studies.peers.venvs, imported from the repository root (tests import in importlib mode)."""
     monkeypatch.syspath_prepend(str(ROOT))
-    return importlib.import_module("benchmarks.peers_venvs")
+    return importlib.import_module("studies.peers.venvs")
 
 
 @pytest.fixture
 def runner_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """benchmarks.peers_extra (the runner: standard library only at import)."""
+    """studies.peers.extra (the runner: standard library only at import)."""
     monkeypatch.syspath_prepend(str(ROOT))
-    return importlib.import_module("benchmarks.peers_extra")
+    return importlib.import_module("studies.peers.extra")
 
 
 def fake_root(tmp_path: Path, mode: str = "ok") -> tuple[Path, Path, Path]:

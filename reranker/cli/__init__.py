@@ -16,11 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from reranker import __version__
-from reranker.cli import artifacts, data, ensemble, fusion, serve, train
+from reranker.cli import artifacts, bench, data, ensemble, fusion, serve, train
 from reranker.cli import eval as evaluation
 from reranker.errors import RerankerError
 
-GROUPS = (data, train, evaluation, ensemble, fusion, artifacts, serve)
+GROUPS = (data, train, evaluation, ensemble, fusion, artifacts, serve, bench)
 """Command-group modules, in the order their commands are listed."""
 
 

@@ -1,0 +1,1 @@
+"""Study: our served teacher against the tools a team would pick instead, on the same weights."""

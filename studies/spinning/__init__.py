@@ -1,0 +1,1 @@
+"""Study: ONNX Runtime intra-op thread spinning on or off."""

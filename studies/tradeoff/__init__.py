@@ -1,0 +1,1 @@
+"""Study: the efficiency-effectiveness trade-off, every student against the BERT-cat teacher."""
