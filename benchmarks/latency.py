@@ -148,11 +148,18 @@ class HttpLeg:
         self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
 
     def rerank(self, query: str, cands: list, model: str) -> None:
+        import http.client
+
         docs = [{"id": c} if isinstance(c, str) else c[1] for c in cands]
-        self.conn.request(
-            "POST", "/v2/rerank", body=json.dumps({"model": model, "query": query, "documents": docs}), headers=self.headers
-        )
-        response = self.conn.getresponse()
+        body = json.dumps({"model": model, "query": query, "documents": docs})
+        try:
+            self.conn.request("POST", "/v2/rerank", body=body, headers=self.headers)
+            response = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closed the idle keep-alive connection (5 s) while slower legs ran: reconnect once
+            self.conn.close()
+            self.conn.request("POST", "/v2/rerank", body=body, headers=self.headers)
+            response = self.conn.getresponse()
         body = response.read()
         if response.status != 200:
             raise SystemExit(f"HTTP leg: {response.status} {body[:200]!r}")
@@ -217,6 +224,7 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
         lb.store_key(pids),
         tuple(args.precisions.split(",")),
         student_precisions=tuple(args.student_precisions.split(",")),
+        families=tuple(filter(None, args.families.split(","))),
     )
     if lb.missing(served):
         print(
@@ -246,6 +254,8 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
                 args.precisions,
                 "--student-precisions",
                 args.student_precisions,
+                "--families",
+                args.families,
             ],
             check=True,
             cwd=ROOT,
@@ -286,6 +296,12 @@ def main() -> None:
         "--student-precisions",
         default="fp32",
         help="of the students served from their stores (fp32, int8: each with a store of its own)",
+    )
+    ap.add_argument(
+        "--families",
+        default="",
+        help="also serve imported cross-encoders of these families at base shape, random weights "
+        "(xlm-roberta, deberta-v3, modernbert; see benchmarks/latency_families.py)",
     )
     ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")

@@ -42,6 +42,7 @@ def models(
     precisions: tuple[str, ...] = ("fp32", "int8"),
     text_archs: tuple[str, ...] = ("colbert",),
     student_precisions: tuple[str, ...] = ("fp32",),
+    families: tuple[str, ...] = (),
 ) -> list[dict]:
     """The served models: the cross-encoder teacher per precision (no store), each split model from its
     store per ``student_precisions`` (a store of its own per precision: the passage encoder differs),
@@ -72,6 +73,10 @@ def models(
             )
         if arch in text_archs:
             out.append({"name": f"{arch}-text", "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32")})
+    if families:
+        from benchmarks.latency_families import served as family_models
+
+        out += family_models(list(families), work)
     return out
 
 
@@ -130,6 +135,14 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
     for m in served:
         art = Path(m["artifact"])
         ckpt = work / f"ckpt-{m['arch']}"
+        if m.get("family"):  # an imported cross-encoder of another encoder family, at its base shape
+            from benchmarks.latency_families import build_family
+
+            if texts is None:
+                passages = DataFolder.open(data).passages
+                texts = {p: passages[p] for p in pids}
+            build_family(m["family"], work, list(texts.values()))
+            continue
         if not (art / "manifest.json").is_file():
             if not (ckpt / "manifest.json").is_file():
                 torch.manual_seed(0)
@@ -161,6 +174,7 @@ def main() -> None:
     ap.add_argument("--provider", default="cpu")
     ap.add_argument("--precisions", default="fp32,int8", help="of the cross-encoder teacher")
     ap.add_argument("--student-precisions", default="fp32", help="of the students served from their stores")
+    ap.add_argument("--families", default="", help="imported cross-encoder families at base shape (latency_families)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     _, pids = passage_ids(args.data, args.queries)
@@ -170,6 +184,7 @@ def main() -> None:
         store_key(pids),
         tuple(args.precisions.split(",")),
         student_precisions=tuple(args.student_precisions.split(",")),
+        families=tuple(filter(None, args.families.split(","))),
     )
     build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
     print(write_config(args.work, served, args.provider, 1000))

@@ -7,6 +7,8 @@ has new graphs, their export; the engine, the store and the server read the row.
 (True, ('cross_encoder',))
 >>> spec("tk").special_tokens, spec("bert_dot").state
 (0, 'vector')
+>>> spec("hf_cat").trainable, "hf_cat" in ARCHES
+(False, False)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 
 from reranker.errors import ConfigError
 
-Arch = Literal["bert_cat", "bert_dot", "colbert", "prett", "tk"]
+Arch = Literal["bert_cat", "bert_dot", "colbert", "prett", "tk", "hf_cat"]
 """The architecture names a model configuration may carry."""
 
 CROSS_GRAPHS = ("cross_encoder",)
@@ -54,6 +56,8 @@ class ArchSpec:
     store_codec: tuple[str, int] = ("float16", 0)
     """Default codec of a passage store (``reranker index``, the served default): name and residual
     bits per dimension, the smallest measured within 0.005 nDCG@10 of fp16 (README, compressed stores)."""
+    trainable: bool = True
+    """Built and trained here (``reranker init`` / ``train``); False: only imported (``reranker import``)."""
 
 
 ARCH_SPECS: dict[str, ArchSpec] = {
@@ -127,12 +131,26 @@ ARCH_SPECS: dict[str, ArchSpec] = {
             "kernel-pooling score",
             store_codec=("residual", 2),
         ),
+        ArchSpec(
+            "hf_cat",
+            "cross-encoder (transformers)",
+            False,
+            CROSS_GRAPHS,
+            "cross_encoder",
+            0,
+            False,
+            True,
+            False,
+            "none",
+            "logit of an imported cross-encoder (any transformers encoder family)",
+            trainable=False,
+        ),
     )
 }
 """Every architecture, by name."""
 
-ARCHES: tuple[str, ...] = tuple(ARCH_SPECS)
-"""Architecture names, in table order."""
+ARCHES: tuple[str, ...] = tuple(name for name, s in ARCH_SPECS.items() if s.trainable)
+"""The architectures this project builds and trains, in table order (``hf_cat`` is imported only)."""
 
 
 def spec(arch: str) -> ArchSpec:
@@ -140,4 +158,4 @@ def spec(arch: str) -> ArchSpec:
     try:
         return ARCH_SPECS[arch]
     except KeyError:
-        raise ConfigError(f"arch must be one of {', '.join(ARCHES)}; got {arch!r}") from None
+        raise ConfigError(f"arch must be one of {', '.join(ARCH_SPECS)}; got {arch!r}") from None

@@ -71,9 +71,12 @@ class RerankerClient:
         timeout: float | None = None,
         fusion: str | None = None,
         fusion_weight: float | None = None,
+        first_stage: str = "",
     ) -> pb.RerankResponse:
-        """``fusion`` ('none', 'minmax', 'zscore', 'rrf') and ``fusion_weight`` override the model's rule."""
-        request = pb.RerankRequest(query=query, model=model, top_k=top_k)
+        """``fusion`` ('none', 'minmax', 'zscore', 'rrf') and ``fusion_weight`` override the model's rule;
+        ``first_stage`` ('bm25', 'dense', 'sparse') names the candidates' first stage, whose shipped
+        fusion choice the model then applies."""
+        request = pb.RerankRequest(query=query, model=model, top_k=top_k, first_stage=first_stage)
         _add_candidates(request, candidates)
         if fusion is not None or fusion_weight is not None:
             request.fusion.rule = fusion or ""

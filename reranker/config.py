@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from reranker.arch import ARCHES, Arch, spec
 from reranker.errors import ConfigError
+from reranker.fusion import first_stage_rules
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 """The committed default student (``--model default``; what ``reranker serve`` loads when present)."""
@@ -150,6 +151,19 @@ class ModelConfig:
     cat_activation: Literal["none", "sigmoid"] = "none"
     """BERT-cat: the score is the logit (none) or its sigmoid (a sentence-transformers CrossEncoder
     saved with a Sigmoid activation)."""
+    hf_config: dict[str, Any] | None = None
+    """hf_cat: the imported cross-encoder's transformers ``config.json`` (any encoder family), which
+    rebuilds it with ``AutoModelForSequenceClassification``; colbert: the encoder of an imported
+    PyLate / ColBERT model of another family (``AutoModel``); None: our BERT."""
+    pair_template: dict[str, list[int]] | None = None
+    """hf_cat: the tokenizer's pair layout (:class:`reranker.tokenization.PairTemplate` as a dict)."""
+    first_stage_fusion: dict[str, dict[str, Any]] | None = None
+    """The fusion with the first stage picked on validation lists, per first-stage kind (``bm25``,
+    ``dense``, ``sparse``: ``{"rule": ..., "weight": ...}``), shipped with the model: applied when a
+    request, a served model or ``reranker evaluate --first-stage`` names the kind."""
+    pair_max_len: int = 0
+    """hf_cat: tokens of the packed pair the model reads, special tokens included (the reference
+    library's ``max_length``); the passage is cut to fit beside the query, never the query."""
 
     def __post_init__(self) -> None:
         arch = spec(self.arch)  # ConfigError naming the allowed architectures
@@ -190,7 +204,27 @@ class ModelConfig:
                 f"prett_split_layer must be in 1..{self.encoder.num_layers - 1} for a "
                 f"{self.encoder.num_layers}-layer encoder, got {self.prett_split_layer}",
             )
-        if arch.packs_pair:
+        first_stage_rules(self.first_stage_fusion)  # ConfigError for unknown kinds or bad rules
+        imported = (self.hf_config, self.pair_template, self.pair_max_len)
+        if self.arch == "hf_cat":
+            _check(
+                isinstance(self.hf_config, dict) and "model_type" in self.hf_config and isinstance(self.pair_template, dict),
+                "an hf_cat model needs hf_config (a transformers config.json) and pair_template",
+            )
+            template: dict[str, list[int]] = self.pair_template  # type: ignore[assignment]
+            specials = sum(len(template[k]) for k in ("prefix", "middle", "suffix"))
+            _check(
+                self.query_max_len + specials + 1 <= self.pair_max_len <= self.encoder.max_position,
+                f"pair_max_len must be in {self.query_max_len + specials + 1}..{self.encoder.max_position} (the query, "
+                f"{specials} special tokens and one passage token), got {self.pair_max_len}",
+            )
+        else:
+            _check(imported[1:] == (None, 0), f"pair_template and pair_max_len are for arch hf_cat, not {self.arch}")
+            _check(
+                self.hf_config is None or (self.arch == "colbert" and "model_type" in self.hf_config),
+                f"hf_config (transformers' own encoder) is for arch hf_cat or colbert, not {self.arch}",
+            )
+        if arch.packs_pair and self.arch != "hf_cat":
             _check(
                 self.query_max_len + self.passage_max_len - 1 <= self.encoder.max_position,
                 f"query_max_len + passage_max_len - 1 must fit the position embeddings ({self.encoder.max_position})",

@@ -140,6 +140,39 @@ def fuse_run(
     return out
 
 
+FIRST_STAGES = ("bm25", "dense", "sparse")
+"""Kinds of first stage a model may ship a fusion choice for: lexical (BM25), dense (bi-encoder)
+and learned sparse (SPLADE-like) retrieval."""
+
+
+def first_stage_rules(choices: Mapping[str, Mapping[str, object]] | None) -> dict[str, FusionRule]:
+    """The fusion rule per first-stage kind from a model's ``first_stage_fusion`` (its config.json),
+    ``{"dense": {"rule": "minmax", "weight": 0.8}, ...}``; ConfigError for unknown kinds or bad rules."""
+    rules: dict[str, FusionRule] = {}
+    for kind, entry in (choices or {}).items():
+        if kind not in FIRST_STAGES:
+            raise ConfigError(f"first-stage kind must be one of {', '.join(FIRST_STAGES)}, got {quoted(kind)}")
+        known = {"rule", "weight", "rrf_k"}
+        if not isinstance(entry, Mapping) or not set(entry) <= known:
+            raise ConfigError(f"the fusion choice for {kind} must be a table with {sorted(known)}, got {entry!r}")
+        rules[kind] = FusionRule(
+            str(entry.get("rule", "none")),
+            float(entry.get("weight", 1.0)),  # type: ignore[arg-type]
+            float(entry.get("rrf_k", 60.0)),  # type: ignore[arg-type]
+        )
+    return rules
+
+
+def rule_for_first_stage(rules: Mapping[str, FusionRule], kind: str, model: str) -> FusionRule:
+    """The shipped rule of ``model`` for first-stage ``kind``; ConfigError says which kinds it has."""
+    if kind not in FIRST_STAGES:
+        raise ConfigError(f"first_stage must be one of {', '.join(FIRST_STAGES)}, got {quoted(kind)}")
+    if kind not in rules:
+        has = ", ".join(sorted(rules)) or "none"
+        raise ConfigError(f"model {model} ships no fusion choice for a {kind} first stage (it has: {has})")
+    return rules[kind]
+
+
 def parse_rule(text: str, *, rrf_k: float = 60.0) -> FusionRule:
     """``'minmax:0.6'`` -> ``FusionRule('minmax', 0.6)``; ``'none'``; a bare rule takes weight 0.5.
 
@@ -156,4 +189,4 @@ def parse_rule(text: str, *, rrf_k: float = 60.0) -> FusionRule:
     return FusionRule(rule, w, rrf_k)
 
 
-__all__ = ["RULES", "FusionRule", "fuse_run", "parse_rule"]
+__all__ = ["FIRST_STAGES", "RULES", "FusionRule", "first_stage_rules", "fuse_run", "parse_rule", "rule_for_first_stage"]

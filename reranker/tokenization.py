@@ -1,4 +1,4 @@
-"""Word-piece tokenisation into fixed-layout id arrays (numpy; no torch).
+"""Tokenisation into fixed-layout id arrays (numpy; no torch): WordPiece, BPE or Unigram.
 
 Queries and passages are encoded separately, each as ``[CLS] tokens [SEP]`` (or bare tokens for
 TK), left-aligned and padded to the longest row of the batch. Models that need the pair
@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
@@ -42,23 +43,102 @@ class Encoded:
         return int(self.input_ids.shape[0])
 
 
+SPECIAL_NAMES = {
+    "cls": ("[CLS]", "<s>"),
+    "sep": ("[SEP]", "</s>"),
+    "pad": ("[PAD]", "<pad>"),
+    "mask": ("[MASK]", "<mask>"),
+    "unk": ("[UNK]", "<unk>"),
+}
+"""The special tokens by role, in BERT's (WordPiece) and RoBERTa's / XLM-R's (BPE, Unigram) spelling."""
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """How the tokenizer's own post-processor lays out a (query, passage) pair, read from
+    ``tokenizer.json``: ``prefix`` query ``middle`` passage ``suffix`` (BERT: ``[CLS] q [SEP] p [SEP]``,
+    RoBERTa / XLM-R: ``<s> q </s></s> p </s>``), with the token type of each of the five parts."""
+
+    prefix: tuple[int, ...]
+    middle: tuple[int, ...]
+    suffix: tuple[int, ...]
+    types: tuple[int, int, int, int, int]
+    """Token type ids of prefix, query, middle, passage, suffix."""
+
+    @property
+    def special_tokens(self) -> int:
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"prefix": list(self.prefix), "middle": list(self.middle), "suffix": list(self.suffix), "types": list(self.types)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PairTemplate:
+        types = tuple(int(x) for x in data["types"])
+        if len(types) != 5:
+            raise ArtifactError(f"a pair template has 5 token types (prefix, query, middle, passage, suffix), got {types}")
+        prefix, middle, suffix = (tuple(int(x) for x in data[k]) for k in ("prefix", "middle", "suffix"))
+        return cls(prefix, middle, suffix, (types[0], types[1], types[2], types[3], types[4]))
+
+
 class Tokenizer:
-    """A BERT word-piece tokenizer with the special-token layout every model here uses."""
+    """A tokenizer from the ``tokenizers`` library (WordPiece, BPE or Unigram, as the checkpoint ships it)
+    with the special-token layout every model here uses."""
 
     def __init__(self, hf: HFTokenizer) -> None:
         hf.no_truncation()
         hf.no_padding()
-        # User text is text: "[MASK]", "[SEP]", "[PAD]" or "[CLS]" typed in a query or passage become
-        # the word pieces of "[", "mask", "]" (as "[mask]" would), never the control tokens the models
-        # are built around. The only special ids in an encoding are the ones placed below.
+        # User text is text: "[MASK]", "[SEP]", "<s>", "</s>" or "<mask>" typed in a query or passage
+        # become the pieces of their characters, never the control tokens the models are built around.
+        # The only special ids in an encoding are the ones placed below (or by the pair template).
         hf.encode_special_tokens = True
         self.hf = hf
-        found = {name: hf.token_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]")}
-        ids = {name: value for name, value in found.items() if value is not None}
-        if len(ids) != len(found):
-            raise ArtifactError(f"tokenizer lacks the BERT special tokens {sorted(set(found) - set(ids))}")
-        self.cls_id, self.sep_id = ids["[CLS]"], ids["[SEP]"]
-        self.pad_id, self.mask_id, self.unk_id = ids["[PAD]"], ids["[MASK]"], ids["[UNK]"]
+        ids: dict[str, int] = {}
+        for role, names in SPECIAL_NAMES.items():
+            found = [i for i in (hf.token_to_id(n) for n in names) if i is not None]
+            if found:
+                ids[role] = found[0]
+        missing = sorted({"cls", "sep", "pad", "unk"} - set(ids))
+        if missing:
+            wanted = ", ".join("/".join(SPECIAL_NAMES[r]) for r in missing)
+            raise ArtifactError(f"tokenizer lacks the special tokens {wanted}")
+        self.cls_id, self.sep_id, self.pad_id, self.unk_id = ids["cls"], ids["sep"], ids["pad"], ids["unk"]
+        self.mask_id = ids.get("mask", -1)
+        """-1 when the tokenizer has no mask token (only ColBERT's query augmentation needs one)."""
+
+    def pair_template(self) -> PairTemplate:
+        """The layout of a (query, passage) pair by the tokenizer's own post-processor.
+
+        Raises:
+            ArtifactError: ``tokenizer.json`` has no post-processor that marks a pair's two sequences.
+        """
+        probe = self.hf.encode("a", "b", add_special_tokens=True)
+        seq = probe.sequence_ids
+        if 0 not in seq or 1 not in seq:
+            raise ArtifactError("the tokenizer's post-processor does not lay out a pair of texts (tokenizer.json has none)")
+        first0, last0 = seq.index(0), len(seq) - 1 - seq[::-1].index(0)
+        first1, last1 = seq.index(1), len(seq) - 1 - seq[::-1].index(1)
+        parts = (range(0, first0), range(last0 + 1, first1), range(last1 + 1, len(seq)))
+        if any(seq[i] is not None for part in parts for i in part) or last0 >= first1:
+            raise ArtifactError(f"unexpected pair layout {probe.tokens}: special tokens inside a text")
+        ids, types = probe.ids, probe.type_ids
+
+        def type_of(part: range, default: int) -> int:
+            return types[part[0]] if len(part) else default
+
+        prefix, middle, suffix = ([ids[i] for i in part] for part in parts)
+        return PairTemplate(
+            tuple(prefix),
+            tuple(middle),
+            tuple(suffix),
+            (
+                type_of(parts[0], types[first0]),
+                types[first0],
+                type_of(parts[1], types[first0]),
+                types[first1],
+                type_of(parts[2], types[first1]),
+            ),
+        )
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Tokenizer:

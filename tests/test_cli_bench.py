@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ def test_a_benchmark_runs_with_its_own_arguments(monkeypatch: pytest.MonkeyPatch
 
 def test_outside_a_checkout_the_error_says_where_to_run(tmp_path: Path) -> None:
     cli = Path(sys.executable).parent / "reranker"
-    done = subprocess.run([str(cli), "bench"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a checkout on the path would be found
+    done = subprocess.run([str(cli), "bench"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "from the root of a checkout" in done.stderr

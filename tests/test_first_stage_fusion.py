@@ -260,3 +260,125 @@ def test_rerank_command_sends_first_stage_scores(fused_server, capsys) -> None:
     assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused"]) == 1
     assert "send first_stage_score on every candidate" in capsys.readouterr().err
     assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--first-stage", "1"]) == 2
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_exports, tmp_path_factory):
+    """The tiny BERT-cat artifact with a fusion choice per first-stage kind in its config.json."""
+    import shutil
+
+    from reranker.manifest import read_manifest, write_manifest
+
+    art = tmp_path_factory.mktemp("shipped") / "artifact"
+    shutil.copytree(tiny_exports["bert_cat"][1], art)
+    config = json.loads((art / "config.json").read_text())
+    config["first_stage_fusion"] = {"dense": {"rule": "minmax", "weight": 0.25}, "sparse": {"rule": "rrf", "weight": 0.0}}
+    (art / "config.json").write_text(json.dumps(config))
+    manifest = read_manifest(art, "reranker-onnx")
+    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
+    write_manifest(art, "reranker-onnx", info, list(manifest["files"]))
+    return art
+
+
+def test_a_shipped_choice_per_first_stage_kind(shipped, tmp_path) -> None:
+    """A request (gRPC and HTTP) or a served model naming the first stage's kind gets the model's
+    shipped rule for it; an unknown or missing kind is refused with the kinds the model has."""
+    from reranker.client import RerankerClient
+    from reranker.engine import RuntimeConfig
+    from reranker.server.config import ModelSpec, ServerConfig
+
+    from .test_http import call
+    from .test_server import launch
+
+    with pytest.raises(ConfigError, match="first-stage kind must be one of bm25, dense, sparse"):
+        from reranker.config import ModelConfig
+
+        ModelConfig(arch="bert_cat", first_stage_fusion={"hybrid": {"rule": "rrf"}})
+    with pytest.raises(ConfigError, match="without a fusion rule of its own"):
+        ModelSpec("x", str(shipped), first_stage="dense", fusion=FusionRule("rrf", 0.5))
+    models = (ModelSpec("plain", str(shipped)), ModelSpec("behind-dense", str(shipped), first_stage="dense"))
+    cfg = ServerConfig(
+        models=models, host="127.0.0.1", port=0, metrics_port=-1, http_port=0, runtime=RuntimeConfig(provider="cpu")
+    )
+    live = launch(cfg)
+    try:
+        query, cands = _request()
+        with RerankerClient(live.target) as client:
+            infos = {m.name: m for m in client.list_models()}
+            assert list(infos["plain"].first_stages) == ["dense", "sparse"]
+            assert infos["behind-dense"].fusion.rule == "minmax" and infos["behind-dense"].fusion.weight == pytest.approx(0.25)
+            plain = client.rerank(query, cands, model="plain")
+            own = [next(r.model_score for r in plain.results if r.index == i) for i in range(len(cands))]
+            dense = FusionRule("minmax", 0.25).fuse(own, [c[2] for c in cands])
+            for answer in (
+                client.rerank(query, cands, model="plain", first_stage="dense"),
+                client.rerank(query, cands, model="behind-dense"),
+            ):
+                assert {r.index: r.score for r in answer.results} == pytest.approx(dict(enumerate(dense)), abs=1e-6)
+            sparse = client.rerank(query, cands, model="plain", first_stage="sparse")  # rrf, weight 0: the list's order
+            assert [r.index for r in sparse.results] == sorted(range(len(cands)), key=lambda i: -cands[i][2])
+            with pytest.raises(grpc.RpcError) as err:
+                client.rerank(query, cands, model="plain", first_stage="bm25")
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "ships no fusion choice for a bm25 first stage (it has: dense, sparse)" in err.value.details()
+            with pytest.raises(grpc.RpcError) as err:
+                client.rerank(query, cands, model="plain", first_stage="hybrid")
+            assert "first_stage must be one of bm25, dense, sparse" in err.value.details()
+        docs = [{"text": t, "first_stage_score": s} for _, t, s in cands]
+        status, body, _ = call(live, "/v2/rerank", {"model": "plain", "query": query, "documents": docs, "first_stage": "dense"})
+        assert status == 200, body
+        assert {r["index"]: r["relevance_score"] for r in body["results"]} == pytest.approx(dict(enumerate(dense)), abs=1e-6)
+    finally:
+        live.stop()
+
+
+def test_evaluate_applies_the_shipped_choice_for_the_first_stage(tiny_exports, tmp_path, capsys) -> None:
+    import shutil
+
+    from reranker.manifest import read_manifest, write_manifest
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_exports["bert_cat"][0], model)
+    config = json.loads((model / "config.json").read_text())
+    config["first_stage_fusion"] = {"dense": {"rule": "minmax", "weight": 0.25}}
+    (model / "config.json").write_text(json.dumps(config))
+    manifest = read_manifest(model, "reranker-checkpoint")
+    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
+    write_manifest(model, "reranker-checkpoint", info, list(manifest["files"]))
+    common = ["evaluate", "--model", str(model), "--data", str(DL19_MINI), "--depth", "10"]
+    assert main([*common, "--first-stage", "dense", "--json", str(tmp_path / "kind.json")]) == 0
+    assert main([*common, "--fusion", "minmax", "--fusion-weight", "0.25", "--json", str(tmp_path / "rule.json")]) == 0
+    kind, rule = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("kind", "rule"))
+    assert kind["ndcg@10"] == rule["ndcg@10"] and kind["fusion"] == rule["fusion"]
+    assert main([*common, "--first-stage", "sparse"]) == 2
+    assert "ships no fusion choice for a sparse first stage (it has: dense)" in capsys.readouterr().err
+
+
+def test_first_stage_lists_and_shipping_the_picks(tiny_exports, tmp_path) -> None:
+    """Lists of two kinds over a pool (BM25 by bm25s; a tiny BERT-dot checkpoint standing in for the
+    dense retriever), then the picks shipped into a model whose manifest still verifies."""
+    import shutil
+
+    from reranker.models.checkpoint import load_checkpoint
+    from reranker.teachers.first_stage import first_stage_lists, ship_first_stage_fusion
+
+    folder = DataFolder.open(DL19_MINI)
+    queries = dict(sorted(folder.queries.items())[:3])
+    dense = str(tiny_exports["bert_dot"][0])
+    runs = first_stage_lists(queries, folder.passages, ["bm25", "dense"], depth=7, members={"dense": dense}, progress=False)
+    assert set(runs) == {"bm25", "dense"}
+    for run in runs.values():
+        assert set(run) == set(queries)
+        for ranked in run.values():
+            assert len(ranked) == 7 and all(p in folder.passages for p, _ in ranked)
+            assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert runs["bm25"] != runs["dense"]
+    with pytest.raises(ConfigError, match="kinds must be among"):
+        first_stage_lists(queries, folder.passages, ["hybrid"])
+    model = tmp_path / "model"
+    shutil.copytree(tiny_exports["bert_dot"][0], model)
+    config = ship_first_stage_fusion(model, {"dense": FusionRule("rrf", 0.8)}, {"dense": {"queries": 3}})
+    assert config.first_stage_fusion == {"dense": {"rule": "rrf", "weight": 0.8, "rrf_k": 60.0}}
+    assert load_checkpoint(model).config.first_stage_fusion == config.first_stage_fusion  # checksums verified
+    with pytest.raises(ConfigError, match="first-stage kind must be one of"):
+        ship_first_stage_fusion(model, {"hybrid": FusionRule("rrf", 0.8)}, {})

@@ -92,13 +92,50 @@ def _vocab(root: Path) -> list[str]:
     return vocab
 
 
-def _pylate_dir(root: Path, name: str, **cfg) -> Path:
+def _xlmr_tokenizer() -> transformers.PreTrainedTokenizerFast:
+    """A SentencePiece-Unigram tokenizer with XLM-RoBERTa's specials and <s> ... </s> layout."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.train_from_iterator(
+        [*QUERIES, *DOCS, " ".join(WORDS)] * 3,
+        trainers.UnigramTrainer(vocab_size=120, special_tokens=specials, unk_token="<unk>"),
+    )
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    roles = dict(bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, mask_token="<mask>", **roles)
+
+
+def _backbone(name: str, vocab: int) -> transformers.PreTrainedModel:
+    small = {"vocab_size": vocab, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    if name == "modernbert":  # with BERT's WordPiece vocabulary: the encoder family is what differs
+        config = transformers.ModernBertConfig(
+            **small,
+            max_position_embeddings=64,
+            pad_token_id=0,
+            cls_token_id=2,
+            sep_token_id=3,
+            bos_token_id=2,
+            eos_token_id=3,
+            global_attn_every_n_layers=2,
+            local_attention=8,
+        )
+        return transformers.ModernBertModel(config)
+    if name == "xlm-roberta":
+        return transformers.XLMRobertaModel(transformers.XLMRobertaConfig(**small, max_position_embeddings=66, pad_token_id=1))
+    return transformers.BertModel(_bert_config(vocab))
+
+
+def _pylate_dir(root: Path, name: str, backbone: str = "bert", **cfg) -> Path:
     _vocab(root)
     bert_dir = root / f"{name}-bert"
-    tokenizer = transformers.BertTokenizerFast(vocab=str(root / "vocab.txt"))
+    tokenizer = _xlmr_tokenizer() if backbone == "xlm-roberta" else transformers.BertTokenizerFast(vocab=str(root / "vocab.txt"))
     tokenizer.add_tokens(["[Q] ", "[D] "])  # as PyLate adds its prefixes (and resizes the embeddings)
     torch.manual_seed(4)
-    transformers.BertModel(_bert_config(len(tokenizer))).save_pretrained(bert_dir)
+    _backbone(backbone, len(tokenizer)).save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
     t = st_models.Transformer(str(bert_dir))
     dense = st_models.Dense(32, DIM, bias=False, activation_function=torch.nn.Identity())
@@ -165,7 +202,7 @@ def pylate_reference(src: Path) -> np.ndarray:
     cfg = json.loads((src / "config_sentence_transformers.json").read_text())
     tok = transformers.AutoTokenizer.from_pretrained(src)
     tok.pad_token = tok.mask_token  # PyLate pads with [MASK]
-    bert = transformers.BertModel.from_pretrained(src).eval()
+    bert = transformers.AutoModel.from_pretrained(src, attn_implementation="eager").eval()
     modules = json.loads((src / "modules.json").read_text())
     linear = load_file(str(src / modules[1]["path"] / "model.safetensors"))["linear.weight"]
     expand, attend = cfg["do_query_expansion"], cfg["do_query_expansion"] and cfg["attend_to_expansion_tokens"]
@@ -205,6 +242,10 @@ def saved(tmp_path_factory) -> dict[str, Path]:
         "pylate": _pylate_dir(root, "pylate"),
         "pylate-attend": _pylate_dir(root, "pylate-attend", attend_to_expansion_tokens=True),
         "pylate-noexp": _pylate_dir(root, "pylate-noexp", do_query_expansion=False),
+        "pylate-modernbert": _pylate_dir(root, "pylate-modernbert", backbone="modernbert"),
+        "pylate-xlm-roberta": _pylate_dir(
+            root, "pylate-xlm-roberta", backbone="xlm-roberta", query_length=24, document_length=32
+        ),
     }
 
 
@@ -235,10 +276,15 @@ def test_stanford_colbert_scores_as_colbert_ai(saved, tmp_path, name) -> None:
     assert bool(cfg["colbert_skiplist"]) == (name == "stanford")
 
 
-@pytest.mark.parametrize("name", ["pylate", "pylate-attend", "pylate-noexp"])
+@pytest.mark.parametrize("name", ["pylate", "pylate-attend", "pylate-noexp", "pylate-modernbert", "pylate-xlm-roberta"])
 def test_pylate_scores_as_pylate(saved, tmp_path, name) -> None:
     expected = pylate_reference(saved[name])
-    np.testing.assert_allclose(_ours(saved[name], tmp_path / "ckpt"), expected, atol=1e-5, rtol=1e-5)
+    got = _ours(saved[name], tmp_path / "ckpt")
+    diff = np.abs(got - expected).max()
+    print(f"pylate parity {name}: max abs diff {diff:.2e}, scores {expected.min():.2f}..{expected.max():.2f}")
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    hf = json.loads((tmp_path / "ckpt" / "config.json").read_text())["hf_config"]
+    assert (hf or {}).get("model_type") == {"pylate-modernbert": "modernbert", "pylate-xlm-roberta": "xlm-roberta"}.get(name)
 
 
 def test_the_skiplist_and_unattended_padding_change_scores(saved, tmp_path) -> None:
@@ -252,7 +298,7 @@ def test_the_skiplist_and_unattended_padding_change_scores(saved, tmp_path) -> N
     assert np.abs(_ours(plain, tmp_path / "c") - _ours(saved["stanford"], tmp_path / "b")).max() > 1e-3
 
 
-@pytest.mark.parametrize("name", ["stanford", "pylate"])
+@pytest.mark.parametrize("name", ["stanford", "pylate", "pylate-modernbert", "pylate-xlm-roberta"])
 def test_imported_colbert_exports_and_serves_from_a_store(saved, tmp_path, name) -> None:
     pytest.importorskip("onnxruntime")
     from reranker.artifact import Artifact
@@ -270,8 +316,9 @@ def test_imported_colbert_exports_and_serves_from_a_store(saved, tmp_path, name)
     with LocalEngine.of(str(art.directory), str(tmp_path / "store"), runtime=cpu) as engine:
         got = [engine.scores(q, [f"p{i}"])[0][0] for i, q in enumerate(QUERIES)]  # stored (fp16) states
         texts = [engine.scores(q, [""], [DOCS[i]])[0][0] for i, q in enumerate(QUERIES)]  # encoded from text
-        with pytest.raises(InvalidInputError, match="allows at most 9"):  # 12 less [CLS], marker, [SEP]
-            engine.scores("what " * 10, ["p0"])
+        limit = json.loads((tmp_path / "ckpt" / "config.json").read_text())["query_max_len"] - 3  # [CLS], marker, [SEP]
+        with pytest.raises(InvalidInputError, match=f"allows at most {limit} "):
+            engine.scores("what " * 30, ["p0"])
     np.testing.assert_allclose(got, expected, atol=2e-3)  # fp16 store
     np.testing.assert_allclose(texts, expected, atol=1e-5)
 

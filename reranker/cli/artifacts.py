@@ -202,11 +202,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="convert a transformers / sentence-transformers model into a checkpoint",
-        description="Cross-encoders (BertForSequenceClassification, sentence-transformers CrossEncoder) "
-        "become bert_cat, sentence-transformers bi-encoders (Transformer, Pooling cls/mean, "
-        "Normalize) bert_dot, Stanford ColBERT and PyLate checkpoints colbert; anything else is "
-        "refused with the reason "
-        "(see reranker/models/hf_import.py).",
+        description="Cross-encoders (*ForSequenceClassification with one label, or a sentence-transformers "
+        "CrossEncoder) of BERT, RoBERTa, XLM-RoBERTa, DeBERTa-v2/v3, ModernBERT, ELECTRA or DistilBERT "
+        "become hf_cat (transformers' own model), sentence-transformers bi-encoders (Transformer, Pooling "
+        "cls/mean, Normalize) bert_dot, Stanford ColBERT and PyLate checkpoints colbert; anything else is "
+        "refused with the reason (see docs/import.md).",
     )
     p.add_argument("--from", dest="source", required=True, type=Path, help="the saved model directory")
     p.add_argument("--out", required=True, type=Path, help="reranker checkpoint directory to write")
@@ -214,13 +214,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--query-max-len",
         type=int,
         default=None,
-        help="query word pieces incl. [CLS]/[SEP] (default: the ColBERT checkpoint's, else 32)",
+        help="query tokens incl. [CLS]/[SEP] (cross-encoders: without them, default 64; ColBERT: the "
+        "checkpoint's; else 32); longer queries are refused, never cut",
     )
     p.add_argument(
         "--passage-max-len",
         type=int,
         default=None,
-        help="passage word pieces incl. [CLS]/[SEP] (default: the ColBERT checkpoint's, else 202)",
+        help="passage tokens incl. [CLS]/[SEP] (cross-encoders: the whole pair's, default the CrossEncoder's "
+        "max_length; ColBERT: the checkpoint's; else 202)",
     )
     p.set_defaults(func=cmd_import)
 

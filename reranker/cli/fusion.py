@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reranker.cli._common import model_scores, precision_arg, torch_args
 from reranker.errors import RerankerError
-from reranker.fusion import RULES, FusionRule
+from reranker.fusion import FIRST_STAGES, RULES, FusionRule, first_stage_rules, rule_for_first_stage
 
 
 def fusion_args(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,13 @@ def fusion_args(p: argparse.ArgumentParser) -> None:
         "--fusion-from", type=Path, default=None, help="use the rule and weight picked by 'reranker pick-fusion' (its --out JSON)"
     )
     p.add_argument(
+        "--first-stage",
+        choices=FIRST_STAGES,
+        default=None,
+        help="the kind of first stage that made --run: apply the model's shipped fusion choice for it "
+        "(its config.json first_stage_fusion), as the server does for a request naming the kind",
+    )
+    p.add_argument(
         "--scores-from",
         type=Path,
         default=None,
@@ -40,7 +47,16 @@ def fusion_args(p: argparse.ArgumentParser) -> None:
 
 
 def fusion_rule(args: argparse.Namespace) -> FusionRule:
-    """The rule of ``--fusion-from`` (a pick-fusion record) or of ``--fusion`` / ``--fusion-weight`` / ``--rrf-k``."""
+    """The rule of ``--first-stage`` (the model's shipped choice), of ``--fusion-from`` (a pick-fusion
+    record) or of ``--fusion`` / ``--fusion-weight`` / ``--rrf-k``."""
+    if getattr(args, "first_stage", None):
+        from reranker.config import ModelConfig
+        from reranker.models.checkpoint import resolve_model_dir
+
+        if args.fusion_from or args.fusion != "none":
+            raise RerankerError("--first-stage applies the model's shipped fusion choice; leave out --fusion and --fusion-from")
+        config = ModelConfig.load(resolve_model_dir(args.model) / "config.json")
+        return rule_for_first_stage(first_stage_rules(config.first_stage_fusion), args.first_stage, str(args.model))
     if args.fusion_from:
         try:
             picked = json.loads(Path(args.fusion_from).read_text())["picked"]
@@ -108,6 +124,20 @@ def cmd_pick_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_args(p: argparse.ArgumentParser) -> None:
+    """The options of :func:`validation_split`."""
+    p.add_argument(
+        "--split",
+        choices=("model", "standard"),
+        default="model",
+        help="model: the model's held-out queries when its manifest lists them; standard: the split of "
+        "'reranker train' over --pool folders (default: --data)",
+    )
+    p.add_argument("--pool", action="append", type=Path, default=None, help="folders the standard split is drawn from")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="standard split fraction")
+    p.add_argument("--val-seed", type=int, default=0, help="standard split seed")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the pick-fusion command."""
     p = sub.add_parser(
@@ -124,16 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, default=100, help="re-rank the top N candidates")
     p.add_argument("--rules", default="minmax,zscore,rrf", help="comma-separated rules to try")
     p.add_argument("--step", type=float, default=0.05, help="weight grid step")
-    p.add_argument(
-        "--split",
-        choices=("model", "standard"),
-        default="model",
-        help="model: the model's held-out queries when its manifest lists them; standard: the split of "
-        "'reranker train' over --pool folders (default: --data)",
-    )
-    p.add_argument("--pool", action="append", type=Path, default=None, help="folders the standard split is drawn from")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="standard split fraction")
-    p.add_argument("--val-seed", type=int, default=0, help="standard split seed")
+    split_args(p)
     p.add_argument("--out", required=True, type=Path, help="JSON with the picked rule and the whole grid")
     p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
     p.add_argument("--rrf-k", type=float, default=60.0, help="RRF rank offset (default 60)")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from reranker.engine.batcher import BatcherConfig
 from reranker.errors import ConfigError
-from reranker.fusion import FusionRule
+from reranker.fusion import FIRST_STAGES, FusionRule
 from reranker.runtime.config import BACKENDS, RuntimeConfig
 
 
@@ -52,8 +52,16 @@ class ModelSpec:
     fusion: FusionRule = field(default_factory=FusionRule)
     """How the model's score is fused with the candidates' first-stage scores (``reranker.fusion``);
     a request may override it. Any rule but ``none`` needs a first-stage score on every candidate."""
+    first_stage: str = ""
+    """The kind of first stage this model is served behind (``bm25``, ``dense``, ``sparse``): its
+    shipped fusion choice for that kind becomes the model's rule (``fusion`` may not be set as well)."""
 
     def __post_init__(self) -> None:
+        if self.first_stage and (self.first_stage not in FIRST_STAGES or self.fusion.active):
+            raise ConfigError(
+                f"model {self.name}: first_stage must be one of {', '.join(FIRST_STAGES)} (got {self.first_stage!r}), "
+                "without a fusion rule of its own (the model's shipped choice for that kind applies)"
+            )
         if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
         if self.backend and self.backend not in BACKENDS:

@@ -26,7 +26,7 @@ from reranker.engine.messages import RerankInput, RerankOutput, Scored
 from reranker.engine.prepare import PassageItem, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
 from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted, some
-from reranker.fusion import FusionRule
+from reranker.fusion import FusionRule, rule_for_first_stage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,7 +109,13 @@ class Engine:
     def fusion_for(req: RerankInput, model: ServedModel) -> FusionRule:
         """The request's rule (its override, else the model's); refuses a fusing request whose candidates
         do not all carry a finite first-stage score."""
-        rule = req.fusion if req.fusion is not None else model.fusion
+        rule = req.fusion
+        if rule is None and req.first_stage_kind:
+            try:
+                rule = rule_for_first_stage(model.first_stage_rules, req.first_stage_kind, model.name)
+            except ConfigError as exc:
+                raise InvalidInputError(str(exc)) from None
+        rule = rule if rule is not None else model.fusion
         if not rule.active:
             return rule
         sent = [s for s in req.first_stage if s is not None]

@@ -14,6 +14,7 @@ from reranker.engine.batcher import BatcherConfig
 from reranker.engine.config import EngineConfig, ModelSpec
 from reranker.engine.prepare import Prepare
 from reranker.engine.served import ServedModel, StatsSink
+from reranker.fusion import first_stage_rules, rule_for_first_stage
 from reranker.runtime import OnnxScorer, RuntimeConfig
 from reranker.store import PassageStore
 from reranker.store.verify import verify_store
@@ -45,7 +46,18 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
         scorer.provider,
         f"{len(store)} passages" if store else "none",
     )
-    return ServedModel(spec.name, prepare, spec.limits, cfg.batching, sink, precision=artifact.precision, fusion=spec.fusion)
+    by_kind = first_stage_rules(artifact.config.first_stage_fusion)
+    fusion = rule_for_first_stage(by_kind, spec.first_stage, spec.name) if spec.first_stage else spec.fusion
+    return ServedModel(
+        spec.name,
+        prepare,
+        spec.limits,
+        cfg.batching,
+        sink,
+        precision=artifact.precision,
+        fusion=fusion,
+        first_stage_rules=by_kind,
+    )
 
 
 class PassageEncoder:

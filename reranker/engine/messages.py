@@ -24,6 +24,9 @@ class RerankInput:
     """Empty, or one first-stage score per id (None: not sent); fused by the model's rule."""
     fusion: FusionRule | None = None
     """Overrides the model's fusion rule for this request (None = the model's)."""
+    first_stage_kind: str = ""
+    """The kind of first stage the candidates come from (``bm25``, ``dense``, ``sparse``): the model's
+    shipped fusion choice for it applies, unless ``fusion`` overrides it; empty = the model's rule."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ description of it (what ListModels shows; the transport maps it to its own messa
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,6 +76,8 @@ class ModelDescription:
     """Pairs that may wait for a batch (beyond it a request is refused)."""
     fusion: FusionRule = field(default_factory=FusionRule)
     """The model's fusion with first-stage scores (requests may override it)."""
+    first_stages: tuple[str, ...] = ()
+    """First-stage kinds the model ships a fusion choice for (a request may name one)."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,12 @@ class ServedModel:
         *,
         precision: str,
         fusion: FusionRule | None = None,
+        first_stage_rules: Mapping[str, FusionRule] | None = None,
     ) -> None:
         self.name, self.prepare, self.limits, self.sink = name, prepare, limits, sink
         self.fusion = fusion if fusion is not None else FusionRule()
+        self.first_stage_rules = dict(first_stage_rules or {})
+        """The model's shipped fusion choice per first-stage kind (its config's ``first_stage_fusion``)."""
         store = prepare.store
         self.description = ModelDescription(
             name=name,
@@ -133,6 +138,7 @@ class ServedModel:
             max_passage_chars=limits.max_passage_chars,
             max_queued_pairs=batching.max_queue,
             fusion=self.fusion,
+            first_stages=tuple(sorted(self.first_stage_rules)),
         )
         self.costs = UnitCosts()
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""

@@ -7,10 +7,11 @@ from reranker.models.base import Ranker, State, Tokens, pack_pairs
 from reranker.models.bert_cat import BertCat
 from reranker.models.bert_dot import BertDot
 from reranker.models.colbert import ColBERT
+from reranker.models.hf_cat import HfCat
 from reranker.models.prett import PreTT
 from reranker.models.tk import TK
 
-MODEL_CLASSES: dict[str, type[Ranker]] = {cls.arch: cls for cls in (BertCat, BertDot, ColBERT, PreTT, TK)}
+MODEL_CLASSES: dict[str, type[Ranker]] = {cls.arch: cls for cls in (BertCat, BertDot, ColBERT, PreTT, TK, HfCat)}
 
 
 def build_model(config: ModelConfig) -> Ranker:
@@ -24,6 +25,7 @@ __all__ = [
     "BertCat",
     "BertDot",
     "ColBERT",
+    "HfCat",
     "PreTT",
     "Ranker",
     "State",

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from reranker.config import ModelConfig
 from reranker.models.base import Ranker, State, Tokens, init_linear
 from reranker.models.bert import MASK_VALUE, BertEncoder, load_hf_encoder_weights
+from reranker.models.hf_encoder import HFEncoder
 
 
 def maxsim(q: State, p: State) -> Tensor:
@@ -58,7 +59,8 @@ class ColBERT(Ranker):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.bert = BertEncoder(config.encoder)
+        # a BERT of ours, or transformers' own encoder of another family (imported PyLate / ColBERT models)
+        self.bert = BertEncoder(config.encoder) if config.hf_config is None else HFEncoder(config.hf_config)
         hidden = config.encoder.hidden_size
         self.projection = init_linear(nn.Linear(hidden, config.colbert_dim, bias=False)) if config.colbert_dim else None
         self.register_buffer("skiplist", torch.tensor(config.colbert_skiplist, dtype=torch.long), persistent=False)
@@ -87,4 +89,7 @@ class ColBERT(Ranker):
         return maxsim(q, p)
 
     def load_base_weights(self, model_dir: str) -> None:
-        load_hf_encoder_weights(self.bert, model_dir)
+        if isinstance(self.bert, HFEncoder):
+            self.bert.load(model_dir)
+        else:
+            load_hf_encoder_weights(self.bert, model_dir)

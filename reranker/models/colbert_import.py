@@ -34,6 +34,7 @@ from reranker.models import build_model
 from reranker.models.bert import read_hf_config, read_hf_tensors
 from reranker.models.checkpoint import Loaded
 from reranker.models.colbert import ColBERT
+from reranker.models.cross_import import check_family, encoder_shape, position_limit
 from reranker.tokenization import Tokenizer
 
 METADATA = "artifact.metadata"
@@ -56,8 +57,15 @@ def _token_id(tokenizer: Tokenizer, token: str, where: str) -> int:
 
 
 def _build(src: Path, transformer: Path, tokenizer: Tokenizer, projection: torch.Tensor, **fields: Any) -> Loaded:
-    """A ``colbert`` model with ``transformer``'s encoder and ``projection`` (dim, hidden) as its Linear."""
-    encoder = EncoderConfig.from_hf(read_hf_config(transformer))
+    """A ``colbert`` model with ``transformer``'s encoder and ``projection`` (dim, hidden) as its Linear:
+    a BERT as our own encoder, another supported family (ModernBERT, XLM-RoBERTa, ...) as transformers'."""
+    hf = read_hf_config(transformer)
+    if hf.get("model_type", "bert") != "bert":
+        check_family(src, hf)  # ConfigError: remote code, a decoder, an unsupported family
+        encoder = encoder_shape(hf, position_limit(hf))
+        fields = {**fields, "hf_config": {k: v for k, v in hf.items() if k not in ("architectures", "torch_dtype", "dtype")}}
+    else:
+        encoder = EncoderConfig.from_hf(hf)
     if projection.dim() != 2 or projection.shape[1] != encoder.hidden_size:
         raise ConfigError(f"{src}: the projection has shape {tuple(projection.shape)}; expected (dim, {encoder.hidden_size})")
     if tokenizer.vocab_size > encoder.vocab_size:

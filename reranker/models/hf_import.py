@@ -1,10 +1,12 @@
 """Import models saved by other libraries into reranker checkpoints (``reranker import``).
 
-Supported (BERT-family encoders, safetensors weights, a ``tokenizer.json`` or ``vocab.txt``):
+Supported (safetensors weights, a ``tokenizer.json`` or ``vocab.txt``):
 
-* a cross-encoder saved by transformers (``BertForSequenceClassification``, one label) or by
-  sentence-transformers' ``CrossEncoder`` -> ``bert_cat`` with BERT's pooler
-  (score = the logit, or its sigmoid when the CrossEncoder's config names a Sigmoid activation);
+* a cross-encoder saved by transformers (``*ForSequenceClassification``, one label) or by
+  sentence-transformers' ``CrossEncoder`` (v3-v6): a BERT one -> ``bert_cat`` with BERT's pooler; one
+  of another encoder family (RoBERTa, XLM-RoBERTa, DeBERTa-v2/v3, ModernBERT, ELECTRA, DistilBERT)
+  -> ``hf_cat``, transformers' own model (:mod:`reranker.models.cross_import`); score = the logit,
+  or its sigmoid when the CrossEncoder's config names a Sigmoid activation;
 * a sentence-transformers bi-encoder (``modules.json``: Transformer, Pooling with CLS or mean
   tokens, optionally one Dense (bias; Tanh or Identity), optionally Normalize) -> ``bert_dot``
   (score = dot product, the cosine when normalised).
@@ -12,8 +14,9 @@ Supported (BERT-family encoders, safetensors weights, a ``tokenizer.json`` or ``
 * a ColBERT checkpoint saved by Stanford ColBERT (``artifact.metadata``) or PyLate (``pylate`` modules)
   -> ``colbert`` (see :mod:`reranker.models.colbert_import`).
 
-Refused, with a message saying why: other encoder types, classifiers with several labels, other
-activations, max / weighted / last-token pooling, several Dense layers, prompts.
+Refused, with a message saying why: bi-encoders and ColBERT models of non-BERT encoders, decoder
+(LLM) rerankers, models needing remote code, classifiers with several labels, other activations,
+max / weighted / last-token pooling, several Dense layers, prompts.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import torch
 from reranker.config import EncoderConfig, ModelConfig
 from reranker.errors import ConfigError
 from reranker.models import build_model
-from reranker.models.bert import read_hf_config, read_hf_tensors
-from reranker.models.bert_cat import BertCat
+from reranker.models.bert import read_hf_config
 from reranker.models.checkpoint import Loaded, save_checkpoint
+from reranker.models.cross_import import check_family, import_hf_cross_encoder
 from reranker.tokenization import Tokenizer
 
 ST_CONFIG = "config_sentence_transformers.json"
@@ -69,11 +72,14 @@ def detect(src: Path) -> str:
         return "bi-encoder"
     if not (src / "config.json").is_file():
         raise ConfigError(f"{src} has no config.json or modules.json: not a transformers / sentence-transformers model")
-    archs = _read_json(src / "config.json").get("architectures") or []
-    if "BertForSequenceClassification" in archs:
+    hf = _read_json(src / "config.json")
+    archs = hf.get("architectures") or []
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        check_family(src, hf)  # ConfigError: remote code, a decoder, an unsupported family
         return "cross-encoder"
+    check_family(src, hf)
     raise ConfigError(
-        f"{src}: config.json names architectures {archs}; supported: BertForSequenceClassification "
+        f"{src}: config.json names architectures {archs}; supported: *ForSequenceClassification "
         "(cross-encoders) or a sentence-transformers directory with modules.json (bi-encoders)"
     )
 
@@ -97,8 +103,10 @@ def _classifier_labels(src: Path, hf: dict[str, Any]) -> int:
     return int(hf.get("num_labels", len(hf.get("id2label") or {0: 0})))
 
 
-def import_cross_encoder(src: Path, **lengths: int) -> Loaded:
-    """A transformers / CrossEncoder ``BertForSequenceClassification`` directory as a ``bert_cat`` model."""
+def import_cross_encoder(src: Path, *, query_max_len: int | None = None, passage_max_len: int | None = None) -> Loaded:
+    """A transformers / CrossEncoder ``*ForSequenceClassification`` directory of any supported family,
+    BERT included, as ``hf_cat``: transformers' own model behind our graphs, so that scores and the
+    cut of long passages are the reference library's (:mod:`reranker.models.cross_import`)."""
     hf = read_hf_config(src)
     labels = _classifier_labels(src, hf)
     if labels != 1:
@@ -109,33 +117,11 @@ def import_cross_encoder(src: Path, **lengths: int) -> Loaded:
     activation = st.get("activation_fn")
     if activation not in (*SIGMOID, *IDENTITY):
         raise ConfigError(f"{src}: activation {activation!r} is not supported; allowed: Sigmoid or Identity")
-    config = ModelConfig(
-        arch="bert_cat",
-        encoder=EncoderConfig.from_hf(hf),
-        cat_pooler=True,
-        cat_activation="sigmoid" if activation in SIGMOID else "none",
-        **lengths,  # type: ignore[arg-type]
+    if not (src / "model.safetensors").is_file():
+        raise ConfigError(f"{src} has no model.safetensors: pickled weights (pytorch_model.bin) are not loaded")
+    return import_hf_cross_encoder(
+        src, hf, st, sigmoid=activation in SIGMOID, query_max_len=query_max_len, passage_max_len=passage_max_len
     )
-    model = build_model(config)
-    model.load_base_weights(str(src))
-    hidden = config.encoder.hidden_size
-    shapes = {
-        "pooler.dense.weight": torch.Size([hidden, hidden]),
-        "pooler.dense.bias": torch.Size([hidden]),
-        "classifier.weight": torch.Size([1, hidden]),
-        "classifier.bias": torch.Size([1]),
-    }
-    tensors = read_hf_tensors(src, shapes)
-    missing = sorted(set(shapes) - set(tensors))
-    if missing:
-        raise ConfigError(f"{src}/model.safetensors lacks {missing}: not a BertForSequenceClassification checkpoint")
-    assert isinstance(model, BertCat) and model.pooler is not None  # cat_pooler=True
-    with torch.no_grad():
-        model.pooler.weight.copy_(tensors["pooler.dense.weight"])
-        model.pooler.bias.copy_(tensors["pooler.dense.bias"])
-        model.head.weight.copy_(tensors["classifier.weight"])
-        model.head.bias.copy_(tensors["classifier.bias"])
-    return Loaded(model.eval(), _tokenizer(src, config), config)
 
 
 def import_bi_encoder(src: Path, **lengths: int) -> Loaded:
@@ -221,10 +207,11 @@ def import_model(
     if kind in ("stanford-colbert", "pylate"):
         given = {"query_max_len": query_max_len, "passage_max_len": passage_max_len}
         loaded = (import_stanford if kind == "stanford-colbert" else import_pylate)(src, **given)
+    elif kind == "cross-encoder":
+        loaded = import_cross_encoder(src, query_max_len=query_max_len, passage_max_len=passage_max_len)
     else:
-        lengths = {"query_max_len": query_max_len or 32, "passage_max_len": passage_max_len or 202}
-        loaded = import_cross_encoder(src, **lengths) if kind == "cross-encoder" else import_bi_encoder(src, **lengths)
-    save_checkpoint(out, loaded, {"imported_from": str(src.resolve()), "import_format": kind, "steps": 0})
+        loaded = import_bi_encoder(src, query_max_len=query_max_len or 32, passage_max_len=passage_max_len or 202)
+    save_checkpoint(out, loaded, {"imported_from": src.resolve().name, "import_format": kind, "steps": 0})
     return {
         "format": kind,
         "arch": loaded.config.arch,

@@ -99,7 +99,8 @@ def cohere_input(body: s.CohereRerankRequest, engine: Engine) -> tuple[RerankInp
         base = engine.resolve(body.model or "").fusion
         fusion = base.override(body.fusion.rule, body.fusion.weight)
     first = firsts if any(f is not None for f in firsts) else []
-    inp = RerankInput(body.query, ids, texts, body.model or "", body.top_n or 0, first_stage=first, fusion=fusion)
+    kind = body.first_stage or ""
+    inp = RerankInput(body.query, ids, texts, body.model or "", body.top_n or 0, first, fusion, kind)
     return inp, [t if t else None for t in texts]
 
 

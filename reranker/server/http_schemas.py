@@ -49,6 +49,9 @@ class CohereRerankRequest(_Lenient):
     return_documents: bool = False
     max_tokens_per_doc: int | None = Field(default=None, ge=1, description="accepted; the model's own length applies")
     fusion: Fusion | None = None
+    first_stage: str | None = Field(
+        default=None, description="reranker extension: bm25, dense or sparse: the model's shipped fusion choice for it"
+    )
 
 
 class ResultDocument(BaseModel):

@@ -107,6 +107,7 @@ def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb
         max_queued_pairs=d.max_queued_pairs,
         max_queue_ms=round(max_queue_ms),
         fusion=pb.Fusion(rule=d.fusion.rule, weight=d.fusion.weight),
+        first_stages=list(d.first_stages),
     )
 
 
@@ -140,6 +141,7 @@ def rerank_input(request: pb.RerankRequest, engine: Engine) -> RerankInput:
         request.top_k,
         first_stage=first if any(s is not None for s in first) else (),
         fusion=request_fusion(request, engine),
+        first_stage_kind=request.first_stage,
     )
 
 
