@@ -8,5 +8,6 @@ BENCHMARKS: dict[str, str] = {
     "grpc_floor": "the round trip of a 100-candidate Rerank with no model behind it",
     "runtime": "in-process latency per query: PyTorch against ONNX Runtime, from text and from the store",
     "build_throughput": "passage-store build: passages per second per core, one process against Ray",
+    "cache": "p50 of a repeated 100-candidate request with and without the score cache; bytes per cached pair",
 }
 """``reranker bench`` names -> what each measures (each module writes one JSON record with ``--json``)."""

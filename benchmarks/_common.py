@@ -109,7 +109,7 @@ def ensure_store(artifact: Artifact, passages: Mapping[str, str], store_dir: Pat
 
 def local_engine(artifact: Path | str, store: Path | str | None = None, runtime: RuntimeConfig = CPU) -> LocalEngine:
     """One model in process, through the engine's request path (pre stage, batcher, core stage)."""
-    return LocalEngine.of(str(artifact), str(store) if store else "", runtime=runtime)
+    return LocalEngine.of(str(artifact), str(store) if store else "", runtime=runtime, cache_mb=0)  # measure the model
 
 
 @dataclasses.dataclass

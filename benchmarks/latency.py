@@ -183,7 +183,8 @@ def interleaved(
     from reranker.engine import LocalEngine, RuntimeConfig
 
     engines = {
-        m["name"]: LocalEngine.of(m["artifact"], m.get("store", ""), runtime=RuntimeConfig(provider=provider)) for m in served
+        m["name"]: LocalEngine.of(m["artifact"], m.get("store", ""), runtime=RuntimeConfig(provider=provider), cache_mb=0)
+        for m in served
     }
     legs = ("grpc", "in_process", "http") if http_target else ("grpc", "in_process")
     times: dict[str, dict[str, list[float]]] = {m["name"]: {leg: [] for leg in legs} for m in served}

@@ -95,6 +95,7 @@ def write_config(work: Path, served: list[dict], provider: str, max_candidates: 
         "[server]",
         "grace_seconds = 5",
         "max_queue_ms = 0",
+        "cache_mb = 0  # requests repeat: measure the models, not the score cache",
         "",
         "[batching]",
         f"max_batch_size = {batch_size}",

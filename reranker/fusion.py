@@ -155,11 +155,11 @@ def first_stage_rules(choices: Mapping[str, Mapping[str, object]] | None) -> dic
         known = {"rule", "weight", "rrf_k"}
         if not isinstance(entry, Mapping) or not set(entry) <= known:
             raise ConfigError(f"the fusion choice for {kind} must be a table with {sorted(known)}, got {entry!r}")
-        rules[kind] = FusionRule(
-            str(entry.get("rule", "none")),
-            float(entry.get("weight", 1.0)),  # type: ignore[arg-type]
-            float(entry.get("rrf_k", 60.0)),  # type: ignore[arg-type]
-        )
+        try:
+            weight, rrf_k = float(entry.get("weight", 1.0)), float(entry.get("rrf_k", 60.0))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"the fusion choice for {kind} needs numbers for weight and rrf_k, got {dict(entry)!r}") from None
+        rules[kind] = FusionRule(str(entry.get("rule", "none")), weight, rrf_k)
     return rules
 
 

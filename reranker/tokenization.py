@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import normalizers, pre_tokenizers
+from tokenizers import normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from reranker.arch import spec
@@ -114,8 +114,11 @@ class Tokenizer:
         """
         probe = self.hf.encode("a", "b", add_special_tokens=True)
         seq = probe.sequence_ids
-        if 0 not in seq or 1 not in seq:
-            raise ArtifactError("the tokenizer's post-processor does not lay out a pair of texts (tokenizer.json has none)")
+        if 0 not in seq or 1 not in seq or None not in seq:
+            raise ArtifactError(
+                "the tokenizer has no post-processor that lays out a pair of texts with its special tokens "
+                "(tokenizer.json's post_processor is missing)"
+            )
         first0, last0 = seq.index(0), len(seq) - 1 - seq[::-1].index(0)
         first1, last1 = seq.index(1), len(seq) - 1 - seq[::-1].index(1)
         parts = (range(0, first0), range(last0 + 1, first1), range(last1 + 1, len(seq)))
@@ -154,6 +157,13 @@ class Tokenizer:
             hf = HFTokenizer(WordPiece.from_file(str(path / "vocab.txt"), unk_token="[UNK]"))
             hf.normalizer = normalizers.BertNormalizer(lowercase=lower)
             hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            cls_id, sep_id = hf.token_to_id("[CLS]"), hf.token_to_id("[SEP]")
+            if cls_id is not None and sep_id is not None:  # BERT's layout, as BertTokenizerFast adds it
+                hf.post_processor = processors.TemplateProcessing(
+                    single="[CLS] $A [SEP]",
+                    pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                    special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+                )
             return cls(hf)
         raise ArtifactError(f"{path} has no tokenizer: expected {TOKENIZER_FILE} or vocab.txt")
 

@@ -44,6 +44,7 @@ def test_expired_and_cancelled_work_is_dropped_and_counted(tiny_exports) -> None
         runtime=CPU,
         batching=BatcherConfig(max_batch_size=1, max_batches_per_run=1),
         max_queue_ms=0,
+        cache_mb=0,  # the same request again must be computed again
     )
     server = launch(cfg)
 

@@ -315,6 +315,12 @@ def test_a_shipped_choice_per_first_stage_kind(shipped, tmp_path) -> None:
                 client.rerank(query, cands, model="behind-dense"),
             ):
                 assert {r.index: r.score for r in answer.results} == pytest.approx(dict(enumerate(dense)), abs=1e-6)
+            weight = client.rerank(
+                query, cands, model="plain", first_stage="dense", fusion_weight=1.0
+            )  # the kind's rule, this weight
+            assert {r.index: r.score for r in weight.results} == pytest.approx(
+                dict(enumerate(FusionRule("minmax", 1.0).fuse(own, [c[2] for c in cands]))), abs=1e-6
+            )
             sparse = client.rerank(query, cands, model="plain", first_stage="sparse")  # rrf, weight 0: the list's order
             assert [r.index for r in sparse.results] == sorted(range(len(cands)), key=lambda i: -cands[i][2])
             with pytest.raises(grpc.RpcError) as err:

@@ -70,7 +70,7 @@ def stores(tiny_exports, folder, tmp_path_factory) -> dict[str, Path]:
 
 def student_config(stores: dict[str, Path], store: str, **settings) -> ServerConfig:
     """The tiny ColBERT "student" with ``store``, on free loopback ports (metrics and HTTP included)."""
-    defaults = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "http_port": 0, "runtime": CPU}
+    defaults = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "http_port": 0, "runtime": CPU, "cache_mb": 0}
     return ServerConfig(models=(ModelSpec("student", str(stores["artifact"]), store),), **{**defaults, **settings})
 
 

@@ -111,7 +111,8 @@ def _family(name: str) -> tuple[Tokenizer, dict[str, str], object]:
     pad = tok.token_to_id(roles["pad_token"])
     vocab = tok.get_vocab_size()
     config = {
-        "bert": lambda: transformers.BertConfig(vocab_size=vocab, pad_token_id=pad, max_position_embeddings=128, **small),
+        # BERT and RoBERTa at their position limit (64 = MAX_LEN): the pair must end there, whatever the passage
+        "bert": lambda: transformers.BertConfig(vocab_size=vocab, pad_token_id=pad, max_position_embeddings=MAX_LEN, **small),
         "electra": lambda: transformers.ElectraConfig(
             vocab_size=vocab, pad_token_id=pad, embedding_size=16, max_position_embeddings=128, **small
         ),
@@ -133,7 +134,9 @@ def _family(name: str) -> tuple[Tokenizer, dict[str, str], object]:
         "deberta-v2": lambda: transformers.DebertaV2Config(
             vocab_size=vocab, pad_token_id=pad, max_position_embeddings=128, type_vocab_size=0, **small
         ),
-        "roberta": lambda: transformers.RobertaConfig(vocab_size=vocab, pad_token_id=pad, max_position_embeddings=130, **small),
+        "roberta": lambda: transformers.RobertaConfig(
+            vocab_size=vocab, pad_token_id=pad, max_position_embeddings=MAX_LEN + pad + 1, **small
+        ),
         "xlm-roberta": lambda: transformers.XLMRobertaConfig(
             vocab_size=vocab, pad_token_id=pad, max_position_embeddings=130, **small
         ),
@@ -324,3 +327,17 @@ def test_a_real_server_serves_imported_families_over_grpc_and_http(saved, export
                 np.testing.assert_allclose([by_index[i] for i in range(len(passages))], expected, atol=1e-4)
     finally:
         live.stop()
+
+
+def test_a_tokenizer_without_a_pair_layout_is_refused(tmp_path) -> None:
+    from reranker.errors import ArtifactError
+    from reranker.tokenization import Tokenizer as Ours
+
+    tok = _wordpiece()  # no post-processor: a pair would be "q p" without [CLS] / [SEP]
+    tok.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ArtifactError, match="no post-processor that lays out a pair"):
+        Ours.from_dir(tmp_path).pair_template()
+    (tmp_path / "tokenizer.json").unlink()
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "flea", "year"]) + "\n")
+    template = Ours.from_dir(tmp_path).pair_template()  # vocab.txt only: BERT's own layout
+    assert (template.prefix, template.middle, template.suffix, template.types) == ((2,), (3,), (3,), (0, 0, 0, 1, 1))

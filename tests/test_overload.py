@@ -30,6 +30,7 @@ class Drops(Counter):
 
     def batch(self, *args) -> None: ...
     def store_lookups(self, *args) -> None: ...
+    def cache(self, *args) -> None: ...
     def queue_depth(self, *args) -> None: ...
 
     def dropped(self, model: str, items: int, stage: str) -> None:
@@ -50,7 +51,7 @@ def colbert(tiny_exports, tmp_path_factory) -> tuple[str, str, list[str]]:
 def engine_of(colbert, sink: Drops, **cfg) -> tuple[Engine, list[float]]:
     """An engine whose passage encoding takes CHUNK_S per chunk of 4; returns it and the chunk start times."""
     artifact, store, _ = colbert
-    settings = {"pre_workers": 1, "warmup": False, "max_queue_ms": 0.0, **cfg}
+    settings = {"pre_workers": 1, "warmup": False, "max_queue_ms": 0.0, "cache_mb": 0, **cfg}
     engine = Engine.from_config(
         EngineConfig(
             models=(ModelSpec("m", artifact, store),), runtime=CPU, batching=BatcherConfig(max_batch_size=4), **settings
@@ -190,6 +191,7 @@ def test_a_client_cancelling_over_grpc_stops_the_encoding_and_counts_the_drop(co
         metrics_port=0,
         http_port=0,
         runtime=CPU,
+        cache_mb=0,
         batching=BatcherConfig(max_batch_size=4),
         pre_workers=1,
     )

@@ -79,7 +79,14 @@ def setup(tiny_exports, folder, tmp_path_factory) -> dict[str, object]:
         ModelSpec("teacher", str(tiny_exports["bert_cat"][1]), limits=Limits(max_candidates=5)),
     )
     cfg = ServerConfig(
-        models=models, host="127.0.0.1", port=0, metrics_port=0, http_port=0, runtime=CPU, batching=BatcherConfig(max_wait_s=0.05)
+        models=models,
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        http_port=0,
+        runtime=CPU,
+        batching=BatcherConfig(max_wait_s=0.05),
+        cache_mb=0,  # tests send the same request again to watch batching, limits and metrics
     )
     return {"cfg": cfg, "root": root, "colbert": colbert}
 

@@ -41,9 +41,9 @@ def cmd_ship_fusion(args: argparse.Namespace) -> int:
         try:
             record = json.loads(Path(path).read_text())
             picked = record["picked"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise RerankerError(f"--pick {spec}: cannot read a pick-fusion record ({exc}); expected KIND=FILE") from exc
-        picks[kind] = FusionRule(picked["rule"], picked["weight"], picked.get("rrf_k", 60.0))
+            picks[kind] = FusionRule(picked["rule"], float(picked["weight"]), float(picked.get("rrf_k", 60.0)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RerankerError(f"--pick {spec}: cannot read a pick-fusion record ({exc!r}); expected KIND=FILE") from exc
         how[kind] = {k: record.get(k) for k in ("data", "run", "depth", "split", "queries", "model_alone", "first_stage")}
         how[kind]["ndcg@10"] = picked.get("ndcg@10")
         how[kind]["retriever"] = KIND_MEMBERS.get(kind, "bm25s (reranker bm25 defaults)")

@@ -6,6 +6,7 @@ Frozen dataclasses validated on construction; the server's TOML file fills them
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -102,10 +103,15 @@ class EngineConfig:
     verify_stores: bool = False
     """Check the sha256 of every file of every passage store at start (reads whole stores; the
     default checks sizes, the small files, the codec and, up to 256 MiB, the centroid ids)."""
+    cache_mb: float = 64.0
+    """Bound of the score cache in MiB (:mod:`reranker.engine.cache`): a request whose every candidate
+    was scored before for the same query and model is answered from it; 0 = no cache."""
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("the server needs at least one model ([[models]] with name and artifact)")
+        if not (math.isfinite(self.cache_mb) and self.cache_mb >= 0):
+            raise ConfigError(f"cache_mb must be a finite number >= 0 (0 = no score cache), got {self.cache_mb}")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ConfigError(f"model names must be unique, got {names}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,12 +19,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from reranker.engine.admission import Admission, Stake, Watch
+from reranker.engine.answer import answer, fusion_for, replace_invalid
+from reranker.engine.cache import Cached, ScoreCache
 from reranker.engine.config import EngineConfig
 from reranker.engine.loader import open_model
-from reranker.engine.messages import RerankInput, RerankOutput, Scored
+from reranker.engine.messages import RerankInput, RerankOutput
 from reranker.engine.prepare import PassageItem, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
-from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted, some
+from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
 from reranker.fusion import FusionRule, rule_for_first_stage
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Engine:
         self.default = cfg.default
         self.sink = sink if sink is not None else NullSink()
         self._logged_invalid: set[tuple[str, str]] = set()
+        self.cache = ScoreCache(int(cfg.cache_mb * 2**20))
+        """Scores of candidates seen before (:mod:`reranker.engine.cache`)."""
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
@@ -105,29 +108,19 @@ class Engine:
             raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
         self.fusion_for(req, model)
 
-    @staticmethod
-    def fusion_for(req: RerankInput, model: ServedModel) -> FusionRule:
-        """The request's rule (its override, else the model's); refuses a fusing request whose candidates
-        do not all carry a finite first-stage score."""
-        rule = req.fusion
-        if rule is None and req.first_stage_kind:
-            try:
-                rule = rule_for_first_stage(model.first_stage_rules, req.first_stage_kind, model.name)
-            except ConfigError as exc:
-                raise InvalidInputError(str(exc)) from None
-        rule = rule if rule is not None else model.fusion
-        if not rule.active:
-            return rule
-        sent = [s for s in req.first_stage if s is not None]
-        if len(req.first_stage) != len(req.ids) or len(sent) != len(req.ids):
-            raise InvalidInputError(
-                f"model {model.name} fuses its score with the first stage ({rule.describe()}): send first_stage_score "
-                f"on every candidate ({len(sent)} of {len(req.ids)} have one), or set fusion.rule 'none' in the "
-                "request to rank by the model's score alone"
-            )
-        if not all(math.isfinite(s) for s in sent):
-            raise InvalidInputError("first_stage_score must be a finite number on every candidate (no NaN or infinity)")
-        return rule
+    fusion_for = staticmethod(fusion_for)
+
+    def base_fusion(self, model_name: str, first_stage: str = "") -> FusionRule:
+        """What a request's partial fusion override (a rule or a weight alone) starts from: the shipped
+        choice for the first-stage kind it names, else the model's rule. InvalidInputError for a kind
+        the model has no choice for."""
+        model = self.resolve(model_name)
+        if not first_stage:
+            return model.fusion
+        try:
+            return rule_for_first_stage(model.first_stage_rules, first_stage, model.name)
+        except ConfigError as exc:
+            raise InvalidInputError(str(exc)) from None
 
     async def rerank(self, req: RerankInput, *, deadline: float | None = None) -> RerankOutput:
         """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none).
@@ -141,6 +134,19 @@ class Engine:
         cap = model.limits.max_passage_chars
         cut = [len(t) > cap for t in req.texts]
         texts = [t[:cap] for t in req.texts] if any(cut) else list(req.texts)
+        keys = (
+            self.cache.keys(model.name, model.identity, req.query, req.ids, texts, model.prepare.stored)
+            if self.cache.enabled
+            else []
+        )
+        cached = self.cache.get_all(keys)
+        if cached is not None:  # every candidate scored before: no pre stage, no batch
+            self.sink.cache(model.name, len(cached), 0, self.cache.nbytes)
+            own, invalid = replace_invalid(
+                model.name, req.ids, np.array([c.score for c in cached], np.float32), self.sink, self._logged_invalid
+            )
+            flags = [(c.truncated or x, c.from_store) for c, x in zip(cached, cut, strict=True)]
+            return answer(model, req, own, invalid, flags, queue_s=0.0, inference_s=0.0, started=started)
         encodes = model.prepare.needs_encoding(req.ids, texts)  # passages the pre stage must encode
         stake = self.admission.admit(model.costs.estimate(len(req.ids), encodes), encodes, deadline)
         watch = Watch(deadline)
@@ -173,62 +179,17 @@ class Engine:
                 stake, answered, running_s=model.costs.encode_s * min(stake.encodes, model.prepare.budget.max_batch_size)
             )
             self.sink.queue_depth(model.name, model.batcher.queue_depth)  # on every path, errors too
-        own, invalid = self._finite(model.name, req.ids, np.array([r.score for r in results], dtype=np.float32))
-        rule = self.fusion_for(req, model)
-        scores = (
-            np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64)
-            if rule.active
-            else own
-        )
-        queue_s = max((r.waited for r in results), default=0.0)
+        scores = np.array([r.score for r in results], dtype=np.float32)
+        own, invalid = replace_invalid(model.name, req.ids, scores, self.sink, self._logged_invalid)
+        flags = [(p.truncated or c, p.from_store) for p, c in zip(passages, cut, strict=True)]
+        if keys:
+            self.cache.put_all(keys, [Cached(float(s), p.truncated, p.from_store) for s, p in zip(scores, passages, strict=True)])
+            self.sink.cache(model.name, 0, len(keys), self.cache.nbytes)
         batches = {r.batch_started: r.batch_seconds for r in results}
-        order = np.lexsort((-scores, invalid))  # by score, invalid candidates last (stable on ties)
-        if req.top_k:
-            order = order[: req.top_k]
-        out = [
-            Scored(
-                req.ids[i],
-                int(i),
-                float(scores[i]),
-                passages[i].truncated or cut[i],
-                passages[i].from_store,
-                float(own[i]),
-                bool(invalid[i]),
-            )
-            for i in order.tolist()
-        ]
-        total = time.monotonic() - started
-        truncated = sum(p.truncated or c for p, c in zip(passages, cut, strict=True))
-        return RerankOutput(
-            model.name,
-            out,
-            queue_ms=queue_s * 1000.0,
-            inference_ms=(pre_seconds + sum(batches.values())) * 1000.0,
-            total_ms=total * 1000.0,
-            stats={"candidates": len(passages), "truncated": truncated, "invalid": int(invalid.sum())},
+        queue_s = max((r.waited for r in results), default=0.0)
+        return answer(
+            model, req, own, invalid, flags, queue_s=queue_s, inference_s=pre_seconds + sum(batches.values()), started=started
         )
-
-    def _finite(self, model: str, ids: Sequence[str], own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The model's scores with NaN / infinity replaced by the lowest finite score (fusion sees only
-        finite scores that leave the others' normalisation as it would be without the candidate; the
-        caller ranks the replaced ones last), and the mask of those replaced; counted, and logged once
-        per passage id (ids kept as at most 100 characters, up to 100,000 of them)."""
-        invalid = ~np.isfinite(own)
-        if invalid.any():
-            finite = own[~invalid]
-            own = own.copy()
-            own[invalid] = float(finite.min()) if finite.size else 0.0
-            bad = [ids[i] for i in np.flatnonzero(invalid).tolist()]
-            self.sink.invalid_scores(model, len(bad))
-            new = [pid for pid in bad if (model, pid[:100]) not in self._logged_invalid]
-            if new and len(self._logged_invalid) < 100_000:
-                self._logged_invalid.update((model, pid[:100]) for pid in new)
-                log.warning(
-                    "model %s scored %d candidate(s) NaN or infinite (damaged stored state?): %s", model, len(new), some(new)
-                )
-            elif new:
-                log.warning("model %s scored %d more candidate(s) NaN or infinite", model, len(new))
-        return own, invalid
 
     async def _pre_stage(
         self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch, stake: Stake

@@ -57,6 +57,7 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
         precision=artifact.precision,
         fusion=fusion,
         first_stage_rules=by_kind,
+        identity=artifact.checksum,
     )
 
 

@@ -159,9 +159,10 @@ class Prepare:
         """How many of these candidates the pre stage must encode from their text."""
         if not self.arch.split:
             return 0
-        return sum(1 for pid, text in zip(ids, texts, strict=True) if text and not self._stored(pid))
+        return sum(1 for pid, text in zip(ids, texts, strict=True) if text and not self.stored(pid))
 
-    def _stored(self, pid: str) -> bool:
+    def stored(self, pid: str) -> bool:
+        """Whether the passage store holds ``pid`` (its stored state is then what is scored)."""
         return self.store is not None and bool(pid) and pid in self.store
 
     def passages(self, ids: Sequence[str], texts: Sequence[str], check: Callable[[], None] | None = None) -> list[PassageItem]:
@@ -173,7 +174,7 @@ class Prepare:
         missing: list[str] = []
         stored: list[int] = []
         for i, (pid, text) in enumerate(zip(ids, texts, strict=True)):
-            if self._stored(pid):
+            if self.stored(pid):
                 stored.append(i)
             elif text:
                 to_encode.append(i)

@@ -39,6 +39,10 @@ class StatsSink(Protocol):
         """A lookup found the model's passage store damaged (``message`` names the passages)."""
         return None
 
+    def cache(self, model: str, hits: int, misses: int, nbytes: int) -> None:
+        """``hits`` candidates answered from the score cache, ``misses`` scored; it holds ``nbytes``."""
+        return None
+
 
 class NullSink(StatsSink):
     """Discards every statistic (the protocol's methods do nothing)."""
@@ -117,9 +121,12 @@ class ServedModel:
         precision: str,
         fusion: FusionRule | None = None,
         first_stage_rules: Mapping[str, FusionRule] | None = None,
+        identity: str = "",
     ) -> None:
         self.name, self.prepare, self.limits, self.sink = name, prepare, limits, sink
         self.fusion = fusion if fusion is not None else FusionRule()
+        self.identity = identity
+        """The artifact's identity (its checksum): part of every score-cache key."""
         self.first_stage_rules = dict(first_stage_rules or {})
         """The model's shipped fusion choice per first-stage kind (its config's ``first_stage_fusion``)."""
         store = prepare.store

@@ -59,6 +59,8 @@ def _token_id(tokenizer: Tokenizer, token: str, where: str) -> int:
 def _build(src: Path, transformer: Path, tokenizer: Tokenizer, projection: torch.Tensor, **fields: Any) -> Loaded:
     """A ``colbert`` model with ``transformer``'s encoder and ``projection`` (dim, hidden) as its Linear:
     a BERT as our own encoder, another supported family (ModernBERT, XLM-RoBERTa, ...) as transformers'."""
+    if tokenizer.mask_id < 0 and fields.get("colbert_query_augmentation", True):
+        raise ConfigError(f"{src}: the tokenizer has no mask token ([MASK] or <mask>) to pad queries with")
     hf = read_hf_config(transformer)
     if hf.get("model_type", "bert") != "bert":
         check_family(src, hf)  # ConfigError: remote code, a decoder, an unsupported family

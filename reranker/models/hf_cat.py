@@ -32,7 +32,7 @@ def pack_template(
 
     ``q`` (B, Lq) and ``p`` (B, Lp) hold bare token ids with masks of 1 on real tokens. The passage
     keeps at most ``max_len - specials - n_q`` tokens. Returns ``(ids, mask, token_types)``, each
-    (B, Lq + Lp + specials) int64.
+    (B, min(Lq + Lp + specials, max_len)) int64.
     """
     prefix, middle, suffix = (torch.tensor(template[k], dtype=q.dtype) for k in ("prefix", "middle", "suffix"))
     types = template["types"]
@@ -65,7 +65,9 @@ def pack_template(
         torch.where(j < e1, part_types[1], torch.where(j < e2, part_types[2], torch.where(j < e3, part_types[3], part_types[4]))),
     )
     mask = real.to(q_mask.dtype)
-    return ids, mask, token_types * mask
+    # every real token is within max_len (the passage was cut to fit): the rest is padding, and a
+    # sequence longer than the position table would not run, so the pair ends at max_len
+    return ids[:, :max_len], mask[:, :max_len], (token_types * mask)[:, :max_len]
 
 
 def build_hf(hf_config: dict[str, Any]) -> torch.nn.Module:
@@ -86,7 +88,8 @@ class HfCat(Ranker):
         assert config.hf_config is not None and config.pair_template is not None  # ModelConfig checked it
         self.hf = build_hf(config.hf_config)
         self._template = config.pair_template
-        self._pad_id = int(config.hf_config.get("pad_token_id") or 0)
+        pad = getattr(self.hf.config, "pad_token_id", None)  # the family's own default when config.json names none
+        self._pad_id = int(pad) if pad is not None else 0
         self._types = self._takes_token_types(config.hf_config)
 
     def _takes_token_types(self, hf_config: dict[str, Any]) -> bool:

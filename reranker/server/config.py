@@ -117,6 +117,8 @@ class ServerConfig:
     """ONNX Runtime settings."""
     verify_stores: bool = False
     """Check the sha256 of every passage-store file at start (``reranker store verify`` does it offline)."""
+    cache_mb: float = 64.0
+    """Bound of the score cache in MiB (repeated requests are answered from it); 0 = none."""
     warmup: bool = True
     """Warm up the in-process engine (``EngineConfig.warmup``). The server always sends one request per
     model through the request path before health turns SERVING, whatever this says: SERVING means a
@@ -136,6 +138,7 @@ class ServerConfig:
             max_queue_ms=self.max_queue_ms,
             warmup=self.warmup,
             verify_stores=self.verify_stores,
+            cache_mb=self.cache_mb,
         )
         object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port", "http_port"):

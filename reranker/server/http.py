@@ -96,7 +96,7 @@ def cohere_input(body: s.CohereRerankRequest, engine: Engine) -> tuple[RerankInp
             firsts.append(doc.first_stage_score)
     fusion = None
     if body.fusion is not None:
-        base = engine.resolve(body.model or "").fusion
+        base = engine.base_fusion(body.model or "", body.first_stage or "")
         fusion = base.override(body.fusion.rule, body.fusion.weight)
     first = firsts if any(f is not None for f in firsts) else []
     kind = body.first_stage or ""

@@ -68,6 +68,13 @@ class Metrics(StatsSink):
         self.lookups = Counter(
             "reranker_store_lookups_total", "Passage-store lookups by result (hit, miss)", ["model", "result"], registry=r
         )
+        self.cache_lookups = Counter(
+            "reranker_cache_lookups_total",
+            "Candidates answered from the score cache (hit) or scored (miss)",
+            ["model", "result"],
+            registry=r,
+        )
+        self.cache_bytes = Gauge("reranker_cache_bytes", "Bytes held by the score cache", registry=r)
         self.dropped_pairs = Counter(
             "reranker_dropped_pairs_total",
             "Pairs of abandoned requests (deadline passed or caller cancelled) not computed, "
@@ -131,6 +138,13 @@ class Metrics(StatsSink):
             self.candidates.labels(model).observe(candidates)
             if truncated:
                 self.truncated.labels(model).inc(truncated)
+
+    def cache(self, model: str, hits: int, misses: int, nbytes: int) -> None:
+        if hits:
+            self.cache_lookups.labels(model, "hit").inc(hits)
+        if misses:
+            self.cache_lookups.labels(model, "miss").inc(misses)
+        self.cache_bytes.set(nbytes)
 
     def store_lookups(self, model: str, hits: int, misses: int) -> None:
         if hits:

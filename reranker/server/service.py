@@ -116,7 +116,7 @@ def request_fusion(request: pb.RerankRequest, engine: Engine) -> FusionRule | No
     Raises ConfigError (INVALID_ARGUMENT) for an unknown rule or a weight outside [0, 1]."""
     if not request.HasField("fusion"):
         return None
-    base = engine.resolve(request.model).fusion
+    base = engine.base_fusion(request.model, request.first_stage)
     f = request.fusion
     return base.override(f.rule, f.weight if f.HasField("weight") else None)
 

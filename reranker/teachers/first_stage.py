@@ -74,18 +74,20 @@ def ship_first_stage_fusion(model_dir: str | Path, picks: Mapping[str, FusionRul
         picked); a serving kit made from this checkpoint (``onnx/kit.json``) is re-bound to the new manifest,
     as the graphs do not depend on the choice. Returns the new configuration; ConfigError for an unknown kind."""
     from reranker.kit import KIT_DIR, KIT_FILE, kit_of
-    from reranker.manifest import MANIFEST, read_manifest, sha256_file, write_manifest
+    from reranker.manifest import MANIFEST, read_manifest, sha256_file, verify_manifest, write_manifest
     from reranker.models.checkpoint import CHECKPOINT_KIND
 
     model_dir = Path(model_dir)
+    verify_manifest(model_dir, CHECKPOINT_KIND)  # ArtifactError for a changed file: never re-seal one
     config = ModelConfig.load(model_dir / "config.json")
     before = sha256_file(model_dir / MANIFEST)
-    choices = {kind: {"rule": r.rule, "weight": r.weight, "rrf_k": r.rrf_k} for kind, r in sorted(picks.items())}
+    new = {kind: {"rule": r.rule, "weight": r.weight, "rrf_k": r.rrf_k} for kind, r in picks.items()}
+    choices = dict(sorted({**(config.first_stage_fusion or {}), **new}.items()))  # other kinds' choices kept
     config = dataclasses.replace(config, first_stage_fusion=choices)  # validated: kinds and rules
     config.save(model_dir / "config.json")
     manifest = read_manifest(model_dir, CHECKPOINT_KIND)
     info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
-    info["first_stage_fusion"] = json.loads(json.dumps(dict(how)))
+    info["first_stage_fusion"] = {**info.get("first_stage_fusion", {}), **json.loads(json.dumps(dict(how)))}
     write_manifest(model_dir, CHECKPOINT_KIND, info, list(manifest["files"]))
     kit = kit_of(model_dir)
     if kit is not None and kit["checkpoint_manifest_sha256"] == before:

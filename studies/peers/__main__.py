@@ -96,7 +96,15 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
     out: dict[str, Scorer] = {}
     engines = {}
     served = {name: name.replace(", ", "-").replace(" ", "-") for name in OURS}  # system -> server model name
-    lines = ['default_model = "fp32"', "[server]", "grace_seconds = 5", "max_queue_ms = 0", "[runtime]", 'provider = "cpu"']
+    lines = [
+        'default_model = "fp32"',
+        "[server]",
+        "grace_seconds = 5",
+        "max_queue_ms = 0",
+        "cache_mb = 0",
+        "[runtime]",
+        'provider = "cpu"',
+    ]
     for name, (precision, backend) in OURS.items():
         art = artifacts[precision]
         engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend))  # type: ignore[arg-type]

@@ -1,0 +1,102 @@
+"""The end of the request path, shared by scored and cached answers: the request's fusion rule,
+non-finite scores ranked last, the order, top_k and the output message."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from reranker.engine.messages import RerankInput, RerankOutput, Scored
+from reranker.engine.served import ServedModel, StatsSink
+from reranker.errors import ConfigError, InvalidInputError, some
+from reranker.fusion import FusionRule, rule_for_first_stage
+
+log = logging.getLogger("reranker.engine.engine")
+
+
+def fusion_for(req: RerankInput, model: ServedModel) -> FusionRule:
+    """The request's rule (its override, else the shipped choice for the first stage it names, else
+    the model's); refuses a fusing request whose candidates do not all carry a finite first-stage score."""
+    rule = req.fusion
+    if rule is None and req.first_stage_kind:
+        try:
+            rule = rule_for_first_stage(model.first_stage_rules, req.first_stage_kind, model.name)
+        except ConfigError as exc:
+            raise InvalidInputError(str(exc)) from None
+    rule = rule if rule is not None else model.fusion
+    if not rule.active:
+        return rule
+    sent = [s for s in req.first_stage if s is not None]
+    if len(req.first_stage) != len(req.ids) or len(sent) != len(req.ids):
+        raise InvalidInputError(
+            f"model {model.name} fuses its score with the first stage ({rule.describe()}): send first_stage_score "
+            f"on every candidate ({len(sent)} of {len(req.ids)} have one), or set fusion.rule 'none' in the "
+            "request to rank by the model's score alone"
+        )
+    if not all(math.isfinite(s) for s in sent):
+        raise InvalidInputError("first_stage_score must be a finite number on every candidate (no NaN or infinity)")
+    return rule
+
+
+def replace_invalid(
+    model: str, ids: Sequence[str], own: np.ndarray, sink: StatsSink, logged: set[tuple[str, str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's scores with NaN / infinity replaced by the lowest finite score (fusion sees only
+    finite scores that leave the others' normalisation as it would be without the candidate; the
+    caller ranks the replaced ones last), and the mask of those replaced; counted, and logged once
+    per passage id (ids kept as at most 100 characters, up to 100,000 of them in ``logged``)."""
+    invalid = ~np.isfinite(own)
+    if invalid.any():
+        finite = own[~invalid]
+        own = own.copy()
+        own[invalid] = float(finite.min()) if finite.size else 0.0
+        bad = [ids[i] for i in np.flatnonzero(invalid).tolist()]
+        sink.invalid_scores(model, len(bad))
+        new = [pid for pid in bad if (model, pid[:100]) not in logged]
+        if new and len(logged) < 100_000:
+            logged.update((model, pid[:100]) for pid in new)
+            log.warning("model %s scored %d candidate(s) NaN or infinite (damaged stored state?): %s", model, len(new), some(new))
+        elif new:
+            log.warning("model %s scored %d more candidate(s) NaN or infinite", model, len(new))
+    return own, invalid
+
+
+def answer(
+    model: ServedModel,
+    req: RerankInput,
+    own: np.ndarray,
+    invalid: np.ndarray,
+    flags: Sequence[tuple[bool, bool]],
+    *,
+    queue_s: float,
+    inference_s: float,
+    started: float,
+) -> RerankOutput:
+    """The output of ``req``: ``own`` (finite) model scores and ``invalid`` (replaced ones) per candidate,
+    ``flags`` (truncated, from the store) per candidate, fused by the request's rule, ordered, cut to top_k."""
+    rule = fusion_for(req, model)
+    scores = (
+        np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64)
+        if rule.active
+        else own
+    )
+    order = np.lexsort((-scores, invalid))  # by score, invalid candidates last (stable on ties)
+    if req.top_k:
+        order = order[: req.top_k]
+    out = [
+        Scored(req.ids[i], int(i), float(scores[i]), flags[i][0], flags[i][1], float(own[i]), bool(invalid[i]))
+        for i in order.tolist()
+    ]
+    truncated = sum(cut for cut, _ in flags)
+    return RerankOutput(
+        model.name,
+        out,
+        queue_ms=queue_s * 1000.0,
+        inference_ms=inference_s * 1000.0,
+        total_ms=(time.monotonic() - started) * 1000.0,
+        stats={"candidates": len(flags), "truncated": truncated, "invalid": int(invalid.sum())},
+    )
