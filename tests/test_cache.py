@@ -86,3 +86,40 @@ def test_a_repeated_request_is_answered_from_the_cache(tiny_exports, cache_mb, t
             {r.id: r.score for r in first.results}[pids[0]], abs=1e-6
         )
         assert {r.id: r.score for r in other.results} != {r.id: r.score for r in first.results}
+
+
+def test_warm_up_runs_every_graph_even_with_the_request_cached(tiny_exports) -> None:
+    from reranker.engine import EngineConfig, LocalEngine, ModelSpec, RuntimeConfig
+    from reranker.engine.engine import WARMUP
+
+    spec = ModelSpec("teacher", str(tiny_exports["bert_cat"][1]))
+    cfg = EngineConfig(models=(spec,), runtime=RuntimeConfig(provider="cpu", intra_op_threads=1), warmup=False)
+    with LocalEngine(cfg) as engine:
+        engine.rerank(WARMUP[0], [""], [WARMUP[1]])  # the warm-up request, now cached
+        model = engine.engine.models["teacher"]
+        calls: list[int] = []
+        real = model.batcher.submit
+
+        async def counting(pairs, **kwargs):
+            calls.append(len(pairs))
+            return await real(pairs, **kwargs)
+
+        model.batcher.submit = counting  # type: ignore[method-assign]
+        engine._call(engine.engine.warm_up())
+        assert calls == [1]  # the warm-up request went through the batcher
+        assert len(engine.engine.cache) == 1  # and the cache is the one it was
+
+
+def test_long_texts_are_not_hashed(tiny_exports) -> None:
+    from reranker.engine import EngineConfig, LocalEngine, ModelSpec, RuntimeConfig
+    from reranker.engine.engine import CACHED_TEXT
+
+    spec = ModelSpec("teacher", str(tiny_exports["bert_cat"][1]))
+    cfg = EngineConfig(models=(spec,), runtime=RuntimeConfig(provider="cpu", intra_op_threads=1), warmup=False)
+    with LocalEngine(cfg) as engine:
+        cap = engine.engine.models["teacher"].limits.max_passage_chars  # texts are cut to it first
+        n = CACHED_TEXT // cap + 1
+        engine.rerank("flea", [f"p{i}" for i in range(n)], ["flea " * (cap // 5)] * n)
+        assert len(engine.engine.cache) == 0
+        engine.rerank("flea", ["a"], ["a flea"])
+        assert len(engine.engine.cache) == 1

@@ -334,6 +334,8 @@ def test_a_shipped_choice_per_first_stage_kind(shipped, tmp_path) -> None:
         status, body, _ = call(live, "/v2/rerank", {"model": "plain", "query": query, "documents": docs, "first_stage": "dense"})
         assert status == 200, body
         assert {r["index"]: r["relevance_score"] for r in body["results"]} == pytest.approx(dict(enumerate(dense)), abs=1e-6)
+        status, listed, _ = call(live, "/v1/models", method="GET")
+        assert status == 200 and {m["id"]: m["first_stages"] for m in listed["data"]}["plain"] == ["dense", "sparse"]
     finally:
         live.stop()
 

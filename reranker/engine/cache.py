@@ -6,7 +6,8 @@ the model's passage store holds it (its stored state is what is scored, whatever
 and a digest of the text otherwise; digests are BLAKE2b-128, so a key never holds a text. Values are
 the model's own score and the candidate's truncation and source flags; fusion and top_k are applied
 after the cache, per request. Least recently used entries go first when the bytes exceed the bound.
-Entries of a model are dropped when it is reloaded (another artifact identity never matches anyway).
+A model is served from one artifact and store for the life of the engine (changing them means a
+restart, which empties the cache), and another artifact's identity never matches an entry anyway.
 Used on the engine's event loop only (not thread-safe).
 """
 
@@ -90,6 +91,6 @@ class ScoreCache:
             self.nbytes -= size
 
     def drop_model(self, model: str) -> None:
-        """Forget every entry of ``model`` (reloaded or removed)."""
+        """Forget every entry of ``model``."""
         for key in [k for k in self._entries if k[0] == model]:
             self.nbytes -= self._entries.pop(key)[1]

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WARMUP = ("warm up query", "a short passage to warm up every graph")
+CACHED_TEXT = 1 << 18
+"""Characters of candidate text above which a request is neither looked up in nor kept by the score
+cache (hashing is on the event loop: 256 Ki characters take about a third of a millisecond)."""
 
 
 class Engine:
@@ -134,14 +137,16 @@ class Engine:
         cap = model.limits.max_passage_chars
         cut = [len(t) > cap for t in req.texts]
         texts = [t[:cap] for t in req.texts] if any(cut) else list(req.texts)
-        keys = (
+        keys = (  # hashed on the event loop: only requests of at most CACHED_TEXT characters of text
             self.cache.keys(model.name, model.identity, req.query, req.ids, texts, model.prepare.stored)
-            if self.cache.enabled
+            if self.cache.enabled and sum(map(len, texts)) <= CACHED_TEXT
             else []
         )
         cached = self.cache.get_all(keys)
         if cached is not None:  # every candidate scored before: no pre stage, no batch
             self.sink.cache(model.name, len(cached), 0, self.cache.nbytes)
+            stored = sum(c.from_store for c in cached)
+            self.sink.store_lookups(model.name, stored, len(cached) - stored if model.has_store else 0)
             own, invalid = replace_invalid(
                 model.name, req.ids, np.array([c.score for c in cached], np.float32), self.sink, self._logged_invalid
             )
@@ -243,6 +248,7 @@ class Engine:
         """One request per model through :meth:`rerank` (every graph runs once), not counted in the stats.
         Raises what the request raises: a model that cannot answer is not ready."""
         sink, self.sink = self.sink, NullSink()
+        cache, self.cache = self.cache, ScoreCache(0)  # every graph must run: no answer from the cache
         try:
             for model in self.models.values():
                 model_sink, model.sink = model.sink, self.sink
@@ -251,7 +257,7 @@ class Engine:
                 finally:
                     model.sink = model_sink
         finally:
-            self.sink = sink
+            self.sink, self.cache = sink, cache
 
     async def close(self) -> None:
         for model in self.models.values():

@@ -53,11 +53,14 @@ class LocalEngine:
         top_k: int = 0,
         first_stage: Sequence[float | None] = (),
         fusion: FusionRule | None = None,
+        first_stage_kind: str = "",
     ) -> RerankOutput:
         """:meth:`Engine.rerank` for one request; ``texts`` default to empty (look every id up);
-        ``first_stage`` scores and a ``fusion`` override as in :class:`RerankInput`."""
+        ``first_stage`` scores, a ``fusion`` override and the ``first_stage_kind`` as in :class:`RerankInput`."""
         texts = list(texts) if texts is not None else [""] * len(ids)
-        return self._call(self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k, list(first_stage), fusion)))
+        return self._call(
+            self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k, list(first_stage), fusion, first_stage_kind))
+        )
 
     def scores(
         self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None, *, model: str = ""

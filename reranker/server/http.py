@@ -273,6 +273,7 @@ def build_app(state: HttpState) -> FastAPI:
                     max_passage_tokens=d.max_passage_tokens,
                     store_passages=d.store_passages,
                     is_default=d.name == engine.default,
+                    first_stages=list(d.first_stages),
                 )
                 for d in engine.describe()
             ]

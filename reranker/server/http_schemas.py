@@ -128,6 +128,7 @@ class ModelCard(BaseModel):
     max_passage_tokens: int
     store_passages: int
     is_default: bool
+    first_stages: list[str] = Field(default_factory=list, description="first-stage kinds with a shipped fusion choice")
 
 
 class ModelList(BaseModel):

@@ -107,7 +107,7 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
     ]
     for name, (precision, backend) in OURS.items():
         art = artifacts[precision]
-        engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend))  # type: ignore[arg-type]
+        engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend), cache_mb=0)  # type: ignore[arg-type]
         lines += ["[[models]]", f'name = "{served[name]}"', f'artifact = "{art}"', f'backend = "{backend}"']
     config = work / "peers-server.toml"
     config.write_text("\n".join(lines) + "\n")

@@ -103,6 +103,7 @@ def main() -> None:
         o.name: LocalEngine.of(
             str(args.work / o.artifact),
             runtime=RuntimeConfig(provider="cpu", backend=o.backend, inference_precision=o.inference_precision),
+            cache_mb=0,  # the same requests every round: time the model, not the score cache
         )
         for o in chosen
     }  # type: ignore[arg-type]
