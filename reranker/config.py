@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reranker.arch import ARCHES, Arch, spec
+from reranker.calibration import Calibration
 from reranker.errors import ConfigError
 from reranker.fusion import first_stage_rules
 
@@ -161,6 +162,9 @@ class ModelConfig:
     """The fusion with the first stage picked on validation lists, per first-stage kind (``bm25``,
     ``dense``, ``sparse``: ``{"rule": ..., "weight": ...}``), shipped with the model: applied when a
     request, a served model or ``reranker evaluate --first-stage`` names the kind."""
+    calibration: dict[str, Any] | None = None
+    """Platt scaling of the score into P(relevant) (:class:`reranker.calibration.Calibration` as a
+    dict), fitted on validation queries by ``reranker calibrate``; None: results carry no relevance."""
     pair_max_len: int = 0
     """hf_cat: tokens of the packed pair the model reads, special tokens included (the reference
     library's ``max_length``); the passage is cut to fit beside the query, never the query."""
@@ -205,6 +209,7 @@ class ModelConfig:
                 f"{self.encoder.num_layers}-layer encoder, got {self.prett_split_layer}",
             )
         first_stage_rules(self.first_stage_fusion)  # ConfigError for unknown kinds or bad rules
+        Calibration.from_dict(self.calibration)
         imported = (self.hf_config, self.pair_template, self.pair_max_len)
         if self.arch == "hf_cat":
             _check(

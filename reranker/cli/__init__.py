@@ -3,7 +3,7 @@
 Each command group is a module of thin adapters (arguments -> the package's functions):
 :mod:`.data` (triples, bm25), :mod:`.train` (score, train, validate, init, pack), :mod:`.eval`
 (evaluate), :mod:`.ensemble` (ensemble), :mod:`.fusion` (pick-fusion), :mod:`.first_stage`
-(first-stage-lists, ship-fusion), :mod:`.artifacts` (export,
+(first-stage-lists, ship-fusion), :mod:`.calibrate` (calibrate), :mod:`.artifacts` (export,
 import, index, store verify, recode), :mod:`.serve` (serve, rerank). Heavy
 modules (torch) are imported inside the commands that need them.
 """
@@ -17,11 +17,11 @@ import sys
 from collections.abc import Sequence
 
 from reranker import __version__
-from reranker.cli import artifacts, bench, data, ensemble, first_stage, fusion, serve, train
+from reranker.cli import artifacts, bench, calibrate, data, ensemble, first_stage, fusion, serve, train
 from reranker.cli import eval as evaluation
 from reranker.errors import RerankerError
 
-GROUPS = (data, train, evaluation, ensemble, fusion, first_stage, artifacts, serve, bench)
+GROUPS = (data, train, evaluation, ensemble, fusion, first_stage, calibrate, artifacts, serve, bench)
 """Command-group modules, in the order their commands are listed."""
 
 

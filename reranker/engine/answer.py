@@ -85,10 +85,27 @@ def answer(
         else own
     )
     order = np.lexsort((-scores, invalid))  # by score, invalid candidates last (stable on ties)
+    relevance, below = None, 0
+    if model.calibration is not None:
+        tokens = len(model.prepare.prep.tokenizer.word_pieces([req.query])[0]) if model.calibration.per_query_token else 1
+        relevance = model.calibration.relevance(own, tokens)
+        relevance[invalid] = 0.0
+        if req.min_relevance is not None:
+            kept = order[relevance[order] >= req.min_relevance]
+            below, order = len(order) - len(kept), kept
     if req.top_k:
         order = order[: req.top_k]
     out = [
-        Scored(req.ids[i], int(i), float(scores[i]), flags[i][0], flags[i][1], float(own[i]), bool(invalid[i]))
+        Scored(
+            req.ids[i],
+            int(i),
+            float(scores[i]),
+            flags[i][0],
+            flags[i][1],
+            float(own[i]),
+            bool(invalid[i]),
+            None if relevance is None else float(relevance[i]),
+        )
         for i in order.tolist()
     ]
     truncated = sum(cut for cut, _ in flags)
@@ -98,5 +115,5 @@ def answer(
         queue_ms=queue_s * 1000.0,
         inference_ms=inference_s * 1000.0,
         total_ms=(time.monotonic() - started) * 1000.0,
-        stats={"candidates": len(flags), "truncated": truncated, "invalid": int(invalid.sum())},
+        stats={"candidates": len(flags), "truncated": truncated, "invalid": int(invalid.sum()), "below_min_relevance": below},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -109,6 +110,11 @@ class Engine:
             )
         if req.top_k < 0:
             raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
+        if req.min_relevance is not None:
+            if not (math.isfinite(req.min_relevance) and 0.0 <= req.min_relevance <= 1.0):
+                raise InvalidInputError(f"min_relevance must be in [0, 1] (a probability), got {req.min_relevance}")
+            if model.calibration is None:
+                raise InvalidInputError(f"model {model.name} has no calibration: its scores carry no relevance for min_relevance")
         self.fusion_for(req, model)
 
     fusion_for = staticmethod(fusion_for)

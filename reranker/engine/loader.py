@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from reranker.artifact import Artifact
+from reranker.calibration import Calibration
 from reranker.engine.batcher import BatcherConfig
 from reranker.engine.config import EngineConfig, ModelSpec
 from reranker.engine.prepare import Prepare
@@ -58,6 +59,7 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
         fusion=fusion,
         first_stage_rules=by_kind,
         identity=artifact.checksum,
+        calibration=Calibration.from_dict(artifact.config.calibration),
     )
 
 

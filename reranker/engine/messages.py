@@ -25,6 +25,8 @@ class RerankInput:
     fusion: FusionRule | None = None
     """Overrides the model's fusion rule for this request (None = the model's)."""
     first_stage_kind: str = ""
+    min_relevance: float | None = None
+    """Drop results whose calibrated relevance is below this (in [0, 1]; the model needs a calibration)."""
     """The kind of first stage the candidates come from (``bm25``, ``dense``, ``sparse``): the model's
     shipped fusion choice for it applies, unless ``fusion`` overrides it; empty = the model's rule."""
 
@@ -45,6 +47,8 @@ class Scored:
     invalid: bool = False
     """The model's score was NaN or infinite (a damaged stored state, or a model fault): it was replaced
     by the lowest finite score of the request (what fusion sees) and the candidate ranks last."""
+    relevance: float | None = None
+    """P(relevant) of the model's own score by the model's calibration (None: the model has none)."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from reranker.calibration import Calibration
 from reranker.engine.admission import UnitCosts
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
 from reranker.engine.config import Limits
@@ -82,6 +83,8 @@ class ModelDescription:
     """The model's fusion with first-stage scores (requests may override it)."""
     first_stages: tuple[str, ...] = ()
     """First-stage kinds the model ships a fusion choice for (a request may name one)."""
+    calibrated: bool = False
+    """Results carry a calibrated relevance (requests may set min_relevance)."""
 
 
 @dataclass(frozen=True)
@@ -122,10 +125,13 @@ class ServedModel:
         fusion: FusionRule | None = None,
         first_stage_rules: Mapping[str, FusionRule] | None = None,
         identity: str = "",
+        calibration: Calibration | None = None,
     ) -> None:
         self.name, self.prepare, self.limits, self.sink = name, prepare, limits, sink
         self.fusion = fusion if fusion is not None else FusionRule()
         self.identity = identity
+        self.calibration = calibration
+        """Maps the model's score to P(relevant) (None: results carry no relevance)."""
         """The artifact's identity (its checksum): part of every score-cache key."""
         self.first_stage_rules = dict(first_stage_rules or {})
         """The model's shipped fusion choice per first-stage kind (its config's ``first_stage_fusion``)."""
@@ -146,6 +152,7 @@ class ServedModel:
             max_queued_pairs=batching.max_queue,
             fusion=self.fusion,
             first_stages=tuple(sorted(self.first_stage_rules)),
+            calibrated=calibration is not None,
         )
         self.costs = UnitCosts()
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""

@@ -100,7 +100,7 @@ def cohere_input(body: s.CohereRerankRequest, engine: Engine) -> tuple[RerankInp
         fusion = base.override(body.fusion.rule, body.fusion.weight)
     first = firsts if any(f is not None for f in firsts) else []
     kind = body.first_stage or ""
-    inp = RerankInput(body.query, ids, texts, body.model or "", body.top_n or 0, first, fusion, kind)
+    inp = RerankInput(body.query, ids, texts, body.model or "", body.top_n or 0, first, fusion, kind, body.min_relevance)
     return inp, [t if t else None for t in texts]
 
 
@@ -157,12 +157,15 @@ def cohere_answer(out: RerankOutput, texts: list[str | None], with_documents: bo
     for r in out.results:
         item: dict[str, Any] = {
             "index": r.index,
-            "relevance_score": r.score,
+            # a calibrated model's probability where its own score orders the results (no fusion)
+            "relevance_score": r.relevance if r.relevance is not None and r.score == r.model_score else r.score,
             "model_score": r.model_score,
             "truncated": r.truncated,
             "source": "store" if r.from_store else "text",
             "invalid_score": r.invalid,
         }
+        if r.relevance is not None:
+            item["relevance"] = r.relevance
         if r.id:
             item["id"] = r.id
         if with_documents and texts[r.index]:
@@ -172,6 +175,7 @@ def cohere_answer(out: RerankOutput, texts: list[str | None], with_documents: bo
         "id": str(uuid.uuid4()),
         "model": out.model,
         "results": results,
+        "below_min_relevance": out.stats.get("below_min_relevance", 0),
         "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
         "usage": {"total_tokens": 0},
         "timing": {"queue_ms": out.queue_ms, "inference_ms": out.inference_ms, "total_ms": out.total_ms},

@@ -52,6 +52,9 @@ class CohereRerankRequest(_Lenient):
     first_stage: str | None = Field(
         default=None, description="reranker extension: bm25, dense or sparse: the model's shipped fusion choice for it"
     )
+    min_relevance: float | None = Field(
+        default=None, description="reranker extension: leave out results whose calibrated relevance is below this (0..1)"
+    )
 
 
 class ResultDocument(BaseModel):
@@ -60,7 +63,10 @@ class ResultDocument(BaseModel):
 
 class CohereResult(BaseModel):
     index: int
-    relevance_score: float = Field(description="the model's score (higher is more relevant; not a probability)")
+    relevance_score: float = Field(
+        description="the model's score (higher is more relevant); for a calibrated model without fusion, P(relevant)"
+    )
+    relevance: float | None = Field(default=None, description="reranker extension: P(relevant) by the model's calibration")
     document: ResultDocument | None = None
     id: str | None = Field(default=None, description="reranker extension: the document's id, when it had one")
     model_score: float | None = Field(default=None, description="reranker extension: the score before fusion")
@@ -96,6 +102,7 @@ class CohereRerankResponse(BaseModel):
     id: str
     model: str
     results: list[CohereResult]
+    below_min_relevance: int = Field(default=0, description="reranker extension: results left out under min_relevance")
     meta: Meta
     usage: Usage = Field(default_factory=Usage, description="Jina's field (tokens are not counted: 0)")
     timing: Timing | None = Field(default=None, description="reranker extension")

@@ -108,6 +108,7 @@ def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb
         max_queue_ms=round(max_queue_ms),
         fusion=pb.Fusion(rule=d.fusion.rule, weight=d.fusion.weight),
         first_stages=list(d.first_stages),
+        calibrated=d.calibrated,
     )
 
 
@@ -142,17 +143,31 @@ def rerank_input(request: pb.RerankRequest, engine: Engine) -> RerankInput:
         first_stage=first if any(s is not None for s in first) else (),
         fusion=request_fusion(request, engine),
         first_stage_kind=request.first_stage,
+        min_relevance=request.min_relevance if request.HasField("min_relevance") else None,
     )
 
 
 def rerank_response(out: RerankOutput) -> pb.RerankResponse:
     """The engine's answer as the API's message (fields at their default are not set: ~2x faster)."""
     response = pb.RerankResponse(
-        model=out.model, timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms)
+        model=out.model,
+        timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms),
+        below_min_relevance=out.stats.get("below_min_relevance", 0),
     )
     add = response.results.add
     for r in out.results:
-        if r.invalid:
+        if r.relevance is not None:  # a calibrated model: every field
+            add(
+                id=r.id,
+                index=r.index,
+                score=r.score,
+                truncated=r.truncated,
+                source=SOURCE[r.from_store],
+                model_score=r.model_score,
+                invalid_score=r.invalid,
+                relevance=r.relevance,
+            )
+        elif r.invalid:
             add(
                 id=r.id,
                 index=r.index,

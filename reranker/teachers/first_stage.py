@@ -11,9 +11,7 @@ re-written), where the server and ``reranker evaluate --first-stage`` read them.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,32 +67,15 @@ def first_stage_lists(
 
 
 def ship_first_stage_fusion(model_dir: str | Path, picks: Mapping[str, FusionRule], how: Mapping[str, Any]) -> ModelConfig:
-    """Write ``picks`` (kind -> rule) into ``model_dir/config.json`` as ``first_stage_fusion`` and
-        re-write the model's manifest (its checksums and, under ``first_stage_fusion``, ``how`` they were
-        picked); a serving kit made from this checkpoint (``onnx/kit.json``) is re-bound to the new manifest,
-    as the graphs do not depend on the choice. Returns the new configuration; ConfigError for an unknown kind."""
-    from reranker.kit import KIT_DIR, KIT_FILE, kit_of
-    from reranker.manifest import MANIFEST, read_manifest, sha256_file, verify_manifest, write_manifest
-    from reranker.models.checkpoint import CHECKPOINT_KIND
+    """Write ``picks`` (kind -> rule) into ``model_dir/config.json`` as ``first_stage_fusion`` (the
+    other kinds' choices kept) with ``how`` they were picked in its manifest (see
+    :func:`reranker.models.amend.amend_model_config`). ConfigError for an unknown kind."""
+    from reranker.models.amend import amend_model_config
 
-    model_dir = Path(model_dir)
-    verify_manifest(model_dir, CHECKPOINT_KIND)  # ArtifactError for a changed file: never re-seal one
-    config = ModelConfig.load(model_dir / "config.json")
-    before = sha256_file(model_dir / MANIFEST)
+    current = ModelConfig.load(Path(model_dir) / "config.json").first_stage_fusion or {}
     new = {kind: {"rule": r.rule, "weight": r.weight, "rrf_k": r.rrf_k} for kind, r in picks.items()}
-    choices = dict(sorted({**(config.first_stage_fusion or {}), **new}.items()))  # other kinds' choices kept
-    config = dataclasses.replace(config, first_stage_fusion=choices)  # validated: kinds and rules
-    config.save(model_dir / "config.json")
-    manifest = read_manifest(model_dir, CHECKPOINT_KIND)
-    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
-    info["first_stage_fusion"] = {**info.get("first_stage_fusion", {}), **json.loads(json.dumps(dict(how)))}
-    write_manifest(model_dir, CHECKPOINT_KIND, info, list(manifest["files"]))
-    kit = kit_of(model_dir)
-    if kit is not None and kit["checkpoint_manifest_sha256"] == before:
-        # the graphs do not depend on the fusion choice: the ONNX kit stays bound to this checkpoint
-        path = model_dir / KIT_DIR / KIT_FILE
-        path.write_text(path.read_text().replace(before, sha256_file(model_dir / MANIFEST)))
-    return config
+    choices = dict(sorted({**current, **new}.items()))
+    return amend_model_config(model_dir, {"first_stage_fusion": choices}, "first_stage_fusion", how)
 
 
 __all__ = ["KIND_MEMBERS", "first_stage_lists", "ship_first_stage_fusion"]
