@@ -253,13 +253,26 @@ def test_rerank_command_sends_first_stage_scores(fused_server, capsys) -> None:
     texts = [a for c in cands for a in ("--text", c[1])]
     first = ",".join(str(c[2]) for c in cands)
     assert (
-        main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused", "--first-stage", first])
+        main(
+            [
+                "rerank",
+                "--server",
+                fused_server.target,
+                "--query",
+                query,
+                *texts,
+                "--model",
+                "fused",
+                "--first-stage-scores",
+                first,
+            ]
+        )
         == 0
     )
     assert "(model " in capsys.readouterr().out  # fused scores differ from the model's own
     assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--model", "fused"]) == 1
     assert "send first_stage_score on every candidate" in capsys.readouterr().err
-    assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--first-stage", "1"]) == 2
+    assert main(["rerank", "--server", fused_server.target, "--query", query, *texts, "--first-stage-scores", "1"]) == 2
 
 
 @pytest.fixture(scope="module")

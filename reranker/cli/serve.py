@@ -36,11 +36,11 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     ids = [i for i in args.ids.split(",") if i] if args.ids else []
     texts = list(args.text or [])
     candidates: list = [(f"t{i}", t) for i, t in enumerate(texts)] + ids
-    if args.first_stage:
-        scores = [float(s) for s in args.first_stage.split(",")]
+    if args.first_stage_scores:
+        scores = [float(s) for s in args.first_stage_scores.split(",")]
         if len(scores) != len(candidates):
             print(
-                f"reranker rerank: --first-stage has {len(scores)} scores for {len(candidates)} candidates "
+                f"reranker rerank: --first-stage-scores has {len(scores)} scores for {len(candidates)} candidates "
                 "(texts first, then ids); give one per candidate",
                 file=sys.stderr,
             )
@@ -57,7 +57,13 @@ def cmd_rerank(args: argparse.Namespace) -> int:
                     )
                 return 0
             response = client.rerank(
-                args.query, candidates, model=args.model, top_k=args.top_k, fusion=args.fusion, fusion_weight=args.fusion_weight
+                args.query,
+                candidates,
+                model=args.model,
+                top_k=args.top_k,
+                fusion=args.fusion,
+                fusion_weight=args.fusion_weight,
+                first_stage=args.first_stage,
             )
         except grpc.RpcError as exc:
             print(f"reranker rerank: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -111,7 +117,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", default=None, help="bearer token file (else $RERANKER_TOKEN)")
     p.add_argument("--tls-ca", default=None, help="CA certificate to verify a TLS server")
     p.add_argument(
-        "--first-stage", default="", help="comma-separated first-stage scores, one per candidate (texts first, then ids)"
+        "--first-stage-scores",
+        default="",
+        help="comma-separated first-stage scores, one per candidate (texts first, then ids)",
+    )
+    p.add_argument(
+        "--first-stage",
+        default="",
+        choices=("", "bm25", "dense", "sparse"),
+        help="the kind of first stage the candidates come from: the model's shipped fusion choice for it",
     )
     p.add_argument(
         "--fusion",
