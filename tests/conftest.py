@@ -78,3 +78,20 @@ def tiny_exports(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         export_model(root / f"ckpt-{arch}", root / f"onnx-{arch}")
         out[arch] = (root / f"ckpt-{arch}", root / f"onnx-{arch}")
     return out
+
+
+def copy_with_config(src: Path, dst: Path, kind: str, **changes: object) -> Path:
+    """A copy of the model or artifact directory ``src`` with ``changes`` set in its config.json and
+    its manifest (of ``kind``) re-written, so that it verifies."""
+    import json
+    import shutil
+
+    from reranker.manifest import read_manifest, write_manifest
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    (dst / "config.json").write_text(json.dumps({**config, **changes}))
+    manifest = read_manifest(dst, kind)
+    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
+    write_manifest(dst, kind, info, list(manifest["files"]))
+    return dst

@@ -3,7 +3,6 @@ and HTTP), and min_relevance; bad inputs refused with the reason."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import grpc
@@ -14,7 +13,7 @@ from reranker.calibration import Calibration
 from reranker.errors import ConfigError, InvalidInputError
 from reranker.eval.calibration import fit_platt, judged, measure
 
-from .conftest import DL19_MINI
+from .conftest import DL19_MINI, copy_with_config
 
 
 def test_the_mapping_and_its_refusals() -> None:
@@ -51,19 +50,9 @@ def test_fit_recovers_platt_and_measures_calibration() -> None:
 @pytest.fixture(scope="module")
 def calibrated(tiny_exports, tmp_path_factory):
     """The tiny BERT-cat artifact with a calibration in its config.json."""
-    import shutil
-
-    from reranker.manifest import read_manifest, write_manifest
-
-    art = tmp_path_factory.mktemp("calibrated") / "artifact"
-    shutil.copytree(tiny_exports["bert_cat"][1], art)
-    config = json.loads((art / "config.json").read_text())
-    config["calibration"] = {"method": "platt", "a": 3.0, "b": 0.1, "per_query_token": False}
-    (art / "config.json").write_text(json.dumps(config))
-    manifest = read_manifest(art, "reranker-onnx")
-    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
-    write_manifest(art, "reranker-onnx", info, list(manifest["files"]))
-    return art
+    cal = {"method": "platt", "a": 3.0, "b": 0.1, "per_query_token": False}
+    dst = tmp_path_factory.mktemp("calibrated") / "artifact"
+    return copy_with_config(tiny_exports["bert_cat"][1], dst, "reranker-onnx", calibration=cal)
 
 
 def test_served_relevance_and_min_relevance(calibrated, tiny_exports) -> None:

@@ -14,7 +14,7 @@ from reranker.data import DataFolder, write_run
 from reranker.errors import ConfigError, InvalidInputError
 from reranker.fusion import FusionRule, fuse_run, parse_rule
 
-from .conftest import DL19_MINI
+from .conftest import DL19_MINI, copy_with_config
 
 
 def test_rules_by_hand() -> None:
@@ -278,19 +278,9 @@ def test_rerank_command_sends_first_stage_scores(fused_server, capsys) -> None:
 @pytest.fixture(scope="module")
 def shipped(tiny_exports, tmp_path_factory):
     """The tiny BERT-cat artifact with a fusion choice per first-stage kind in its config.json."""
-    import shutil
-
-    from reranker.manifest import read_manifest, write_manifest
-
-    art = tmp_path_factory.mktemp("shipped") / "artifact"
-    shutil.copytree(tiny_exports["bert_cat"][1], art)
-    config = json.loads((art / "config.json").read_text())
-    config["first_stage_fusion"] = {"dense": {"rule": "minmax", "weight": 0.25}, "sparse": {"rule": "rrf", "weight": 0.0}}
-    (art / "config.json").write_text(json.dumps(config))
-    manifest = read_manifest(art, "reranker-onnx")
-    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
-    write_manifest(art, "reranker-onnx", info, list(manifest["files"]))
-    return art
+    choices = {"dense": {"rule": "minmax", "weight": 0.25}, "sparse": {"rule": "rrf", "weight": 0.0}}
+    dst = tmp_path_factory.mktemp("shipped") / "artifact"
+    return copy_with_config(tiny_exports["bert_cat"][1], dst, "reranker-onnx", first_stage_fusion=choices)
 
 
 def test_a_shipped_choice_per_first_stage_kind(shipped, tmp_path) -> None:
@@ -354,18 +344,8 @@ def test_a_shipped_choice_per_first_stage_kind(shipped, tmp_path) -> None:
 
 
 def test_evaluate_applies_the_shipped_choice_for_the_first_stage(tiny_exports, tmp_path, capsys) -> None:
-    import shutil
-
-    from reranker.manifest import read_manifest, write_manifest
-
-    model = tmp_path / "model"
-    shutil.copytree(tiny_exports["bert_cat"][0], model)
-    config = json.loads((model / "config.json").read_text())
-    config["first_stage_fusion"] = {"dense": {"rule": "minmax", "weight": 0.25}}
-    (model / "config.json").write_text(json.dumps(config))
-    manifest = read_manifest(model, "reranker-checkpoint")
-    info = {k: v for k, v in manifest.items() if k not in ("kind", "files", "provenance")}
-    write_manifest(model, "reranker-checkpoint", info, list(manifest["files"]))
+    choices = {"dense": {"rule": "minmax", "weight": 0.25}}
+    model = copy_with_config(tiny_exports["bert_cat"][0], tmp_path / "model", "reranker-checkpoint", first_stage_fusion=choices)
     common = ["evaluate", "--model", str(model), "--data", str(DL19_MINI), "--depth", "10"]
     assert main([*common, "--first-stage", "dense", "--json", str(tmp_path / "kind.json")]) == 0
     assert main([*common, "--fusion", "minmax", "--fusion-weight", "0.25", "--json", str(tmp_path / "rule.json")]) == 0

@@ -156,8 +156,8 @@ def rerank_response(out: RerankOutput) -> pb.RerankResponse:
     )
     add = response.results.add
     for r in out.results:
-        if r.relevance is not None:  # a calibrated model: every field
-            add(
+        if r.invalid or r.relevance is not None:  # every field
+            result = add(
                 id=r.id,
                 index=r.index,
                 score=r.score,
@@ -165,18 +165,9 @@ def rerank_response(out: RerankOutput) -> pb.RerankResponse:
                 source=SOURCE[r.from_store],
                 model_score=r.model_score,
                 invalid_score=r.invalid,
-                relevance=r.relevance,
             )
-        elif r.invalid:
-            add(
-                id=r.id,
-                index=r.index,
-                score=r.score,
-                truncated=r.truncated,
-                source=SOURCE[r.from_store],
-                model_score=r.model_score,
-                invalid_score=True,
-            )
+            if r.relevance is not None:  # a calibrated model
+                result.relevance = r.relevance
         elif r.truncated:
             add(id=r.id, index=r.index, score=r.score, truncated=True, source=SOURCE[r.from_store], model_score=r.model_score)
         else:
