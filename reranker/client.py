@@ -73,12 +73,14 @@ class RerankerClient:
         fusion_weight: float | None = None,
         first_stage: str = "",
         min_relevance: float | None = None,
+        aggregate: str = "",
     ) -> pb.RerankResponse:
         """``fusion`` ('none', 'minmax', 'zscore', 'rrf') and ``fusion_weight`` override the model's rule;
         ``first_stage`` ('bm25', 'dense', 'sparse') names the candidates' first stage, whose shipped
         fusion choice the model then applies; ``min_relevance`` drops results of a calibrated model below
-        that probability (``RerankResponse.below_min_relevance`` counts them)."""
-        request = pb.RerankRequest(query=query, model=model, top_k=top_k, first_stage=first_stage)
+        that probability (``RerankResponse.below_min_relevance`` counts them); ``aggregate`` ('max',
+        'first-max', 'first') says how texts longer than the model reads are scored from their windows."""
+        request = pb.RerankRequest(query=query, model=model, top_k=top_k, first_stage=first_stage, aggregate=aggregate)
         if min_relevance is not None:
             request.min_relevance = min_relevance
         _add_candidates(request, candidates)

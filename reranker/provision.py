@@ -76,12 +76,9 @@ def default_checkpoint(cache: Path) -> Path:
     return ckpt
 
 
-def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
-    """(artifact, store) directories of the default model, building what is missing or stale.
-
-    Raises :class:`ArtifactError` when the export fails and :class:`ConfigError` when ``data``
-    has no passages.
-    """
+def ensure_default_artifact(precision: str = "fp32") -> Artifact:
+    """The default model's ONNX artifact (under :func:`home`), assembled or exported when missing or
+    made from another shipped default. Raises :class:`ArtifactError` when the export fails."""
     cache = home() / DEFAULT_NAME
     artifact_dir = cache / f"onnx-{precision}"
     try:
@@ -101,6 +98,18 @@ def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
             log.info("exporting the default model %s to %s (first start)", ckpt, artifact_dir)
             _run(["export", "--model", str(ckpt), "--out", str(artifact_dir), "--precision", precision])
         artifact = Artifact.open(artifact_dir)
+    return artifact
+
+
+def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
+    """(artifact, store) directories of the default model, building what is missing or stale.
+
+    Raises :class:`ArtifactError` when the export fails and :class:`ConfigError` when ``data``
+    has no passages.
+    """
+    cache = home() / DEFAULT_NAME
+    artifact = ensure_default_artifact(precision)
+    artifact_dir = artifact.directory
     codec = default_codec(artifact.spec)  # ColBERT: residual 1 bit, 50 bytes per token instead of 768 (README)
     store_dir = cache / f"store-{precision}-{codec.name}{codec.nbits if codec.fitted else ''}-{Path(data).name}"
     try:

@@ -192,15 +192,30 @@ class Tokenizer:
         """
         if not texts:
             raise InvalidInputError("cannot encode an empty list of texts")
+        return self.encode_pieces(
+            self.word_pieces(texts), max_len, special=special, pad_to_max_with_mask=pad_to_max_with_mask, marker=marker
+        )
+
+    def encode_pieces(
+        self,
+        pieces: Sequence[Sequence[int]],
+        max_len: int,
+        *,
+        special: bool = True,
+        pad_to_max_with_mask: bool = False,
+        marker: int = -1,
+    ) -> Encoded:
+        """:meth:`encode` of texts already split into word pieces (e.g. windows of a long text)."""
+        if not pieces:
+            raise InvalidInputError("cannot encode an empty list of texts")
         head = [self.cls_id, marker] if marker >= 0 else [self.cls_id]
         budget = max_len - 1 - len(head) if special else max_len
         if budget < 1:
             raise InvalidInputError(f"max_len {max_len} leaves no room for tokens")
-        pieces = self.word_pieces(texts)
         lengths = np.array([len(p) for p in pieces], dtype=np.int64)
         rows = []
         for p in pieces:
-            body = p[:budget]
+            body = list(p[:budget])
             if not special and not body:
                 body = [self.unk_id]  # every row keeps a real token (a text with no word pieces)
             rows.append([*head, *body, self.sep_id] if special else body)
@@ -235,6 +250,10 @@ class Preprocessor:
 
     def passages(self, texts: Sequence[str]) -> Encoded:
         return self.tokenizer.encode(texts, self.config.passage_max_len, special=self._special, marker=self._p_marker)
+
+    def passage_pieces(self, pieces: Sequence[Sequence[int]]) -> Encoded:
+        """:meth:`passages` of texts already split into word pieces (windows of longer texts)."""
+        return self.tokenizer.encode_pieces(pieces, self.config.passage_max_len, special=self._special, marker=self._p_marker)
 
     @property
     def query_token_limit(self) -> int:

@@ -17,12 +17,14 @@ from reranker.arch import spec  # noqa: E402
 from reranker.artifact import Artifact  # noqa: E402
 from reranker.config import ARCHES  # noqa: E402
 from reranker.data import DataFolder  # noqa: E402
-from reranker.engine import BatcherConfig, LocalEngine, RuntimeConfig, passage_encoder  # noqa: E402
+from reranker.engine import BatcherConfig, Limits, LocalEngine, RuntimeConfig, passage_encoder  # noqa: E402
+from reranker.engine.prepare import Windowing  # noqa: E402
 from reranker.errors import ArtifactError, ConfigError, InvalidInputError, NotFoundError  # noqa: E402
 from reranker.models.checkpoint import load_checkpoint  # noqa: E402
 from reranker.store import PassageStore  # noqa: E402
 from reranker.store.build import build_store  # noqa: E402
-from reranker.training.inference import score_pairs  # noqa: E402
+from reranker.tokenization import Preprocessor  # noqa: E402
+from reranker.training.inference import score_pairs, to_tokens  # noqa: E402
 from reranker_export.onnx_export import export_model  # noqa: E402
 
 from .conftest import DL19_MINI  # noqa: E402
@@ -37,12 +39,18 @@ def encoder(art: Artifact):
 
 
 def rerank(
-    art: Artifact | Path, query: str, ids: list[str], texts: list[str] | None = None, store: Path | str = ""
+    art: Artifact | Path,
+    query: str,
+    ids: list[str],
+    texts: list[str] | None = None,
+    store: Path | str = "",
+    aggregate: str = "first",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and truncation flags in input order, through the engine's request path."""
+    """Scores and truncation flags in input order, through the engine's request path (long texts cut
+    at the model's passage length unless ``aggregate`` names a windowed one)."""
     directory = art.directory if isinstance(art, Artifact) else art
     with LocalEngine.of(str(directory), str(store), runtime=CPU, batching=BUDGET, warmup=False) as engine:
-        scores, truncated = engine.scores(query, ids, texts)
+        scores, truncated = engine.scores(query, ids, texts, aggregate=aggregate)
     return np.array(scores, dtype=np.float32), np.array(truncated, dtype=bool)
 
 
@@ -84,6 +92,37 @@ def test_onnx_scorer_matches_torch(exported, folder, arch: str) -> None:
     want = score_pairs(load_checkpoint(ckpt), [query] * len(texts), texts, batch_size=3)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
     assert truncated.dtype == bool and truncated.any()  # passages of 40 tokens at most: DL19 texts get cut
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_long_texts_scored_by_windows_match_torch(exported, folder, arch: str) -> None:
+    """Chunk and aggregate: every window of a long text scored as PyTorch scores it, the max (and the
+    mean of the first and the best) taken; the windows overlap by half and the last ends with the text."""
+    ckpt, art = exported[arch]
+    query, pids, texts = _candidates(folder, 5)
+    loaded = load_checkpoint(ckpt)
+    prep = Preprocessor(loaded.tokenizer, loaded.config)
+    windowing = Windowing.of(Limits(), prep.passage_token_limit)
+    want_max, want_first_max, counts = [], [], []
+    for text in texts:
+        pieces = loaded.tokenizer.word_pieces([text])[0]
+        rows = [pieces[s : s + windowing.size] for s in windowing.starts(len(pieces))]
+        assert rows[-1][-1] == pieces[-1] and all(len(r) == windowing.size for r in rows)
+        with torch.inference_mode():
+            q = to_tokens(prep.queries([query] * len(rows)), torch.device("cpu"))
+            scores = loaded.model.eval().score(q, to_tokens(prep.passage_pieces(rows), torch.device("cpu"))).numpy()
+        want_max.append(scores.max())
+        want_first_max.append((scores[0] + scores.max()) / 2)
+        counts.append(len(rows))
+    assert max(counts) > 2  # DL19 passages are several windows of a tiny model's 40 tokens
+    with LocalEngine.of(str(art), runtime=CPU, batching=BUDGET, warmup=False) as engine:
+        out = engine.rerank(query, pids, texts, aggregate="max")
+        first_max, _ = engine.scores(query, pids, texts, aggregate="first-max")
+    got = {r.index: r for r in out.results}
+    np.testing.assert_allclose([got[i].score for i in range(5)], want_max, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(first_max, want_first_max, atol=1e-4, rtol=1e-4)
+    assert [got[i].windows for i in range(5)] == counts and not any(r.truncated for r in out.results)
+    assert out.stats["windows"] == sum(counts)
 
 
 @pytest.mark.parametrize("arch", SPLIT)

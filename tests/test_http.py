@@ -121,6 +121,24 @@ def test_documents_by_store_id_fusion_and_extension_fields(http, folder) -> None
     assert [round(r["relevance_score"], 5) for r in body["results"]] == [round(r.score, 5) for r in expected]
 
 
+def test_long_documents_in_windows_over_http(http, folder) -> None:
+    """The Cohere shape's ``aggregate`` extension, each result's ``windows``, the model card's limits."""
+    query, ids = _request(folder, 3)
+    long_text = " ".join(folder.passages[p] for p in ids)
+    docs = [long_text, "fleas"]
+    with RerankerClient(http.target) as client:
+        want = {r.index: r for r in client.rerank(query, [("", d) for d in docs], model="teacher", aggregate="first-max").results}
+    status, body, _ = call(http, "/v2/rerank", {"model": "teacher", "query": query, "documents": docs, "aggregate": "first-max"})
+    assert status == 200, body
+    for r in body["results"]:
+        assert r["windows"] == max(1, want[r["index"]].windows) and r["truncated"] is False
+        assert math.isclose(r["model_score"], want[r["index"]].model_score, rel_tol=1e-5, abs_tol=1e-5)
+    assert body["results"][0]["windows"] > 2 or body["results"][1]["windows"] > 2
+    status, cards, _ = call(http, "/v1/models", method="GET")
+    teacher = {c["id"]: c for c in cards["data"]}["teacher"]
+    assert (teacher["window_tokens"], teacher["window_stride"], teacher["aggregate"]) == (38, 19, "max")
+
+
 def test_tei_shape(http, folder) -> None:
     query, ids = _request(folder, 4)
     texts = [folder.passages[p] for p in ids]
@@ -159,6 +177,7 @@ def test_tei_shape(http, folder) -> None:
             "fusion rule",
         ),
         ("/rerank", {"query": "flea", "texts": ["x " * 3000], "truncate": False, "model": "student"}, 400, "truncate"),
+        ("/v1/rerank", {"query": "flea", "documents": ["x"], "aggregate": "sum"}, 400, "not one of max, first-max, first"),
     ],
 )
 def test_bad_input_gets_a_clear_status_never_500(http, path, body, status, words) -> None:

@@ -124,7 +124,7 @@ def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:
         by_id = client.rerank(query, pids)
         by_text = client.rerank(query, [(p, folder.passages[p]) for p in pids[:5]], model="teacher", top_k=3)
     with LocalEngine.of(setup["colbert"], runtime=CPU, warmup=False) as local:  # texts, no store
-        want, truncated = local.scores(query, pids, [folder.passages[p] for p in pids])
+        want, truncated = local.scores(query, pids, [folder.passages[p] for p in pids], aggregate="first")
     got = np.zeros(len(pids), dtype=np.float32)
     for r in by_id.results:
         assert r.id == pids[r.index]
@@ -161,6 +161,11 @@ def test_results_equal_the_in_process_scorer(live, setup, folder) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
             "never truncated",
         ),
+        (
+            {"query": "q", "candidates": [("a", "t")], "aggregate": "mean"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "aggregate 'mean' is not one of max, first-max, first",
+        ),
     ],
 )
 def test_bad_requests_get_precise_codes(live, kwargs, code, message) -> None:
@@ -170,6 +175,23 @@ def test_bad_requests_get_precise_codes(live, kwargs, code, message) -> None:
         assert info.value.code() == code
         assert message in info.value.details()
         assert client.health() == "SERVING"
+
+
+def test_long_texts_are_scored_in_windows_over_grpc(live, folder) -> None:
+    """A text longer than the model reads is scored window by window (ListModels says how); the
+    result counts its windows and is not truncated; ``first`` cuts it as a store build does."""
+    query, pids = request_of(folder, 3)
+    long_text = " ".join(folder.passages[p] for p in pids)
+    with RerankerClient(live.target) as client:
+        info = {m.name: m for m in client.list_models()}["teacher"]
+        windowed = client.rerank(query, [("long", long_text), ("short", "fleas")], model="teacher")
+        cut = client.rerank(query, [("long", long_text)], model="teacher", aggregate="first")
+    assert (info.window_tokens, info.window_stride, info.aggregate) == (38, 19, "max")
+    assert (info.max_windows_per_candidate, info.max_windows_per_request) == (16, 1000)
+    got = {r.id: r for r in windowed.results}
+    assert got["long"].windows > 2 and not got["long"].truncated and got["short"].windows in (0, 1)
+    assert cut.results[0].truncated and cut.results[0].windows in (0, 1)
+    assert got["long"].model_score >= cut.results[0].model_score - 1e-4  # max over windows, the first among them
 
 
 def test_concurrent_requests_share_batches_and_metrics_move(live, folder) -> None:

@@ -70,14 +70,14 @@ def answer(
     req: RerankInput,
     own: np.ndarray,
     invalid: np.ndarray,
-    flags: Sequence[tuple[bool, bool]],
+    flags: Sequence[tuple[bool, bool, int]],
     *,
     queue_s: float,
     inference_s: float,
     started: float,
 ) -> RerankOutput:
     """The output of ``req``: ``own`` (finite) model scores and ``invalid`` (replaced ones) per candidate,
-    ``flags`` (truncated, from the store) per candidate, fused by the request's rule, ordered, cut to top_k."""
+    ``flags`` (truncated, from the store, windows scored) per candidate, fused by the request's rule, ordered, cut to top_k."""
     rule = fusion_for(req, model)
     scores = (
         np.array(rule.fuse(own.tolist(), [float(s) for s in req.first_stage if s is not None]), dtype=np.float64)
@@ -105,15 +105,22 @@ def answer(
             float(own[i]),
             bool(invalid[i]),
             None if relevance is None else float(relevance[i]),
+            flags[i][2],
         )
         for i in order.tolist()
     ]
-    truncated = sum(cut for cut, _ in flags)
+    truncated = sum(f[0] for f in flags)
     return RerankOutput(
         model.name,
         out,
         queue_ms=queue_s * 1000.0,
         inference_ms=inference_s * 1000.0,
         total_ms=(time.monotonic() - started) * 1000.0,
-        stats={"candidates": len(flags), "truncated": truncated, "invalid": int(invalid.sum()), "below_min_relevance": below},
+        stats={
+            "candidates": len(flags),
+            "truncated": truncated,
+            "invalid": int(invalid.sum()),
+            "below_min_relevance": below,
+            "windows": sum(f[2] for f in flags),
+        },
     )

@@ -32,6 +32,7 @@ class Cached:
     score: float
     truncated: bool
     from_store: bool
+    windows: int = 1
 
 
 def _digest(text: str) -> bytes:
@@ -56,12 +57,20 @@ class ScoreCache:
 
     @staticmethod
     def keys(
-        model: str, identity: str, query: str, ids: Sequence[str], texts: Sequence[str], stored: Callable[[str], bool]
+        model: str,
+        identity: str,
+        query: str,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        stored: Callable[[str], bool],
+        aggregate: str = "",
     ) -> list[Key]:
-        """One key per candidate (``stored(pid)``: the model's store holds that id)."""
+        """One key per candidate (``stored(pid)``: the model's store holds that id); a text's key
+        names the ``aggregate`` of its windows."""
         q = _digest(query)
+        t = "t" + aggregate + ":"
         return [
-            (model, identity, q, "i" + pid if stored(pid) else "t" + _digest(text).hex())
+            (model, identity, q, "i" + pid if stored(pid) else t + _digest(text).hex())
             for pid, text in zip(ids, texts, strict=True)
         ]
 

@@ -15,6 +15,9 @@ from reranker.errors import ConfigError
 from reranker.fusion import FIRST_STAGES, FusionRule
 from reranker.runtime.config import BACKENDS, RuntimeConfig
 
+AGGREGATES = ("max", "first-max", "first")
+"""How the window scores of a long candidate text become its score (:attr:`Limits.aggregate`)."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -26,12 +29,47 @@ class Limits:
     """Characters in a query (word pieces are limited by the model)."""
     max_passage_chars: int = 20000
     """Characters of one candidate text read (longer texts are cut to it and flagged truncated, never
-    refused; the model cuts again at its passage length)."""
+    refused)."""
+    window_tokens: int | None = None
+    """Word pieces per window of a candidate text longer than the model's passage length (such a text
+    is scored window by window and the windows' scores aggregated); None = the model's passage length."""
+    window_stride: int | None = None
+    """Word pieces from the start of one window to the next (at most ``window_tokens``: windows overlap
+    or touch, never leave a gap); None = half a window."""
+    max_windows_per_candidate: int = 16
+    """Windows scored of one candidate; a longer text is cut after them and flagged truncated
+    (1 = every text is cut at the model's passage length, no windows)."""
+    max_windows_per_request: int = 1000
+    """Windows scored in one request, one per candidate counted first; candidates beyond it (in request
+    order) keep their first window only and are flagged truncated. Bounds a request's cost."""
+    aggregate: str = "max"
+    """How a candidate's window scores become its score: ``max`` (MaxP), ``first-max`` (mean of the
+    first window's and the best window's) or ``first`` (the first window only: truncation);
+    a request may choose another."""
 
     def __post_init__(self) -> None:
-        for name in ("max_candidates", "max_query_chars", "max_passage_chars"):
+        for name in (
+            "max_candidates",
+            "max_query_chars",
+            "max_passage_chars",
+            "max_windows_per_candidate",
+            "max_windows_per_request",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("window_tokens", "window_stride"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(
+                    f"{name} must be a whole number of word pieces >= 1 (leave it out for the model's default), got {value!r}"
+                )
+        if self.window_tokens is not None and self.window_stride is not None and self.window_stride > self.window_tokens:
+            raise ConfigError(
+                f"window_stride ({self.window_stride}) must be at most window_tokens ({self.window_tokens}): "
+                "a larger stride would leave text between windows unread"
+            )
+        if self.aggregate not in AGGREGATES:
+            raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import numpy as np
 from reranker.engine.admission import Admission, Stake, Watch
 from reranker.engine.answer import answer, fusion_for, replace_invalid
 from reranker.engine.cache import Cached, ScoreCache
-from reranker.engine.config import EngineConfig
+from reranker.engine.config import AGGREGATES, EngineConfig
 from reranker.engine.loader import open_model
 from reranker.engine.messages import RerankInput, RerankOutput
-from reranker.engine.prepare import PassageItem, QueryItem
+from reranker.engine.prepare import Passages, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
 from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
 from reranker.fusion import FusionRule, rule_for_first_stage
@@ -115,6 +115,11 @@ class Engine:
                 raise InvalidInputError(f"min_relevance must be in [0, 1] (a probability), got {req.min_relevance}")
             if model.calibration is None:
                 raise InvalidInputError(f"model {model.name} has no calibration: its scores carry no relevance for min_relevance")
+        if req.aggregate and req.aggregate not in AGGREGATES:
+            raise InvalidInputError(
+                f"aggregate {quoted(req.aggregate)} is not one of {', '.join(AGGREGATES)} "
+                f"(empty = the model's, {model.limits.aggregate})"
+            )
         self.fusion_for(req, model)
 
     fusion_for = staticmethod(fusion_for)
@@ -143,8 +148,9 @@ class Engine:
         cap = model.limits.max_passage_chars
         cut = [len(t) > cap for t in req.texts]
         texts = [t[:cap] for t in req.texts] if any(cut) else list(req.texts)
+        aggregate = req.aggregate or model.limits.aggregate
         keys = (  # hashed on the event loop: only requests of at most CACHED_TEXT characters of text
-            self.cache.keys(model.name, model.identity, req.query, req.ids, texts, model.prepare.stored)
+            self.cache.keys(model.name, model.identity, req.query, req.ids, texts, model.prepare.stored, aggregate)
             if self.cache.enabled and sum(map(len, texts)) <= CACHED_TEXT
             else []
         )
@@ -156,21 +162,21 @@ class Engine:
             own, invalid = replace_invalid(
                 model.name, req.ids, np.array([c.score for c in cached], np.float32), self.sink, self._logged_invalid
             )
-            flags = [(c.truncated or x, c.from_store) for c, x in zip(cached, cut, strict=True)]
+            flags = [(c.truncated or x, c.from_store, c.windows) for c, x in zip(cached, cut, strict=True)]
             return answer(model, req, own, invalid, flags, queue_s=0.0, inference_s=0.0, started=started)
-        encodes = model.prepare.needs_encoding(req.ids, texts)  # passages the pre stage must encode
-        stake = self.admission.admit(model.costs.estimate(len(req.ids), encodes), encodes, deadline)
+        pairs_estimate, encodes = model.prepare.estimate(req.ids, texts, aggregate)  # windows to score, to encode
+        stake = self.admission.admit(model.costs.estimate(pairs_estimate, encodes), encodes, deadline)
         watch = Watch(deadline)
         scored = answered = False
         try:
             pre_start = time.monotonic()
-            query, passages = await self._pre_stage(model, req, texts, watch, stake)
+            query, passages = await self._pre_stage(model, req, texts, aggregate, watch, stake)
             pre_seconds = time.monotonic() - pre_start
             watch.check()
-            hits = sum(p.from_store for p in passages)
-            self.sink.store_lookups(model.name, hits, len(passages) - hits if model.has_store else 0)
+            hits = sum(passages.from_store)
+            self.sink.store_lookups(model.name, hits, len(req.ids) - hits if model.has_store else 0)
             now = time.monotonic()
-            pairs = [Pair(query, p, now) for p in passages]
+            pairs = [Pair(query, p, now) for p in passages.items]
             self.sink.queue_depth(model.name, model.batcher.queue_depth + len(pairs))
             scored = True  # from here on the batcher counts what it drops
             results = await model.batcher.submit(pairs, deadline=deadline)
@@ -190,11 +196,18 @@ class Engine:
                 stake, answered, running_s=model.costs.encode_s * min(stake.encodes, model.prepare.budget.max_batch_size)
             )
             self.sink.queue_depth(model.name, model.batcher.queue_depth)  # on every path, errors too
-        scores = np.array([r.score for r in results], dtype=np.float32)
+        scores = passages.aggregate(np.array([r.score for r in results], dtype=np.float32), aggregate)
         own, invalid = replace_invalid(model.name, req.ids, scores, self.sink, self._logged_invalid)
-        flags = [(p.truncated or c, p.from_store) for p, c in zip(passages, cut, strict=True)]
-        if keys:
-            self.cache.put_all(keys, [Cached(float(s), p.truncated, p.from_store) for s, p in zip(scores, passages, strict=True)])
+        windows = passages.windows.tolist()
+        flags = [(t or c, s, w) for t, s, w, c in zip(passages.truncated, passages.from_store, windows, cut, strict=True)]
+        if keys:  # not a candidate whose windows the request's limit cut (alone it would have more)
+            whole = passages.windows.sum() < model.prepare.windowing(aggregate).per_request
+            kept = [
+                (k, Cached(float(s), t, f, w))
+                for k, s, t, f, w in zip(keys, scores, passages.truncated, passages.from_store, windows, strict=True)
+                if whole or not t
+            ]
+            self.cache.put_all([k for k, _ in kept], [v for _, v in kept])
             self.sink.cache(model.name, 0, len(keys), self.cache.nbytes)
         batches = {r.batch_started: r.batch_seconds for r in results}
         queue_s = max((r.waited for r in results), default=0.0)
@@ -203,8 +216,8 @@ class Engine:
         )
 
     async def _pre_stage(
-        self, model: ServedModel, req: RerankInput, texts: Sequence[str], watch: Watch, stake: Stake
-    ) -> tuple[QueryItem, list[PassageItem]]:
+        self, model: ServedModel, req: RerankInput, texts: Sequence[str], aggregate: str, watch: Watch, stake: Stake
+    ) -> tuple[QueryItem, Passages]:
         """The query on the query pool, the passages (encoded on the encode pool when they need it) in
         parallel; the request's stake in the pre-stage bounds is released when both have really ended."""
         loop = asyncio.get_running_loop()
@@ -215,13 +228,13 @@ class Engine:
             if left[0] == 0:
                 self.admission.prepared(stake)
 
-        def encode() -> list[PassageItem]:
+        def encode() -> Passages:
             watch.check()
             began = time.monotonic()
-            items = model.prepare.passages(req.ids, texts, watch.check)
-            if stake.encodes:
-                model.costs.observe_encodes(stake.encodes, time.monotonic() - began)
-            return items
+            passages = model.prepare.passages(req.ids, texts, aggregate, watch.check)
+            if passages.encoded:
+                model.costs.observe_encodes(passages.encoded, time.monotonic() - began)
+            return passages
 
         def query() -> QueryItem:
             watch.check()

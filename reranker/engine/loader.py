@@ -37,7 +37,7 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
     store = PassageStore.open(spec.store, artifact) if spec.store else None
     runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
     scorer = open_scorer(artifact, runtime)
-    prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store)
+    prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store, spec.limits)
     log.info(
         "model %s: %s %s artifact %s on %s, store %s",
         spec.name,

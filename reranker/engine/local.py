@@ -54,19 +54,20 @@ class LocalEngine:
         first_stage: Sequence[float | None] = (),
         fusion: FusionRule | None = None,
         first_stage_kind: str = "",
+        aggregate: str = "",
     ) -> RerankOutput:
         """:meth:`Engine.rerank` for one request; ``texts`` default to empty (look every id up);
-        ``first_stage`` scores, a ``fusion`` override and the ``first_stage_kind`` as in :class:`RerankInput`."""
+        ``first_stage`` scores, a ``fusion`` override, the ``first_stage_kind`` and the ``aggregate`` of
+        long texts' windows as in :class:`RerankInput`."""
         texts = list(texts) if texts is not None else [""] * len(ids)
-        return self._call(
-            self.engine.rerank(RerankInput(query, list(ids), texts, model, top_k, list(first_stage), fusion, first_stage_kind))
-        )
+        req = RerankInput(query, list(ids), texts, model, top_k, list(first_stage), fusion, first_stage_kind, aggregate=aggregate)
+        return self._call(self.engine.rerank(req))
 
     def scores(
-        self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None, *, model: str = ""
+        self, query: str, ids: Sequence[str], texts: Sequence[str] | None = None, *, model: str = "", aggregate: str = ""
     ) -> tuple[list[float], list[bool]]:
         """Scores and truncation flags of every candidate in input order (not sorted)."""
-        out = self.rerank(query, ids, texts, model=model)
+        out = self.rerank(query, ids, texts, model=model, aggregate=aggregate)
         scores, truncated = [0.0] * len(ids), [False] * len(ids)
         for r in out.results:
             scores[r.index], truncated[r.index] = r.score, r.truncated

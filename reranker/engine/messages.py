@@ -25,10 +25,13 @@ class RerankInput:
     fusion: FusionRule | None = None
     """Overrides the model's fusion rule for this request (None = the model's)."""
     first_stage_kind: str = ""
-    min_relevance: float | None = None
-    """Drop results whose calibrated relevance is below this (in [0, 1]; the model needs a calibration)."""
     """The kind of first stage the candidates come from (``bm25``, ``dense``, ``sparse``): the model's
     shipped fusion choice for it applies, unless ``fusion`` overrides it; empty = the model's rule."""
+    min_relevance: float | None = None
+    """Drop results whose calibrated relevance is below this (in [0, 1]; the model needs a calibration)."""
+    aggregate: str = ""
+    """How the windows of a text longer than the model's passage length make its score: ``max``,
+    ``first-max`` or ``first`` (truncation); empty = the model's (:attr:`Limits.aggregate`)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Scored:
     by the lowest finite score of the request (what fusion sees) and the candidate ranks last."""
     relevance: float | None = None
     """P(relevant) of the model's own score by the model's calibration (None: the model has none)."""
+    windows: int = 1
+    """Windows of the candidate's text that were scored (its model score aggregates theirs)."""
 
 
 @dataclass
@@ -63,4 +68,4 @@ class RerankOutput:
     """Compute time: the pre stage plus every batch that held one of the request's pairs."""
     total_ms: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
-    """``candidates``, ``truncated`` and ``invalid`` counts."""
+    """``candidates``, ``truncated``, ``invalid``, ``below_min_relevance`` and ``windows`` counts."""

@@ -8,6 +8,8 @@ so a stored state is exactly what serving would compute from the text.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,10 +17,11 @@ import numpy as np
 
 from reranker.arch import ArchSpec
 from reranker.engine.batcher import BatcherConfig
+from reranker.engine.config import Limits
 from reranker.errors import ConfigError, InvalidInputError, NotFoundError, some
 from reranker.runtime import OnnxScorer
 from reranker.store import PassageStore
-from reranker.tokenization import Preprocessor
+from reranker.tokenization import Encoded, Preprocessor
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,101 @@ class PassageItem:
     @property
     def length(self) -> int:
         return int(self.data.shape[0])
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How a candidate text longer than the model's passage length is scored: overlapping windows of
+    word pieces, each scored as a passage, their scores aggregated (MaxP and FirstP: Dai and Callan,
+    "Deeper Text Understanding for IR with Contextual Neural Language Modeling", SIGIR 2019)."""
+
+    size: int
+    """Word pieces per window (at most the model's passage length)."""
+    stride: int
+    """Word pieces between the starts of two windows (1 <= stride <= size)."""
+    per_candidate: int
+    """Windows scored of one candidate at most."""
+    per_request: int
+    """Windows scored in one request at most (one per candidate counted first)."""
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.stride <= self.size and self.per_candidate >= 1 and self.per_request >= 1):
+            raise ConfigError(f"invalid windowing {self}: need 1 <= stride <= size and limits >= 1")
+
+    @classmethod
+    def of(cls, limits: Limits, passage_tokens: int, arch: str = "") -> Windowing:
+        """The windowing of a model's limits; ConfigError when a window is longer than the model reads."""
+        size = limits.window_tokens or passage_tokens
+        if size > passage_tokens:
+            raise ConfigError(
+                f"window_tokens {size} is longer than this {arch} model reads of a passage "
+                f"({passage_tokens} word pieces); use at most {passage_tokens}"
+            )
+        stride = limits.window_stride or max(1, size // 2)
+        if stride > size:
+            raise ConfigError(f"window_stride {stride} is longer than a window ({size} word pieces); use at most {size}")
+        return cls(size, stride, limits.max_windows_per_candidate, limits.max_windows_per_request)
+
+    def starts(self, pieces: int) -> list[int]:
+        """Start of every window over a text of ``pieces`` word pieces (the last one ends with the text).
+
+        >>> Windowing(4, 2, 8, 100).starts(3), Windowing(4, 2, 8, 100).starts(9)
+        ([0], [0, 2, 4, 5])
+        """
+        if pieces <= self.size:
+            return [0]
+        count = -(-(pieces - self.size) // self.stride) + 1
+        return [min(j * self.stride, pieces - self.size) for j in range(count)]
+
+    def allot(self, wanted: Sequence[int]) -> list[int]:
+        """Windows granted to each candidate wanting ``wanted`` of them: at least one each, at most
+        :attr:`per_candidate`, the rest of :attr:`per_request` in request order.
+
+        >>> Windowing(4, 2, 3, 6).allot([5, 1, 4, 2])
+        [3, 1, 1, 1]
+        """
+        spare = self.per_request - len(wanted)
+        granted = []
+        for w in wanted:
+            extra = max(0, min(w, self.per_candidate, spare + 1) - 1)
+            spare -= extra
+            granted.append(1 + extra)
+        return granted
+
+
+@dataclass(frozen=True)
+class Passages:
+    """The passage side of a request: one item per scored window, candidates in request order."""
+
+    items: list[PassageItem]
+    """Every window of every candidate (a passage from the store or a short text is one window)."""
+    windows: np.ndarray
+    """(candidates,) int64: windows scored per candidate (>= 1)."""
+    truncated: list[bool]
+    """Per candidate: text was left unread (past the last window scored)."""
+    from_store: list[bool]
+    """Per candidate: the state came from the passage store."""
+    encoded: int
+    """Windows encoded at query time (split models; 0 for the cross-encoder)."""
+
+    def aggregate(self, scores: np.ndarray, how: str) -> np.ndarray:
+        """(candidates,) scores from (windows,) window scores: ``max``, ``first-max`` (mean of the first
+        and the best window) or ``first``; NaN in any window gives NaN.
+
+        >>> p = Passages([], np.array([1, 3]), [False] * 2, [False] * 2, 0)
+        >>> [p.aggregate(np.array([0.5, 0.1, 0.9, 0.3]), h).round(2).tolist() for h in ("max", "first-max", "first")]
+        [[0.5, 0.9], [0.5, 0.5], [0.5, 0.1]]
+        """
+        starts = np.concatenate([[0], np.cumsum(self.windows)[:-1]])
+        first = scores[starts]
+        if how == "first":
+            return first
+        best = np.maximum.reduceat(scores, starts)
+        if how == "max":
+            return best
+        if how == "first-max":
+            return (first + best) / 2
+        raise InvalidInputError(f"aggregate must be one of max, first-max or first, got {how!r}")
 
 
 def plan_batches(lengths: Sequence[int], max_pairs: int, max_tokens: int) -> list[np.ndarray]:
@@ -102,11 +200,21 @@ class Prepare:
     """Pre stage of one model: text -> items, stored states by id, within the batching budget."""
 
     def __init__(
-        self, arch: ArchSpec, prep: Preprocessor, scorer: OnnxScorer, budget: BatcherConfig, store: PassageStore | None = None
+        self,
+        arch: ArchSpec,
+        prep: Preprocessor,
+        scorer: OnnxScorer,
+        budget: BatcherConfig,
+        store: PassageStore | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if store is not None and not arch.split:
             raise ConfigError(f"a {arch.name} model cannot use a passage store: it has no passage-side state")
         self.arch, self.prep, self.scorer, self.budget, self.store = arch, prep, scorer, budget, store
+        self.window_plan = Windowing.of(limits or Limits(), self.passage_token_limit, arch.name)
+        """How texts longer than the model's passage length are scored (:class:`Windowing`)."""
+        self.pieces_per_char = 0.25
+        """Running word pieces per character of candidate texts (English: about 0.22)."""
 
     @property
     def query_token_limit(self) -> int:
@@ -138,14 +246,16 @@ class Prepare:
         return QueryItem(vectors[0, : int(mask[0].sum())])
 
     def texts(self, texts: Sequence[str], check: Callable[[], None] | None = None) -> list[PassageItem]:
-        """Passage items from text: ids for the cross-encoder, else the passage encoder's state,
-        encoded in length-sorted batches of the budget; ``check`` runs before each batch (it raises to
-        stop abandoned work)."""
-        enc = self.prep.passages(texts)
+        """Passage items from text cut at the model's passage length (what a store holds): ids for the
+        cross-encoder, else the passage encoder's state, encoded in length-sorted batches of the
+        budget; ``check`` runs before each batch (it raises to stop abandoned work)."""
+        return self._items(self.prep.passages(texts), check)
+
+    def _items(self, enc: Encoded, check: Callable[[], None] | None) -> list[PassageItem]:
         lengths = enc.attention_mask.sum(1)
         if not self.arch.split:
-            return [PassageItem(enc.input_ids[i, : lengths[i]], bool(enc.truncated[i]), False) for i in range(len(texts))]
-        items: list[PassageItem | None] = [None] * len(texts)
+            return [PassageItem(enc.input_ids[i, : lengths[i]], bool(enc.truncated[i]), False) for i in range(len(lengths))]
+        items: list[PassageItem | None] = [None] * len(lengths)
         for batch in plan_batches(lengths.tolist(), self.budget.max_batch_size, self.budget.max_batch_cost):
             if check is not None:
                 check()
@@ -155,21 +265,61 @@ class Prepare:
                 items[i] = PassageItem(vectors[row, : int(mask[row].sum())], bool(enc.truncated[i]), False)
         return items  # type: ignore[return-value]
 
-    def needs_encoding(self, ids: Sequence[str], texts: Sequence[str]) -> int:
-        """How many of these candidates the pre stage must encode from their text."""
-        if not self.arch.split:
-            return 0
-        return sum(1 for pid, text in zip(ids, texts, strict=True) if text and not self.stored(pid))
+    def windowing(self, aggregate: str) -> Windowing:
+        """The windowing for an aggregate: the model's, or for ``first`` one window of the model's
+        passage length (truncation)."""
+        if aggregate == "first":
+            limit = self.passage_token_limit
+            return Windowing(limit, limit, 1, self.window_plan.per_request)
+        return self.window_plan
+
+    def windows(
+        self, texts: Sequence[str], windowing: Windowing, check: Callable[[], None] | None = None
+    ) -> tuple[list[list[PassageItem]], list[bool]]:
+        """Each text's windows as passage items (:meth:`texts` of every window) and whether text was
+        left unread after the last window granted (:meth:`Windowing.allot`)."""
+        pieces = self.prep.tokenizer.word_pieces(texts)
+        chars = sum(map(len, texts))
+        if chars:  # running word pieces per character: the admission estimate of windows
+            self.pieces_per_char += 0.1 * (sum(map(len, pieces)) / chars - self.pieces_per_char)
+        starts = [windowing.starts(len(p)) for p in pieces]
+        granted = windowing.allot([len(s) for s in starts])
+        rows: list[Sequence[int]] = []
+        unread: list[bool] = []
+        for p, s, g in zip(pieces, starts, granted, strict=True):
+            rows.extend(p[start : start + windowing.size] for start in s[:g])
+            unread.append(s[g - 1] + windowing.size < len(p))
+        items = iter(self._items(self.prep.passage_pieces(rows), check))
+        return [[next(items) for _ in range(g)] for g in granted], unread
+
+    def estimate(self, ids: Sequence[str], texts: Sequence[str], aggregate: str) -> tuple[int, int]:
+        """(pairs, encodes) a request will cost: windows scored, and windows the pre stage must encode
+        from text (split models), estimated from the characters of each text (no tokenising here)."""
+        windowing = self.windowing(aggregate)
+        size, stride, ratio = windowing.size, windowing.stride, self.pieces_per_char
+        wanted = []
+        for pid, text in zip(ids, texts, strict=True):
+            if not text or self.stored(pid):
+                wanted.append(0)
+                continue
+            pieces = len(text) * ratio
+            wanted.append(1 if pieces <= size else 1 + math.ceil((pieces - size) / stride))
+        from_text = sum(windowing.allot([max(w, 1) for w in wanted])[i] for i, w in enumerate(wanted) if w)
+        pairs = from_text + sum(1 for w in wanted if not w)
+        return pairs, from_text if self.arch.split else 0
 
     def stored(self, pid: str) -> bool:
         """Whether the passage store holds ``pid`` (its stored state is then what is scored)."""
         return self.store is not None and bool(pid) and pid in self.store
 
-    def passages(self, ids: Sequence[str], texts: Sequence[str], check: Callable[[], None] | None = None) -> list[PassageItem]:
+    def passages(
+        self, ids: Sequence[str], texts: Sequence[str], aggregate: str, check: Callable[[], None] | None = None
+    ) -> Passages:
         """Stored state for ids in the passage store (a text sent with a stored id is not used); the
-        text (encoded now, ``check`` before each batch) for the others. :class:`NotFoundError` names
-        the candidates with neither."""
-        items: list[PassageItem | None] = [None] * len(ids)
+        text's windows (encoded now, ``check`` before each batch) for the others. :class:`NotFoundError`
+        names the candidates with neither."""
+        items: list[list[PassageItem]] = [[] for _ in ids]
+        truncated = [False] * len(ids)
         to_encode: list[int] = []
         missing: list[str] = []
         stored: list[int] = []
@@ -186,11 +336,22 @@ class Prepare:
         if stored:  # one decode for all stored candidates (compressed stores decode in one pass)
             assert self.store is not None
             for i, state in zip(stored, self.store.get_many([ids[i] for i in stored]), strict=True):
-                items[i] = PassageItem(state, self.store.is_truncated(ids[i]), True)
+                items[i] = [PassageItem(state, self.store.is_truncated(ids[i]), True)]
+                truncated[i] = items[i][0].truncated
+        encoded = 0
         if to_encode:
-            for i, item in zip(to_encode, self.texts([texts[i] for i in to_encode], check), strict=True):
-                items[i] = item
-        return items  # type: ignore[return-value]
+            windowing = self.windowing(aggregate)  # stored candidates take one window each of the request's
+            windowing = dataclasses.replace(windowing, per_request=max(1, windowing.per_request - len(stored)))
+            windows, unread = self.windows([texts[i] for i in to_encode], windowing, check)
+            for i, its, cut in zip(to_encode, windows, unread, strict=True):
+                items[i], truncated[i] = its, cut
+                encoded += len(its)
+        from_store = [False] * len(ids)
+        for i in stored:
+            from_store[i] = True
+        counts = np.fromiter((len(its) for its in items), dtype=np.int64, count=len(items))
+        flat = [item for its in items for item in its]
+        return Passages(flat, counts, truncated, from_store, encoded if self.arch.split else 0)
 
     def pad_pairs(
         self, queries: Sequence[QueryItem], passages: Sequence[PassageItem]

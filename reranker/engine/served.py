@@ -70,7 +70,7 @@ class ModelDescription:
     max_query_tokens: int
     """Word pieces a query may have (queries are never truncated)."""
     max_passage_tokens: int
-    """Word pieces of a passage the model reads (longer texts are cut and flagged)."""
+    """Word pieces of a passage the model reads at once (longer texts are scored in windows)."""
     score_kind: str
     """What the score is."""
     max_query_chars: int
@@ -85,6 +85,16 @@ class ModelDescription:
     """First-stage kinds the model ships a fusion choice for (a request may name one)."""
     calibrated: bool = False
     """Results carry a calibrated relevance (requests may set min_relevance)."""
+    window_tokens: int = 0
+    """Word pieces per window of a candidate text longer than ``max_passage_tokens``."""
+    window_stride: int = 0
+    """Word pieces from one window's start to the next."""
+    max_windows_per_candidate: int = 1
+    """Windows scored of one candidate (text after them is not read: truncated)."""
+    max_windows_per_request: int = 1
+    """Windows scored in one request (one per candidate counted first)."""
+    aggregate: str = "max"
+    """How window scores become the candidate's score (``max``, ``first-max``, ``first``)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,11 @@ class ServedModel:
             fusion=self.fusion,
             first_stages=tuple(sorted(self.first_stage_rules)),
             calibrated=calibration is not None,
+            window_tokens=prepare.window_plan.size,
+            window_stride=prepare.window_plan.stride,
+            max_windows_per_candidate=prepare.window_plan.per_candidate,
+            max_windows_per_request=prepare.window_plan.per_request,
+            aggregate=limits.aggregate,
         )
         self.costs = UnitCosts()
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""

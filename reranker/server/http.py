@@ -100,7 +100,9 @@ def cohere_input(body: s.CohereRerankRequest, engine: Engine) -> tuple[RerankInp
         fusion = base.override(body.fusion.rule, body.fusion.weight)
     first = firsts if any(f is not None for f in firsts) else []
     kind = body.first_stage or ""
-    inp = RerankInput(body.query, ids, texts, body.model or "", body.top_n or 0, first, fusion, kind, body.min_relevance)
+    inp = RerankInput(
+        body.query, ids, texts, body.model or "", body.top_n or 0, first, fusion, kind, body.min_relevance, body.aggregate or ""
+    )
     return inp, [t if t else None for t in texts]
 
 
@@ -163,6 +165,7 @@ def cohere_answer(out: RerankOutput, texts: list[str | None], with_documents: bo
             "truncated": r.truncated,
             "source": "store" if r.from_store else "text",
             "invalid_score": r.invalid,
+            "windows": r.windows,
         }
         if r.relevance is not None:
             item["relevance"] = r.relevance
@@ -278,6 +281,11 @@ def build_app(state: HttpState) -> FastAPI:
                     store_passages=d.store_passages,
                     is_default=d.name == engine.default,
                     first_stages=list(d.first_stages),
+                    window_tokens=d.window_tokens,
+                    window_stride=d.window_stride,
+                    max_windows_per_candidate=d.max_windows_per_candidate,
+                    max_windows_per_request=d.max_windows_per_request,
+                    aggregate=d.aggregate,
                 )
                 for d in engine.describe()
             ]

@@ -55,6 +55,11 @@ class CohereRerankRequest(_Lenient):
     min_relevance: float | None = Field(
         default=None, description="reranker extension: leave out results whose calibrated relevance is below this (0..1)"
     )
+    aggregate: str | None = Field(
+        default=None,
+        description="reranker extension: how a text longer than the model reads is scored: max (its windows' best), "
+        "first-max (mean of the first and the best window) or first (cut); none = the model's",
+    )
 
 
 class ResultDocument(BaseModel):
@@ -73,6 +78,7 @@ class CohereResult(BaseModel):
     truncated: bool = Field(default=False, description="reranker extension: the passage was cut")
     source: Literal["store", "text"] = Field(default="text", description="reranker extension: where its state came from")
     invalid_score: bool = Field(default=False, description="reranker extension: the model's score was NaN or infinite")
+    windows: int = Field(default=1, description="reranker extension: windows of the text scored (their aggregate)")
 
 
 class BilledUnits(BaseModel):
@@ -136,6 +142,11 @@ class ModelCard(BaseModel):
     store_passages: int
     is_default: bool
     first_stages: list[str] = Field(default_factory=list, description="first-stage kinds with a shipped fusion choice")
+    window_tokens: int = Field(description="word pieces per window of a longer text")
+    window_stride: int = Field(description="word pieces from one window's start to the next")
+    max_windows_per_candidate: int
+    max_windows_per_request: int
+    aggregate: str = Field(description="how window scores become a text's score: max, first-max or first")
 
 
 class ModelList(BaseModel):

@@ -109,6 +109,11 @@ def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb
         fusion=pb.Fusion(rule=d.fusion.rule, weight=d.fusion.weight),
         first_stages=list(d.first_stages),
         calibrated=d.calibrated,
+        window_tokens=d.window_tokens,
+        window_stride=d.window_stride,
+        max_windows_per_candidate=d.max_windows_per_candidate,
+        max_windows_per_request=d.max_windows_per_request,
+        aggregate=d.aggregate,
     )
 
 
@@ -144,6 +149,7 @@ def rerank_input(request: pb.RerankRequest, engine: Engine) -> RerankInput:
         fusion=request_fusion(request, engine),
         first_stage_kind=request.first_stage,
         min_relevance=request.min_relevance if request.HasField("min_relevance") else None,
+        aggregate=request.aggregate,
     )
 
 
@@ -156,7 +162,7 @@ def rerank_response(out: RerankOutput) -> pb.RerankResponse:
     )
     add = response.results.add
     for r in out.results:
-        if r.invalid or r.relevance is not None:  # every field
+        if r.invalid or r.relevance is not None or r.windows > 1:  # every field
             result = add(
                 id=r.id,
                 index=r.index,
@@ -165,6 +171,7 @@ def rerank_response(out: RerankOutput) -> pb.RerankResponse:
                 source=SOURCE[r.from_store],
                 model_score=r.model_score,
                 invalid_score=r.invalid,
+                windows=r.windows,
             )
             if r.relevance is not None:  # a calibrated model
                 result.relevance = r.relevance

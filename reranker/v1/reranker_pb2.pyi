@@ -26,7 +26,7 @@ class Fusion(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "candidates", "model", "top_k", "fusion", "first_stage", "min_relevance")
+    __slots__ = ("query", "candidates", "model", "top_k", "fusion", "first_stage", "min_relevance", "aggregate")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class RerankRequest(_message.Message):
     FUSION_FIELD_NUMBER: _ClassVar[int]
     FIRST_STAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     model: str
@@ -41,10 +42,11 @@ class RerankRequest(_message.Message):
     fusion: Fusion
     first_stage: str
     min_relevance: float
-    def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stage: _Optional[str] = ..., min_relevance: _Optional[float] = ...) -> None: ...
+    aggregate: str
+    def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stage: _Optional[str] = ..., min_relevance: _Optional[float] = ..., aggregate: _Optional[str] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("id", "index", "score", "truncated", "source", "model_score", "invalid_score", "relevance")
+    __slots__ = ("id", "index", "score", "truncated", "source", "model_score", "invalid_score", "relevance", "windows")
     class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SOURCE_UNSPECIFIED: _ClassVar[Result.Source]
@@ -61,6 +63,7 @@ class Result(_message.Message):
     MODEL_SCORE_FIELD_NUMBER: _ClassVar[int]
     INVALID_SCORE_FIELD_NUMBER: _ClassVar[int]
     RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     score: float
@@ -69,7 +72,8 @@ class Result(_message.Message):
     model_score: float
     invalid_score: bool
     relevance: float
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ..., model_score: _Optional[float] = ..., invalid_score: _Optional[bool] = ..., relevance: _Optional[float] = ...) -> None: ...
+    windows: int
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., truncated: _Optional[bool] = ..., source: _Optional[_Union[Result.Source, str]] = ..., model_score: _Optional[float] = ..., invalid_score: _Optional[bool] = ..., relevance: _Optional[float] = ..., windows: _Optional[int] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_ms", "inference_ms", "total_ms")
@@ -98,7 +102,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms", "fusion", "first_stages", "calibrated")
+    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms", "fusion", "first_stages", "calibrated", "window_tokens", "window_stride", "max_windows_per_candidate", "max_windows_per_request", "aggregate")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +121,11 @@ class ModelInfo(_message.Message):
     FUSION_FIELD_NUMBER: _ClassVar[int]
     FIRST_STAGES_FIELD_NUMBER: _ClassVar[int]
     CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_STRIDE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WINDOWS_PER_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WINDOWS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     arch: str
     precision: str
@@ -135,7 +144,12 @@ class ModelInfo(_message.Message):
     fusion: Fusion
     first_stages: _containers.RepeatedScalarFieldContainer[str]
     calibrated: bool
-    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stages: _Optional[_Iterable[str]] = ..., calibrated: _Optional[bool] = ...) -> None: ...
+    window_tokens: int
+    window_stride: int
+    max_windows_per_candidate: int
+    max_windows_per_request: int
+    aggregate: str
+    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stages: _Optional[_Iterable[str]] = ..., calibrated: _Optional[bool] = ..., window_tokens: _Optional[int] = ..., window_stride: _Optional[int] = ..., max_windows_per_candidate: _Optional[int] = ..., max_windows_per_request: _Optional[int] = ..., aggregate: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "default_model", "max_message_bytes", "max_pending_requests", "max_pending_encodes")
