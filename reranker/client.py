@@ -74,13 +74,24 @@ class RerankerClient:
         first_stage: str = "",
         min_relevance: float | None = None,
         aggregate: str = "",
+        tier: str = "",
+        no_fallback: bool = False,
     ) -> pb.RerankResponse:
         """``fusion`` ('none', 'minmax', 'zscore', 'rrf') and ``fusion_weight`` override the model's rule;
         ``first_stage`` ('bm25', 'dense', 'sparse') names the candidates' first stage, whose shipped
         fusion choice the model then applies; ``min_relevance`` drops results of a calibrated model below
         that probability (``RerankResponse.below_min_relevance`` counts them); ``aggregate`` ('max',
-        'first-max', 'first') says how texts longer than the model reads are scored from their windows."""
-        request = pb.RerankRequest(query=query, model=model, top_k=top_k, first_stage=first_stage, aggregate=aggregate)
+        'first-max', 'first') says how texts longer than the model reads are scored from their windows;
+        for a cascade, ``tier`` pins the tier that scores and ``no_fallback`` allows only its first."""
+        request = pb.RerankRequest(
+            query=query,
+            model=model,
+            top_k=top_k,
+            first_stage=first_stage,
+            aggregate=aggregate,
+            tier=tier,
+            no_fallback=no_fallback,
+        )
         if min_relevance is not None:
             request.min_relevance = min_relevance
         _add_candidates(request, candidates)

@@ -139,6 +139,20 @@ def test_long_documents_in_windows_over_http(http, folder) -> None:
     assert (teacher["window_tokens"], teacher["window_stride"], teacher["aggregate"]) == (38, 19, "max")
 
 
+def test_a_cascade_over_http(http, folder) -> None:
+    query, ids = _request(folder, 3)
+    docs = [{"id": p, "text": folder.passages[p], "first_stage_score": float(3 - i)} for i, p in enumerate(ids)]
+    status, body, _ = call(http, "/v1/rerank", {"model": "auto", "query": query, "documents": docs})
+    assert status == 200, body
+    assert body["model"] == "auto" and body["scored_by"] == "teacher" and "teacher" in body["reason"]
+    status, body, _ = call(http, "/v1/rerank", {"model": "auto", "query": query, "documents": docs, "tier": "first-stage"})
+    assert status == 200 and body["scored_by"] == "first-stage" and [r["id"] for r in body["results"]] == ids
+    status, body, _ = call(http, "/v1/rerank", {"model": "auto", "query": query, "documents": docs, "tier": "nope"})
+    assert status == 400 and "is not one of cascade auto's tiers" in body["message"]
+    status, cards, _ = call(http, "/v1/models", method="GET")
+    assert cards["cascades"] == [{"name": "auto", "tiers": ["teacher", "student", "first-stage"], "reserve_ms": 20.0}]
+
+
 def test_tei_shape(http, folder) -> None:
     query, ids = _request(folder, 4)
     texts = [folder.passages[p] for p in ids]

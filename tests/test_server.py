@@ -21,11 +21,12 @@ pytest.importorskip("onnxruntime")
 from reranker.artifact import Artifact
 from reranker.client import RerankerClient
 from reranker.data import DataFolder
-from reranker.engine import BatcherConfig, Limits, LocalEngine, RuntimeConfig, passage_encoder
+from reranker.engine import BatcherConfig, CascadeSpec, Limits, LocalEngine, RuntimeConfig, passage_encoder
 from reranker.server.app import Running, start
 from reranker.server.config import ModelSpec, ServerConfig, load_config
 from reranker.store import PassageStore
 from reranker.store.build import build_store
+from reranker.v1 import reranker_pb2 as pb
 
 from .conftest import DL19_MINI
 
@@ -87,6 +88,7 @@ def setup(tiny_exports, folder, tmp_path_factory) -> dict[str, object]:
         runtime=CPU,
         batching=BatcherConfig(max_wait_s=0.05),
         cache_mb=0,  # tests send the same request again to watch batching, limits and metrics
+        cascades=(CascadeSpec("auto", ("teacher", "student", "first-stage")),),
     )
     return {"cfg": cfg, "root": root, "colbert": colbert}
 
@@ -192,6 +194,31 @@ def test_long_texts_are_scored_in_windows_over_grpc(live, folder) -> None:
     assert got["long"].windows > 2 and not got["long"].truncated and got["short"].windows in (0, 1)
     assert cut.results[0].truncated and cut.results[0].windows in (0, 1)
     assert got["long"].model_score >= cut.results[0].model_score - 1e-4  # max over windows, the first among them
+
+
+def test_a_cascade_over_grpc_says_which_tier_scored_and_why(live, folder) -> None:
+    query, pids = request_of(folder, 3)
+    candidates = [(p, folder.passages[p], float(3 - i)) for i, p in enumerate(pids)]
+    before = live.metrics()
+    with RerankerClient(live.target) as client:
+        listed = client.stub.ListModels(pb.ListModelsRequest())
+        best = client.rerank(query, candidates, model="auto", timeout=30)
+        pinned = client.rerank(query, candidates, model="auto", tier="first-stage")
+        with pytest.raises(grpc.RpcError) as info:
+            client.rerank(query, candidates, model="auto", tier="bm25")
+    assert [(c.name, list(c.tiers), c.reserve_ms) for c in listed.cascades] == [
+        ("auto", ["teacher", "student", "first-stage"], 20)
+    ]
+    assert best.model == "auto" and best.scored_by == "teacher" and best.reason == "teacher: estimated to answer in time"
+    assert pinned.scored_by == "first-stage" and [r.id for r in pinned.results] == pids
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "teacher, student, first-stage" in info.value.details()
+    after = live.metrics()
+    assert (
+        metric(after, "reranker_cascade_answers_total", cascade="auto", tier="teacher")
+        - metric(before, "reranker_cascade_answers_total", cascade="auto", tier="teacher")
+        == 1
+    )
+    assert metric(after, "reranker_requests_total", model="auto", code="INVALID_ARGUMENT") >= 1
 
 
 def test_concurrent_requests_share_batches_and_metrics_move(live, folder) -> None:

@@ -5,7 +5,7 @@ Its public face is this module: the server builds an :class:`Engine` from an
 """
 
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
-from reranker.engine.config import EngineConfig, Limits, ModelSpec
+from reranker.engine.config import FIRST_STAGE_TIER, CascadeSpec, EngineConfig, Limits, ModelSpec
 from reranker.engine.engine import Engine
 from reranker.engine.loader import passage_encoder
 from reranker.engine.local import LocalEngine
@@ -15,9 +15,11 @@ from reranker.fusion import FusionRule
 from reranker.runtime.config import RuntimeConfig
 
 __all__ = [
+    "FIRST_STAGE_TIER",
     "BatchStats",
     "Batcher",
     "BatcherConfig",
+    "CascadeSpec",
     "Engine",
     "EngineConfig",
     "FusionRule",

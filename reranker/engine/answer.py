@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reranker.engine.config import FIRST_STAGE_TIER
 from reranker.engine.messages import RerankInput, RerankOutput, Scored
 from reranker.engine.served import ServedModel, StatsSink
 from reranker.errors import ConfigError, InvalidInputError, some
@@ -123,4 +124,27 @@ def answer(
             "below_min_relevance": below,
             "windows": sum(f[2] for f in flags),
         },
+        scored_by=model.name,
+    )
+
+
+def first_stage_answer(name: str, req: RerankInput, started: float) -> RerankOutput:
+    """A cascade's first-stage tier: the candidates by their first-stage scores when every one has a
+    finite score, else in the order they were sent (score = minus the position); top_k applies,
+    fusion and min_relevance do not (there is no model score, no relevance)."""
+    sent = [s for s in req.first_stage if s is not None and math.isfinite(s)]
+    if len(sent) == len(req.ids):
+        scores = np.asarray(sent, dtype=np.float64)
+    else:
+        scores = -np.arange(len(req.ids), dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    if req.top_k:
+        order = order[: req.top_k]
+    results = [Scored(req.ids[i], int(i), float(scores[i]), False, False, float(scores[i]), windows=0) for i in order.tolist()]
+    return RerankOutput(
+        name,
+        results,
+        total_ms=(time.monotonic() - started) * 1000.0,
+        stats={"candidates": len(req.ids), "truncated": 0, "invalid": 0, "below_min_relevance": 0, "windows": 0},
+        scored_by=FIRST_STAGE_TIER,
     )

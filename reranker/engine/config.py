@@ -110,6 +110,49 @@ class ModelSpec:
             )
 
 
+FIRST_STAGE_TIER = "first-stage"
+"""The cascade tier that answers in the candidates' first-stage order (their first-stage scores when
+every candidate has one, else the order they were sent in): no model, no wait."""
+
+
+@dataclass(frozen=True)
+class CascadeSpec:
+    """A deadline-aware cascade served under its own name: tiers from the most effective to the
+    cheapest, each a served model's name or :data:`FIRST_STAGE_TIER`. A request naming the cascade is
+    scored by the first tier estimated to answer before its deadline (all of them in turn without a
+    deadline's pressure; a tier refused for capacity falls back to the next)."""
+
+    name: str
+    """Name requests use in RerankRequest.model."""
+    tiers: tuple[str, ...]
+    """Served model names, most effective first; :data:`FIRST_STAGE_TIER` may end the list."""
+    reserve_ms: float = 20.0
+    """Milliseconds kept before the deadline: a model tier is chosen only when its estimated answer
+    comes this much earlier; with a first-stage tier after it, a model tier still running at the
+    deadline less this is abandoned and the first stage answers in time."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiers", tuple(self.tiers))
+        if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(f"cascade name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
+        if not self.tiers or len(set(self.tiers)) != len(self.tiers):
+            raise ConfigError(f"cascade {self.name}: tiers must be a non-empty list without repeats, got {list(self.tiers)}")
+        if not self.models:
+            raise ConfigError(f"cascade {self.name}: at least one tier must be a served model, got {list(self.tiers)}")
+        if FIRST_STAGE_TIER in self.tiers[:-1]:
+            raise ConfigError(
+                f"cascade {self.name}: {FIRST_STAGE_TIER!r} can only be the last tier (it always answers at once, "
+                f"so no tier after it is ever used), got {list(self.tiers)}"
+            )
+        if not (math.isfinite(self.reserve_ms) and 0 <= self.reserve_ms <= 60_000):
+            raise ConfigError(f"cascade {self.name}: reserve_ms must be in [0, 60000], got {self.reserve_ms}")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The tiers that are served models."""
+        return tuple(t for t in self.tiers if t != FIRST_STAGE_TIER)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine builds itself from."""
@@ -144,6 +187,8 @@ class EngineConfig:
     cache_mb: float = 64.0
     """Bound of the score cache in MiB (:mod:`reranker.engine.cache`): a request whose every candidate
     was scored before for the same query and model is answered from it; 0 = no cache."""
+    cascades: tuple[CascadeSpec, ...] = ()
+    """Deadline-aware cascades over the served models, each under its own name."""
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -153,6 +198,17 @@ class EngineConfig:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ConfigError(f"model names must be unique, got {names}")
+        object.__setattr__(self, "cascades", tuple(self.cascades))
+        for c in self.cascades:
+            unknown = [t for t in c.models if t not in names]
+            if unknown:
+                raise ConfigError(
+                    f"cascade {c.name} names unknown tier(s) {unknown}; tiers are served models ({', '.join(names)}) "
+                    f"or {FIRST_STAGE_TIER!r}"
+                )
+        taken = names + [c.name for c in self.cascades]
+        if len(set(taken)) != len(taken):
+            raise ConfigError(f"model and cascade names must be unique together, got {taken}")
         if self.default_model and self.default_model not in names:
             raise ConfigError(f"default_model {self.default_model!r} is not one of the models {names}")
         if min(self.pre_workers, self.max_pending_requests, self.max_pending_encodes) < 1:

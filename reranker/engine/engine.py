@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -20,14 +21,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from reranker.engine.admission import Admission, Stake, Watch
-from reranker.engine.answer import answer, fusion_for, replace_invalid
+from reranker.engine.answer import answer, first_stage_answer, fusion_for, replace_invalid
 from reranker.engine.cache import Cached, ScoreCache
-from reranker.engine.config import AGGREGATES, EngineConfig
+from reranker.engine.config import AGGREGATES, FIRST_STAGE_TIER, CascadeSpec, EngineConfig
 from reranker.engine.loader import open_model
 from reranker.engine.messages import RerankInput, RerankOutput
 from reranker.engine.prepare import Passages, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
-from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
+from reranker.errors import CapacityError, ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
 from reranker.fusion import FusionRule, rule_for_first_stage
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class Engine:
         self._logged_invalid: set[tuple[str, str]] = set()
         self.cache = ScoreCache(int(cfg.cache_mb * 2**20))
         """Scores of candidates seen before (:mod:`reranker.engine.cache`)."""
+        self.cascades = {c.name: c for c in cfg.cascades}
+        """Deadline-aware cascades by name (:class:`CascadeSpec`)."""
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
@@ -87,7 +90,7 @@ class Engine:
         model = self.models.get(name or self.default)
         if model is None:
             raise NotFoundError(
-                f"unknown model {quoted(name)}; this server serves {', '.join(sorted(self.models))} "
+                f"unknown model {quoted(name)}; this server serves {', '.join(sorted([*self.models, *self.cascades]))} "
                 f"(empty = the default, {self.default})"
             )
         return model
@@ -128,6 +131,9 @@ class Engine:
         """What a request's partial fusion override (a rule or a weight alone) starts from: the shipped
         choice for the first-stage kind it names, else the model's rule. InvalidInputError for a kind
         the model has no choice for."""
+        cascade = self.cascades.get(model_name)
+        if cascade is not None and cascade.models:  # a cascade's override starts from its first model tier's
+            model_name = cascade.models[0]
         model = self.resolve(model_name)
         if not first_stage:
             return model.fusion
@@ -137,11 +143,85 @@ class Engine:
             raise InvalidInputError(str(exc)) from None
 
     async def rerank(self, req: RerankInput, *, deadline: float | None = None) -> RerankOutput:
-        """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none).
+        """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none). A request
+        naming a cascade is scored by the tier the cascade picks (:meth:`_cascade`).
 
         Raises InvalidInputError, NotFoundError, CapacityError or DeadlineError (see reranker.errors).
         Abandoned work (deadline passed, or the calling task cancelled) stops at its next unit.
         """
+        cascade = self.cascades.get(req.model)
+        if cascade is not None:
+            return await self._cascade(cascade, req, deadline)
+        if req.tier or req.no_fallback:
+            raise InvalidInputError(
+                f"tier and no_fallback apply to a cascade ({', '.join(sorted(self.cascades)) or 'none served'}); "
+                f"model {quoted(req.model or self.default)} is not one"
+            )
+        return await self._rerank(req, deadline)
+
+    def estimate_s(self, model: ServedModel, req: RerankInput) -> float:
+        """Seconds from now until ``model`` would answer ``req``: the admitted work ahead and the
+        request's own, from the running unit costs, scaled by the admission's calibration."""
+        pairs, encodes = model.prepare.estimate(req.ids, req.texts, req.aggregate or model.limits.aggregate)
+        return (self.admission.ahead_s + model.costs.estimate(pairs, encodes)) * self.admission.scale
+
+    async def _cascade(self, cascade: CascadeSpec, req: RerankInput, deadline: float | None) -> RerankOutput:
+        """The most effective tier estimated to answer ``reserve_ms`` before the deadline scores; a tier
+        refused for capacity, or (with a first-stage tier after it) still running at the deadline less
+        the reserve, gives way to the next. The request is validated against every model tier first,
+        so that its errors do not depend on the load. The answer says which tier scored and why."""
+        started = time.monotonic()
+        if req.tier and req.tier not in cascade.tiers:
+            raise InvalidInputError(
+                f"tier {quoted(req.tier)} is not one of cascade {cascade.name}'s tiers: {', '.join(cascade.tiers)}"
+            )
+        subs = {t: dataclasses.replace(req, model=t, tier="", no_fallback=False) for t in cascade.models}
+        for tier, sub in subs.items():
+            self.validate(sub, self.models[tier])
+        tiers = (req.tier,) if req.tier else cascade.tiers[:1] if req.no_fallback else cascade.tiers
+        reserve = cascade.reserve_ms / 1000.0
+        passed: list[str] = []
+        for i, tier in enumerate(tiers):
+            last = i == len(tiers) - 1
+            if tier == FIRST_STAGE_TIER:
+                out = first_stage_answer(cascade.name, req, started)
+                why = "pinned" if req.tier else "the candidates' first-stage order"
+                return self._tiered(cascade, out, passed, why)
+            model = self.models[tier]
+            if deadline is not None and not last:
+                need, left = self.estimate_s(model, subs[tier]), deadline - time.monotonic() - reserve
+                if need > left:
+                    passed.append(f"{tier} would answer in about {need * 1000:.0f} ms, {max(0.0, left) * 1000:.0f} ms were left")
+                    continue
+            # with the first stage after it, a tier is given until the deadline less the reserve (a batch
+            # already running is not waited for: its answer is dropped and the first stage answers)
+            late = deadline - reserve if deadline is not None and FIRST_STAGE_TIER in tiers[i + 1 :] else None
+            try:
+                if late is None:
+                    out = await self._rerank(subs[tier], deadline)
+                else:
+                    out = await asyncio.wait_for(self._rerank(subs[tier], late), max(0.0, late - time.monotonic()))
+            except CapacityError as exc:
+                if last:
+                    raise
+                passed.append(f"{tier} was refused ({exc})")
+                continue
+            except (DeadlineError, TimeoutError):
+                if late is None:
+                    raise
+                passed.append(f"{tier} was still running {cascade.reserve_ms:.0f} ms before the deadline")
+                continue
+            out.model = cascade.name
+            return self._tiered(cascade, out, passed, "pinned" if req.tier else "estimated to answer in time")
+        raise AssertionError("unreachable: the last tier answers or raises")  # pragma: no cover
+
+    def _tiered(self, cascade: CascadeSpec, out: RerankOutput, passed: list[str], why: str) -> RerankOutput:
+        out.reason = "; ".join([*passed, f"{out.scored_by}: {why}"])
+        self.sink.cascade(cascade.name, out.scored_by)
+        return out
+
+    async def _rerank(self, req: RerankInput, deadline: float | None) -> RerankOutput:
+        """:meth:`rerank` of one served model."""
         started = time.monotonic()
         model = self.resolve(req.model)
         self.validate(req, model)

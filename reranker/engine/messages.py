@@ -32,6 +32,10 @@ class RerankInput:
     aggregate: str = ""
     """How the windows of a text longer than the model's passage length make its score: ``max``,
     ``first-max`` or ``first`` (truncation); empty = the model's (:attr:`Limits.aggregate`)."""
+    tier: str = ""
+    """For a cascade: the one tier that must score (no other is tried); empty = the cascade chooses."""
+    no_fallback: bool = False
+    """For a cascade: only its first tier may score (refused or late otherwise, as a model request)."""
 
 
 @dataclass(frozen=True)
@@ -69,3 +73,7 @@ class RerankOutput:
     total_ms: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
     """``candidates``, ``truncated``, ``invalid``, ``below_min_relevance`` and ``windows`` counts."""
+    scored_by: str = ""
+    """The served model that scored, or ``first-stage`` (a cascade's order without a model)."""
+    reason: str = ""
+    """Why a cascade's answer came from that tier (empty for a model request)."""

@@ -44,6 +44,10 @@ class StatsSink(Protocol):
         """``hits`` candidates answered from the score cache, ``misses`` scored; it holds ``nbytes``."""
         return None
 
+    def cascade(self, cascade: str, tier: str) -> None:
+        """A request to ``cascade`` was answered by ``tier`` (a model, or ``first-stage``)."""
+        return None
+
 
 class NullSink(StatsSink):
     """Discards every statistic (the protocol's methods do nothing)."""

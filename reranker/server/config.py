@@ -27,9 +27,14 @@ Example::
     backend = "openvino"                   # optional: this model on OpenVINO, the others on [runtime]'s
     fusion = { rule = "minmax", weight = 0.6 }   # optional: fuse with first-stage scores
 
+    [[cascades]]                            # optional: requests naming "auto" get the best tier in time
+    name = "auto"
+    tiers = ["teacher", "colbert", "first-stage"]
+
 ``[batching]`` fills :class:`reranker.engine.BatcherConfig`, ``[runtime]``
 :class:`reranker.engine.RuntimeConfig`, each ``[[models]]`` a :class:`reranker.engine.ModelSpec`
-(with the fields of :class:`reranker.engine.Limits`); ``[server]`` the fields below.
+(with the fields of :class:`reranker.engine.Limits`), each ``[[cascades]]`` a
+:class:`reranker.engine.CascadeSpec`; ``[server]`` the fields below.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reranker.engine import BatcherConfig, EngineConfig, FusionRule, Limits, ModelSpec, RuntimeConfig
+from reranker.engine import BatcherConfig, CascadeSpec, EngineConfig, FusionRule, Limits, ModelSpec, RuntimeConfig
 from reranker.errors import ConfigError
 
 __all__ = ["ModelSpec", "ServerConfig", "load_config"]
@@ -123,6 +128,8 @@ class ServerConfig:
     """Warm up the in-process engine (``EngineConfig.warmup``). The server always sends one request per
     model through the request path before health turns SERVING, whatever this says: SERVING means a
     Rerank would succeed."""
+    cascades: tuple[CascadeSpec, ...] = ()
+    """Deadline-aware cascades over the models, each under its own name."""
     engine: EngineConfig = field(init=False, repr=False, compare=False)
     """What the engine is built from (derived from the fields above, validated once)."""
 
@@ -139,6 +146,7 @@ class ServerConfig:
             warmup=self.warmup,
             verify_stores=self.verify_stores,
             cache_mb=self.cache_mb,
+            cascades=self.cascades,
         )
         object.__setattr__(self, "engine", engine)  # frozen: set once, here
         for name in ("port", "metrics_port", "http_port"):
@@ -243,6 +251,7 @@ def load_config(path: str | Path) -> ServerConfig:
             if rest.get(key):
                 rest[key] = str((base / rest[key]).resolve())
         models.append(_build(ModelSpec, {**rest, "limits": limits}, f"{path} models[{i}]"))
+    cascades = tuple(_build(CascadeSpec, dict(c), f"{path} cascades[{i}]") for i, c in enumerate(raw.pop("cascades", [])))
     server = dict(raw.pop("server", {}))
     for key in ("tls_cert", "tls_key", "tls_client_ca", "token_file"):
         if server.get(key):
@@ -252,8 +261,8 @@ def load_config(path: str | Path) -> ServerConfig:
     top = {k: raw.pop(k) for k in list(raw) if k == "default_model"}
     if raw:
         raise ConfigError(
-            f"{path}: unknown sections or keys {sorted(raw)}; allowed: default_model, [server], [batching], [runtime], [[models]]"
+            f"{path}: unknown sections or keys {sorted(raw)}; allowed: default_model, [server], [batching], [runtime], "
+            "[[models]], [[cascades]]"
         )
-    return _build(
-        ServerConfig, {**server, **top, "models": tuple(models), "batching": batching, "runtime": runtime}, f"{path} [server]"
-    )
+    built = {"models": tuple(models), "cascades": cascades, "batching": batching, "runtime": runtime}
+    return _build(ServerConfig, {**server, **top, **built}, f"{path} [server]")

@@ -101,7 +101,18 @@ def cohere_input(body: s.CohereRerankRequest, engine: Engine) -> tuple[RerankInp
     first = firsts if any(f is not None for f in firsts) else []
     kind = body.first_stage or ""
     inp = RerankInput(
-        body.query, ids, texts, body.model or "", body.top_n or 0, first, fusion, kind, body.min_relevance, body.aggregate or ""
+        body.query,
+        ids,
+        texts,
+        body.model or "",
+        body.top_n or 0,
+        first,
+        fusion,
+        kind,
+        body.min_relevance,
+        body.aggregate or "",
+        tier=body.tier or "",
+        no_fallback=body.no_fallback,
     )
     return inp, [t if t else None for t in texts]
 
@@ -129,7 +140,7 @@ async def rerank_for(state: HttpState, request: Request, inp: RerankInput) -> Re
     started = time.monotonic()
     task = asyncio.ensure_future(engine.rerank(inp, deadline=deadline))
     model = inp.model or engine.default
-    label = model if model in engine.models else "unknown"
+    label = model if model in engine.models or model in engine.cascades else "unknown"
     try:
         while not (await asyncio.wait({task}, timeout=0.05))[0]:
             if await request.is_disconnected():  # the client went away: its work is dropped
@@ -182,6 +193,8 @@ def cohere_answer(out: RerankOutput, texts: list[str | None], with_documents: bo
         "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
         "usage": {"total_tokens": 0},
         "timing": {"queue_ms": out.queue_ms, "inference_ms": out.inference_ms, "total_ms": out.total_ms},
+        "scored_by": out.scored_by,
+        "reason": out.reason,
     }
 
 
@@ -288,7 +301,8 @@ def build_app(state: HttpState) -> FastAPI:
                     aggregate=d.aggregate,
                 )
                 for d in engine.describe()
-            ]
+            ],
+            cascades=[s.CascadeCard(name=c.name, tiers=list(c.tiers), reserve_ms=c.reserve_ms) for c in engine.cascades.values()],
         )
 
     return app

@@ -55,6 +55,8 @@ class CohereRerankRequest(_Lenient):
     min_relevance: float | None = Field(
         default=None, description="reranker extension: leave out results whose calibrated relevance is below this (0..1)"
     )
+    tier: str | None = Field(default=None, description="reranker extension, for a cascade: the one tier that must score")
+    no_fallback: bool = Field(default=False, description="reranker extension, for a cascade: only its first tier may score")
     aggregate: str | None = Field(
         default=None,
         description="reranker extension: how a text longer than the model reads is scored: max (its windows' best), "
@@ -112,6 +114,8 @@ class CohereRerankResponse(BaseModel):
     meta: Meta
     usage: Usage = Field(default_factory=Usage, description="Jina's field (tokens are not counted: 0)")
     timing: Timing | None = Field(default=None, description="reranker extension")
+    scored_by: str = Field(default="", description="reranker extension: the model (a cascade's tier) or first-stage")
+    reason: str = Field(default="", description="reranker extension: why a cascade's answer came from that tier")
 
 
 class TeiRerankRequest(_Lenient):
@@ -149,9 +153,16 @@ class ModelCard(BaseModel):
     aggregate: str = Field(description="how window scores become a text's score: max, first-max or first")
 
 
+class CascadeCard(BaseModel):
+    name: str
+    tiers: list[str] = Field(description="served models, most effective first; first-stage may end the list")
+    reserve_ms: float
+
+
 class ModelList(BaseModel):
     object: str = "list"
     data: list[ModelCard]
+    cascades: list[CascadeCard] = Field(default_factory=list, description="reranker extension: deadline-aware cascades")
 
 
 class ErrorBody(BaseModel):

@@ -75,6 +75,12 @@ class Metrics(StatsSink):
             registry=r,
         )
         self.cache_bytes = Gauge("reranker_cache_bytes", "Bytes held by the score cache", registry=r)
+        self.cascade_answers = Counter(
+            "reranker_cascade_answers_total",
+            "Requests to a cascade by the tier that answered (a model's name, or first-stage)",
+            ["cascade", "tier"],
+            registry=r,
+        )
         self.dropped_pairs = Counter(
             "reranker_dropped_pairs_total",
             "Pairs of abandoned requests (deadline passed or caller cancelled) not computed, "
@@ -145,6 +151,9 @@ class Metrics(StatsSink):
         if misses:
             self.cache_lookups.labels(model, "miss").inc(misses)
         self.cache_bytes.set(nbytes)
+
+    def cascade(self, cascade: str, tier: str) -> None:
+        self.cascade_answers.labels(cascade, tier).inc()
 
     def store_lookups(self, model: str, hits: int, misses: int) -> None:
         if hits:

@@ -150,6 +150,8 @@ def rerank_input(request: pb.RerankRequest, engine: Engine) -> RerankInput:
         first_stage_kind=request.first_stage,
         min_relevance=request.min_relevance if request.HasField("min_relevance") else None,
         aggregate=request.aggregate,
+        tier=request.tier,
+        no_fallback=request.no_fallback,
     )
 
 
@@ -159,6 +161,8 @@ def rerank_response(out: RerankOutput) -> pb.RerankResponse:
         model=out.model,
         timing=pb.Timing(queue_ms=out.queue_ms, inference_ms=out.inference_ms, total_ms=out.total_ms),
         below_min_relevance=out.stats.get("below_min_relevance", 0),
+        scored_by=out.scored_by,
+        reason=out.reason,
     )
     add = response.results.add
     for r in out.results:
@@ -224,7 +228,8 @@ class RerankerService(pb_grpc.RerankerServicer):
             if method == "Rerank" and code != grpc.StatusCode.OK and self.engine is not None:
                 # client-chosen names never become label values: unknown ones share one label
                 label = model or self.engine.default
-                self.metrics.request(label if label in self.engine.models else "unknown", code.name, seconds, 0.0, 0, 0, "grpc")
+                known = label in self.engine.models or label in self.engine.cascades
+                self.metrics.request(label if known else "unknown", code.name, seconds, 0.0, 0, 0, "grpc")
 
     async def Rerank(self, request: pb.RerankRequest, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
         async def body() -> pb.RerankResponse:
@@ -250,6 +255,10 @@ class RerankerService(pb_grpc.RerankerServicer):
                 max_message_bytes=self.max_message_bytes,
                 max_pending_requests=engine.max_pending_requests,
                 max_pending_encodes=engine.max_pending_encodes,
+                cascades=[
+                    pb.CascadeInfo(name=c.name, tiers=list(c.tiers), reserve_ms=round(c.reserve_ms))
+                    for c in engine.cascades.values()
+                ],
             )
 
         return await self._guarded("ListModels", context, request, body)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1areranker/v1/reranker.proto\x12\x0breranker.v1\"[\n\tCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1e\n\x11\x66irst_stage_score\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x14\n\x12_first_stage_score\"6\n\x06\x46usion\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x13\n\x06weight\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\t\n\x07_weight\"\xe3\x01\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.reranker.v1.Candidate\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05top_k\x18\x04 \x01(\r\x12#\n\x06\x66usion\x18\x05 \x01(\x0b\x32\x13.reranker.v1.Fusion\x12\x13\n\x0b\x66irst_stage\x18\x06 \x01(\t\x12\x1a\n\rmin_relevance\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\taggregate\x18\x08 \x01(\tB\x10\n\x0e_min_relevance\"\x99\x02\n\x06Result\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12*\n\x06source\x18\x05 \x01(\x0e\x32\x1a.reranker.v1.Result.Source\x12\x13\n\x0bmodel_score\x18\x06 \x01(\x02\x12\x15\n\rinvalid_score\x18\x07 \x01(\x08\x12\x16\n\trelevance\x18\x08 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07windows\x18\t \x01(\r\"C\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSOURCE_STORE\x10\x01\x12\x0f\n\x0bSOURCE_TEXT\x10\x02\x42\x0c\n\n_relevance\"B\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\"\x87\x01\n\x0eRerankResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.reranker.v1.Result\x12\r\n\x05model\x18\x02 \x01(\t\x12#\n\x06timing\x18\x03 \x01(\x0b\x32\x13.reranker.v1.Timing\x12\x1b\n\x13\x62\x65low_min_relevance\x18\x04 \x01(\r\"\x13\n\x11ListModelsRequest\"\xa7\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x16\n\x0estore_passages\x18\x05 \x01(\x04\x12\x13\n\x0bstore_bytes\x18\x06 \x01(\x04\x12\x16\n\x0emax_candidates\x18\x07 \x01(\r\x12\x18\n\x10max_query_tokens\x18\x08 \x01(\r\x12\x1a\n\x12max_passage_tokens\x18\t \x01(\r\x12\x12\n\nis_default\x18\n \x01(\x08\x12\x12\n\nscore_kind\x18\x0b \x01(\t\x12\x17\n\x0fmax_query_chars\x18\x0c \x01(\r\x12\x19\n\x11max_passage_chars\x18\r \x01(\r\x12\x18\n\x10max_queued_pairs\x18\x0e \x01(\r\x12\x14\n\x0cmax_queue_ms\x18\x0f \x01(\r\x12#\n\x06\x66usion\x18\x10 \x01(\x0b\x32\x13.reranker.v1.Fusion\x12\x14\n\x0c\x66irst_stages\x18\x11 \x03(\t\x12\x12\n\ncalibrated\x18\x12 \x01(\x08\x12\x15\n\rwindow_tokens\x18\x13 \x01(\r\x12\x15\n\rwindow_stride\x18\x14 \x01(\r\x12!\n\x19max_windows_per_candidate\x18\x15 \x01(\r\x12\x1f\n\x17max_windows_per_request\x18\x16 \x01(\r\x12\x11\n\taggregate\x18\x17 \x01(\t\"\xa9\x01\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.reranker.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14max_pending_requests\x18\x04 \x01(\r\x12\x1b\n\x13max_pending_encodes\x18\x05 \x01(\r2\x9c\x01\n\x08Reranker\x12\x41\n\x06Rerank\x12\x1a.reranker.v1.RerankRequest\x1a\x1b.reranker.v1.RerankResponse\x12M\n\nListModels\x12\x1e.reranker.v1.ListModelsRequest\x1a\x1f.reranker.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1areranker/v1/reranker.proto\x12\x0breranker.v1\"[\n\tCandidate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1e\n\x11\x66irst_stage_score\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x14\n\x12_first_stage_score\"6\n\x06\x46usion\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x13\n\x06weight\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\t\n\x07_weight\"\x86\x02\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.reranker.v1.Candidate\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05top_k\x18\x04 \x01(\r\x12#\n\x06\x66usion\x18\x05 \x01(\x0b\x32\x13.reranker.v1.Fusion\x12\x13\n\x0b\x66irst_stage\x18\x06 \x01(\t\x12\x1a\n\rmin_relevance\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\taggregate\x18\x08 \x01(\t\x12\x0c\n\x04tier\x18\t \x01(\t\x12\x13\n\x0bno_fallback\x18\n \x01(\x08\x42\x10\n\x0e_min_relevance\"\x99\x02\n\x06Result\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12*\n\x06source\x18\x05 \x01(\x0e\x32\x1a.reranker.v1.Result.Source\x12\x13\n\x0bmodel_score\x18\x06 \x01(\x02\x12\x15\n\rinvalid_score\x18\x07 \x01(\x08\x12\x16\n\trelevance\x18\x08 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07windows\x18\t \x01(\r\"C\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSOURCE_STORE\x10\x01\x12\x0f\n\x0bSOURCE_TEXT\x10\x02\x42\x0c\n\n_relevance\"B\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\"\xaa\x01\n\x0eRerankResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.reranker.v1.Result\x12\r\n\x05model\x18\x02 \x01(\t\x12#\n\x06timing\x18\x03 \x01(\x0b\x32\x13.reranker.v1.Timing\x12\x1b\n\x13\x62\x65low_min_relevance\x18\x04 \x01(\r\x12\x11\n\tscored_by\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x13\n\x11ListModelsRequest\"\xa7\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x16\n\x0estore_passages\x18\x05 \x01(\x04\x12\x13\n\x0bstore_bytes\x18\x06 \x01(\x04\x12\x16\n\x0emax_candidates\x18\x07 \x01(\r\x12\x18\n\x10max_query_tokens\x18\x08 \x01(\r\x12\x1a\n\x12max_passage_tokens\x18\t \x01(\r\x12\x12\n\nis_default\x18\n \x01(\x08\x12\x12\n\nscore_kind\x18\x0b \x01(\t\x12\x17\n\x0fmax_query_chars\x18\x0c \x01(\r\x12\x19\n\x11max_passage_chars\x18\r \x01(\r\x12\x18\n\x10max_queued_pairs\x18\x0e \x01(\r\x12\x14\n\x0cmax_queue_ms\x18\x0f \x01(\r\x12#\n\x06\x66usion\x18\x10 \x01(\x0b\x32\x13.reranker.v1.Fusion\x12\x14\n\x0c\x66irst_stages\x18\x11 \x03(\t\x12\x12\n\ncalibrated\x18\x12 \x01(\x08\x12\x15\n\rwindow_tokens\x18\x13 \x01(\r\x12\x15\n\rwindow_stride\x18\x14 \x01(\r\x12!\n\x19max_windows_per_candidate\x18\x15 \x01(\r\x12\x1f\n\x17max_windows_per_request\x18\x16 \x01(\r\x12\x11\n\taggregate\x18\x17 \x01(\t\">\n\x0b\x43\x61scadeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05tiers\x18\x02 \x03(\t\x12\x12\n\nreserve_ms\x18\x03 \x01(\r\"\xd5\x01\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.reranker.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14max_pending_requests\x18\x04 \x01(\r\x12\x1b\n\x13max_pending_encodes\x18\x05 \x01(\r\x12*\n\x08\x63\x61scades\x18\x06 \x03(\x0b\x32\x18.reranker.v1.CascadeInfo2\x9c\x01\n\x08Reranker\x12\x41\n\x06Rerank\x12\x1a.reranker.v1.RerankRequest\x1a\x1b.reranker.v1.RerankResponse\x12M\n\nListModels\x12\x1e.reranker.v1.ListModelsRequest\x1a\x1f.reranker.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,21 +36,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FUSION']._serialized_start=136
   _globals['_FUSION']._serialized_end=190
   _globals['_RERANKREQUEST']._serialized_start=193
-  _globals['_RERANKREQUEST']._serialized_end=420
-  _globals['_RESULT']._serialized_start=423
-  _globals['_RESULT']._serialized_end=704
-  _globals['_RESULT_SOURCE']._serialized_start=623
-  _globals['_RESULT_SOURCE']._serialized_end=690
-  _globals['_TIMING']._serialized_start=706
-  _globals['_TIMING']._serialized_end=772
-  _globals['_RERANKRESPONSE']._serialized_start=775
-  _globals['_RERANKRESPONSE']._serialized_end=910
-  _globals['_LISTMODELSREQUEST']._serialized_start=912
-  _globals['_LISTMODELSREQUEST']._serialized_end=931
-  _globals['_MODELINFO']._serialized_start=934
-  _globals['_MODELINFO']._serialized_end=1485
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1488
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1657
-  _globals['_RERANKER']._serialized_start=1660
-  _globals['_RERANKER']._serialized_end=1816
+  _globals['_RERANKREQUEST']._serialized_end=455
+  _globals['_RESULT']._serialized_start=458
+  _globals['_RESULT']._serialized_end=739
+  _globals['_RESULT_SOURCE']._serialized_start=658
+  _globals['_RESULT_SOURCE']._serialized_end=725
+  _globals['_TIMING']._serialized_start=741
+  _globals['_TIMING']._serialized_end=807
+  _globals['_RERANKRESPONSE']._serialized_start=810
+  _globals['_RERANKRESPONSE']._serialized_end=980
+  _globals['_LISTMODELSREQUEST']._serialized_start=982
+  _globals['_LISTMODELSREQUEST']._serialized_end=1001
+  _globals['_MODELINFO']._serialized_start=1004
+  _globals['_MODELINFO']._serialized_end=1555
+  _globals['_CASCADEINFO']._serialized_start=1557
+  _globals['_CASCADEINFO']._serialized_end=1619
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1622
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1835
+  _globals['_RERANKER']._serialized_start=1838
+  _globals['_RERANKER']._serialized_end=1994
 # @@protoc_insertion_point(module_scope)

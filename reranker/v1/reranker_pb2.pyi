@@ -26,7 +26,7 @@ class Fusion(_message.Message):
     def __init__(self, rule: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "candidates", "model", "top_k", "fusion", "first_stage", "min_relevance", "aggregate")
+    __slots__ = ("query", "candidates", "model", "top_k", "fusion", "first_stage", "min_relevance", "aggregate", "tier", "no_fallback")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class RerankRequest(_message.Message):
     FIRST_STAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_RELEVANCE_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    NO_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     model: str
@@ -43,7 +45,9 @@ class RerankRequest(_message.Message):
     first_stage: str
     min_relevance: float
     aggregate: str
-    def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stage: _Optional[str] = ..., min_relevance: _Optional[float] = ..., aggregate: _Optional[str] = ...) -> None: ...
+    tier: str
+    no_fallback: bool
+    def __init__(self, query: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model: _Optional[str] = ..., top_k: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stage: _Optional[str] = ..., min_relevance: _Optional[float] = ..., aggregate: _Optional[str] = ..., tier: _Optional[str] = ..., no_fallback: _Optional[bool] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("id", "index", "score", "truncated", "source", "model_score", "invalid_score", "relevance", "windows")
@@ -86,16 +90,20 @@ class Timing(_message.Message):
     def __init__(self, queue_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
-    __slots__ = ("results", "model", "timing", "below_min_relevance")
+    __slots__ = ("results", "model", "timing", "below_min_relevance", "scored_by", "reason")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     BELOW_MIN_RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    SCORED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[Result]
     model: str
     timing: Timing
     below_min_relevance: int
-    def __init__(self, results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., below_min_relevance: _Optional[int] = ...) -> None: ...
+    scored_by: str
+    reason: str
+    def __init__(self, results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., below_min_relevance: _Optional[int] = ..., scored_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -151,16 +159,28 @@ class ModelInfo(_message.Message):
     aggregate: str
     def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stages: _Optional[_Iterable[str]] = ..., calibrated: _Optional[bool] = ..., window_tokens: _Optional[int] = ..., window_stride: _Optional[int] = ..., max_windows_per_candidate: _Optional[int] = ..., max_windows_per_request: _Optional[int] = ..., aggregate: _Optional[str] = ...) -> None: ...
 
+class CascadeInfo(_message.Message):
+    __slots__ = ("name", "tiers", "reserve_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tiers: _containers.RepeatedScalarFieldContainer[str]
+    reserve_ms: int
+    def __init__(self, name: _Optional[str] = ..., tiers: _Optional[_Iterable[str]] = ..., reserve_ms: _Optional[int] = ...) -> None: ...
+
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models", "default_model", "max_message_bytes", "max_pending_requests", "max_pending_encodes")
+    __slots__ = ("models", "default_model", "max_message_bytes", "max_pending_requests", "max_pending_encodes", "cascades")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_PENDING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     MAX_PENDING_ENCODES_FIELD_NUMBER: _ClassVar[int]
+    CASCADES_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     default_model: str
     max_message_bytes: int
     max_pending_requests: int
     max_pending_encodes: int
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_model: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_pending_requests: _Optional[int] = ..., max_pending_encodes: _Optional[int] = ...) -> None: ...
+    cascades: _containers.RepeatedCompositeFieldContainer[CascadeInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_model: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_pending_requests: _Optional[int] = ..., max_pending_encodes: _Optional[int] = ..., cascades: _Optional[_Iterable[_Union[CascadeInfo, _Mapping]]] = ...) -> None: ...
