@@ -122,7 +122,7 @@ def test_a_tier_still_running_near_the_deadline_gives_way_to_the_first_stage(eng
     out = ask(engine, deadline_s=0.3)
     took = time.monotonic() - started
     assert out.scored_by == FIRST_STAGE_TIER and took < 0.3, (out.reason, took)
-    assert out.reason.startswith("slow was still running 20 ms before the deadline")
+    assert out.reason.startswith("slow was still running 35 ms before the deadline")  # 20 ms and 5% of 300
 
 
 def test_tier_options_on_a_model_are_refused(engine) -> None:

@@ -299,6 +299,34 @@ def test_an_abandoned_requests_estimate_leaves_admission_at_once() -> None:
     assert admission.ahead_s == 0.0
 
 
+def test_requests_abandoned_late_calibrate_the_estimate_upwards_only() -> None:
+    """A request given up at its deadline took at least that long: it raises the calibration when its
+    time already exceeds the estimate (otherwise only the fast answers would calibrate it)."""
+    admission = Admission(max_pending_requests=8, max_pending_encodes=400, max_queue_s=0.1)
+    late = admission.admit(0.02, encodes=0, deadline=None)
+    late.admitted -= 0.2  # it has been running ten times its estimate
+    admission.prepared(late)
+    admission.done(late, answered=False, late=True)
+    assert admission.scale == pytest.approx(0.8 + 0.2 * 2)  # ten times, taken as at most twice the scale
+    quick = admission.admit(0.02, encodes=0, deadline=None)
+    admission.prepared(quick)
+    admission.done(quick, answered=False, late=True)  # abandoned at once: says nothing of the true time
+    assert admission.scale == pytest.approx(1.2) and admission.outstanding == 0 and admission.ahead_s == 0.0
+
+
+def test_an_idle_admission_has_exactly_nothing_ahead() -> None:
+    """Float sums leave residues (0.1 + 0.2 - 0.1 - 0.2 != 0): with no request outstanding the work
+    ahead is exactly 0, so an idle engine admits whatever its scale says (it then recalibrates)."""
+    admission = Admission(max_pending_requests=8, max_pending_encodes=400, max_queue_s=1.0)
+    stakes = [admission.admit(s, encodes=0, deadline=None) for s in (0.1, 0.2, 0.7)]
+    for stake in stakes:
+        admission.prepared(stake)
+        admission.done(stake, answered=False)
+    assert admission.ahead_s == 0.0 and admission.outstanding == 0
+    admission.scale = 20.0
+    admission.admit(0.5, encodes=0, deadline=time.monotonic() + 0.2)  # 10 s scaled, but nothing is ahead
+
+
 def test_sighup_is_logged_and_ignored_and_in_flight_work_finishes(tiny_exports, tmp_path) -> None:
     config = tmp_path / "s.toml"
     config.write_text(

@@ -150,7 +150,9 @@ def test_a_cascade_over_http(http, folder) -> None:
     status, body, _ = call(http, "/v1/rerank", {"model": "auto", "query": query, "documents": docs, "tier": "nope"})
     assert status == 400 and "is not one of cascade auto's tiers" in body["message"]
     status, cards, _ = call(http, "/v1/models", method="GET")
-    assert cards["cascades"] == [{"name": "auto", "tiers": ["teacher", "student", "first-stage"], "reserve_ms": 20.0}]
+    assert cards["cascades"] == [
+        {"name": "auto", "tiers": ["teacher", "student", "first-stage"], "reserve_ms": 20.0, "reserve_share": 0.05}
+    ]
 
 
 def test_tei_shape(http, folder) -> None:

@@ -79,6 +79,7 @@ class Stake:
     admitted: float = field(default_factory=time.monotonic)
     prepared: bool = False
     finished: bool = False
+    released: bool = False
 
 
 class Admission:
@@ -93,6 +94,9 @@ class Admission:
         """Passages admitted for encoding whose encoding has not ended."""
         self.ahead_s = 0.0
         """Estimated seconds of admitted work not yet ended (the queue a new request waits behind)."""
+        self.outstanding = 0
+        """Admitted requests whose stake is not yet released; at 0 :attr:`ahead_s` is exactly 0 (sums
+        and differences of floats would otherwise leave a residue that looks like work ahead)."""
         self.scale = 1.0
         """Running ratio of the answer times seen to the ones estimated: the per-unit costs are learnt
         from the work alone, this calibrates them to everything else on the machine (other work,
@@ -126,6 +130,7 @@ class Admission:
         self.pending_encodes += encodes
         stake = Stake(seconds, encodes, self.ahead_s + seconds)
         self.ahead_s += seconds
+        self.outstanding += 1
         return stake
 
     def prepared(self, stake: Stake) -> None:
@@ -135,20 +140,28 @@ class Admission:
         stake.prepared = True
         self._release(stake)
 
-    def done(self, stake: Stake, answered: bool = False, running_s: float = 0.0) -> None:
+    def done(self, stake: Stake, answered: bool = False, running_s: float = 0.0, late: bool = False) -> None:
         """The request has its answer (``answered``) or error; its work ahead is released once its pre
         stage ended too, except that an abandoned request whose pre stage still runs keeps only
         ``running_s`` (the unit its thread is in) in the estimate: the rest is never done, so a
-        request right after it is not refused for it. An answer calibrates :attr:`scale`."""
+        request right after it is not refused for it. An answer calibrates :attr:`scale`; so does a
+        request abandoned at its deadline (``late``) whose time already exceeds the scaled estimate
+        (a lower bound of its true time: leaving the late ones out would keep only the requests that
+        were fast enough, and the estimate would stay optimistic)."""
         stake.finished = True
         if not stake.prepared and stake.seconds > running_s:
             self.ahead_s = max(0.0, self.ahead_s - (stake.seconds - max(running_s, 0.0)))
             stake.seconds = max(running_s, 0.0)
-        if answered and stake.expected >= MIN_CALIBRATION_S:
+        if (answered or late) and stake.expected >= MIN_CALIBRATION_S:
             seen = (time.monotonic() - stake.admitted) / stake.expected
-            self.scale = min(MAX_SCALE, max(MIN_SCALE, (1.0 - EWMA) * self.scale + EWMA * seen))
+            if late:  # a lower bound: it may raise the scale, by at most a step towards twice it
+                seen = min(seen, 2.0 * self.scale) if seen > self.scale else 0.0
+            if seen:
+                self.scale = min(MAX_SCALE, max(MIN_SCALE, (1.0 - EWMA) * self.scale + EWMA * seen))
         self._release(stake)
 
     def _release(self, stake: Stake) -> None:
-        if stake.prepared and stake.finished:
-            self.ahead_s = max(0.0, self.ahead_s - stake.seconds)
+        if stake.prepared and stake.finished and not stake.released:
+            stake.released = True
+            self.outstanding -= 1
+            self.ahead_s = max(0.0, self.ahead_s - stake.seconds) if self.outstanding else 0.0

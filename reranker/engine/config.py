@@ -127,9 +127,13 @@ class CascadeSpec:
     tiers: tuple[str, ...]
     """Served model names, most effective first; :data:`FIRST_STAGE_TIER` may end the list."""
     reserve_ms: float = 20.0
-    """Milliseconds kept before the deadline: a model tier is chosen only when its estimated answer
-    comes this much earlier; with a first-stage tier after it, a model tier still running at the
-    deadline less this is abandoned and the first stage answers in time."""
+    """Milliseconds kept before the deadline (plus ``reserve_share`` of the request's time): a model
+    tier is chosen only when its estimated answer comes this much earlier; with a first-stage tier
+    after it, a model tier still running at the deadline less this is abandoned and the first stage
+    answers in time."""
+    reserve_share: float = 0.05
+    """Share of the request's time (arrival to deadline) kept before the deadline besides ``reserve_ms``:
+    a busy event loop delays an answer by more when more requests are in flight."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tiers", tuple(self.tiers))
@@ -146,6 +150,8 @@ class CascadeSpec:
             )
         if not (math.isfinite(self.reserve_ms) and 0 <= self.reserve_ms <= 60_000):
             raise ConfigError(f"cascade {self.name}: reserve_ms must be in [0, 60000], got {self.reserve_ms}")
+        if not (math.isfinite(self.reserve_share) and 0 <= self.reserve_share < 1):
+            raise ConfigError(f"cascade {self.name}: reserve_share must be in [0, 1), got {self.reserve_share}")
 
     @property
     def models(self) -> tuple[str, ...]:

@@ -161,9 +161,12 @@ class Engine:
 
     def estimate_s(self, model: ServedModel, req: RerankInput) -> float:
         """Seconds from now until ``model`` would answer ``req``: the admitted work ahead and the
-        request's own, from the running unit costs, scaled by the admission's calibration."""
+        request's own, from the running unit costs, scaled by the admission's calibration; with no
+        work ahead, not scaled up (so that an idle engine tries the tier, and its answer calibrates
+        the scale again, instead of passing it over for ever on an estimate from a busier time)."""
         pairs, encodes = model.prepare.estimate(req.ids, req.texts, req.aggregate or model.limits.aggregate)
-        return (self.admission.ahead_s + model.costs.estimate(pairs, encodes)) * self.admission.scale
+        scale = self.admission.scale if self.admission.outstanding else min(1.0, self.admission.scale)
+        return (self.admission.ahead_s + model.costs.estimate(pairs, encodes)) * scale
 
     async def _cascade(self, cascade: CascadeSpec, req: RerankInput, deadline: float | None) -> RerankOutput:
         """The most effective tier estimated to answer ``reserve_ms`` before the deadline scores; a tier
@@ -180,6 +183,8 @@ class Engine:
             self.validate(sub, self.models[tier])
         tiers = (req.tier,) if req.tier else cascade.tiers[:1] if req.no_fallback else cascade.tiers
         reserve = cascade.reserve_ms / 1000.0
+        if deadline is not None:
+            reserve += cascade.reserve_share * max(0.0, deadline - started)
         passed: list[str] = []
         for i, tier in enumerate(tiers):
             last = i == len(tiers) - 1
@@ -209,7 +214,7 @@ class Engine:
             except (DeadlineError, TimeoutError):
                 if late is None:
                     raise
-                passed.append(f"{tier} was still running {cascade.reserve_ms:.0f} ms before the deadline")
+                passed.append(f"{tier} was still running {reserve * 1000:.0f} ms before the deadline")
                 continue
             out.model = cascade.name
             return self._tiered(cascade, out, passed, "pinned" if req.tier else "estimated to answer in time")
@@ -273,7 +278,10 @@ class Engine:
         finally:
             # an abandoned pre stage keeps only its running unit in the estimate of the work ahead
             self.admission.done(
-                stake, answered, running_s=model.costs.encode_s * min(stake.encodes, model.prepare.budget.max_batch_size)
+                stake,
+                answered,
+                running_s=model.costs.encode_s * min(stake.encodes, model.prepare.budget.max_batch_size),
+                late=not answered and deadline is not None and time.monotonic() >= deadline,
             )
             self.sink.queue_depth(model.name, model.batcher.queue_depth)  # on every path, errors too
         scores = passages.aggregate(np.array([r.score for r in results], dtype=np.float32), aggregate)

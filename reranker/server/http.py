@@ -302,7 +302,10 @@ def build_app(state: HttpState) -> FastAPI:
                 )
                 for d in engine.describe()
             ],
-            cascades=[s.CascadeCard(name=c.name, tiers=list(c.tiers), reserve_ms=c.reserve_ms) for c in engine.cascades.values()],
+            cascades=[
+                s.CascadeCard(name=c.name, tiers=list(c.tiers), reserve_ms=c.reserve_ms, reserve_share=c.reserve_share)
+                for c in engine.cascades.values()
+            ],
         )
 
     return app

@@ -156,7 +156,8 @@ class ModelCard(BaseModel):
 class CascadeCard(BaseModel):
     name: str
     tiers: list[str] = Field(description="served models, most effective first; first-stage may end the list")
-    reserve_ms: float
+    reserve_ms: float = Field(description="kept before the deadline, besides reserve_share of the request's time")
+    reserve_share: float
 
 
 class ModelList(BaseModel):

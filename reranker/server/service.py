@@ -256,7 +256,9 @@ class RerankerService(pb_grpc.RerankerServicer):
                 max_pending_requests=engine.max_pending_requests,
                 max_pending_encodes=engine.max_pending_encodes,
                 cascades=[
-                    pb.CascadeInfo(name=c.name, tiers=list(c.tiers), reserve_ms=round(c.reserve_ms))
+                    pb.CascadeInfo(
+                        name=c.name, tiers=list(c.tiers), reserve_ms=round(c.reserve_ms), reserve_share=c.reserve_share
+                    )
                     for c in engine.cascades.values()
                 ],
             )

@@ -160,14 +160,16 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stages: _Optional[_Iterable[str]] = ..., calibrated: _Optional[bool] = ..., window_tokens: _Optional[int] = ..., window_stride: _Optional[int] = ..., max_windows_per_candidate: _Optional[int] = ..., max_windows_per_request: _Optional[int] = ..., aggregate: _Optional[str] = ...) -> None: ...
 
 class CascadeInfo(_message.Message):
-    __slots__ = ("name", "tiers", "reserve_ms")
+    __slots__ = ("name", "tiers", "reserve_ms", "reserve_share")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIERS_FIELD_NUMBER: _ClassVar[int]
     RESERVE_MS_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_SHARE_FIELD_NUMBER: _ClassVar[int]
     name: str
     tiers: _containers.RepeatedScalarFieldContainer[str]
     reserve_ms: int
-    def __init__(self, name: _Optional[str] = ..., tiers: _Optional[_Iterable[str]] = ..., reserve_ms: _Optional[int] = ...) -> None: ...
+    reserve_share: float
+    def __init__(self, name: _Optional[str] = ..., tiers: _Optional[_Iterable[str]] = ..., reserve_ms: _Optional[int] = ..., reserve_share: _Optional[float] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "default_model", "max_message_bytes", "max_pending_requests", "max_pending_encodes", "cascades")
