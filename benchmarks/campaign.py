@@ -2,6 +2,7 @@
 time budget, resumable on another machine from a compact, committed state folder.
 
     benchmarks/reproduce.sh campaign --budget-minutes 120     # or: python -m benchmarks.campaign ...
+    benchmarks/reproduce.sh campaign --pause    # free the cores for a measurement (--resume after it)
 
 Each run (1) restores the state folder (default ``campaign/``) into the runs folder where files are
 missing, (2) runs the phases in order, skipping finished work, until the budget is spent (training
@@ -24,6 +25,7 @@ cheap, so it is remade rather than committed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
@@ -230,14 +232,75 @@ def plot_curves(runs: Path, out: Path) -> bool:
     return True
 
 
-def run_phase(phase: str, deadline: float, env: dict[str, str]) -> int:
-    """One phase of reproduce.sh with the deadline its training commands pause at; its exit status."""
+LIVE = "campaign-live.json"
+"""In the runs folder while a campaign runs: the running phase's process group and the pauses so far
+(``--pause`` / ``--resume`` read and write it)."""
+
+
+def _live(runs: Path) -> dict[str, Any]:
+    path = runs / LIVE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_live(runs: Path, live: dict[str, Any]) -> None:
+    tmp = runs / (LIVE + ".tmp")
+    tmp.write_text(json.dumps(live))
+    tmp.replace(runs / LIVE)
+
+
+def pause(runs: Path) -> str:
+    """Stop (SIGSTOP) the running phase's whole process group, its training included, so that the
+    machine's cores are free for a measurement; :func:`resume` continues it. The pause is recorded and
+    the run's budget record states the minutes paused (the deadline is wall-clock: paused minutes are
+    spent)."""
+    import signal
+
+    live = _live(runs)
+    if not live.get("phase_pgid"):
+        raise SystemExit(f"no campaign is running ({runs / LIVE} names no phase)")
+    if live.get("paused_at"):
+        return f"already paused since {dt.datetime.fromtimestamp(live['paused_at'], dt.UTC):%H:%M:%S} UTC"
+    os.killpg(live["phase_pgid"], signal.SIGSTOP)
+    live["paused_at"] = time.time()
+    _write_live(runs, live)
+    return f"paused the campaign's phase (process group {live['phase_pgid']}); resume with --resume"
+
+
+def resume(runs: Path) -> str:
+    """Continue (SIGCONT) a phase stopped by :func:`pause` and record how long it was paused."""
+    import signal
+
+    live = _live(runs)
+    if not live.get("phase_pgid"):
+        raise SystemExit(f"no campaign is running ({runs / LIVE} names no phase)")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(live["phase_pgid"], signal.SIGCONT)
+    began = live.pop("paused_at", None)
+    if began is None:
+        return "the campaign was not paused"
+    live.setdefault("pauses", []).append([began, time.time()])
+    _write_live(runs, live)
+    return f"resumed after {(time.time() - began) / 60:.1f} minutes paused"
+
+
+def paused_minutes(runs: Path, since: float) -> float:
+    """Minutes the campaign's phases were paused since ``since`` (a pause still going counts to now)."""
+    live = _live(runs)
+    spans = [*live.get("pauses", []), *([[live["paused_at"], time.time()]] if live.get("paused_at") else [])]
+    return round(sum(max(0.0, end - max(start, since)) for start, end in spans) / 60, 2)
+
+
+def run_phase(phase: str, deadline: float, env: dict[str, str], runs: Path | None = None) -> int:
+    """One phase of reproduce.sh with the deadline its training commands pause at; its exit status.
+    The phase runs in a process group of its own, named in ``runs``/:data:`LIVE` for :func:`pause`."""
     proc = subprocess.Popen(
         ["bash", str(ROOT / "benchmarks/reproduce.sh"), phase],
         env={**env, "DEADLINE": f"{deadline:.0f}"},
         cwd=ROOT,
         start_new_session=True,
     )
+    if runs is not None:
+        _write_live(runs, {**_live(runs), "phase": phase, "phase_pgid": proc.pid})
     try:
         return proc.wait()
     except BaseException:  # SIGTERM (or Ctrl-C): end the whole phase, its training or scoring included
@@ -303,7 +366,7 @@ def campaign(
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
         try:
-            code = run_phase(phase, deadline, env)
+            code = run_phase(phase, deadline, env, runs)
         except _Stopped:
             code = STOPPED
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -315,6 +378,7 @@ def campaign(
         }
         record["wall_minutes"] = round((time.time() - started) / 60, 2)
         record["cpu_minutes"] = round(sum(p["cpu_minutes"] for p in record["phases"].values()), 2)
+        record["paused_minutes"] = paused_minutes(runs, started)
         snapshot(runs, state)
         plot_curves(runs, state / "curves.png")
         write_manifest(state, budget, runs, members)
@@ -322,6 +386,8 @@ def campaign(
             status = "paused at the deadline" if code == PAUSED else f"phase {phase} failed (exit {code})"
             break
     record["status"] = "stopped (SIGTERM)" if stop.is_set() else status
+    record["paused_minutes"] = paused_minutes(runs, started)
+    (runs / LIVE).unlink(missing_ok=True)
     write_manifest(state, budget, runs, members)
     print(f"campaign: {status}; this run {record['wall_minutes']:.1f} min, state in {state}", file=sys.stderr)
     return record
@@ -329,7 +395,9 @@ def campaign(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock minutes this run may spend")
+    p.add_argument("--budget-minutes", type=float, default=None, help="wall-clock minutes this run may spend")
+    p.add_argument("--pause", action="store_true", help="stop the running campaign's phase (its training too) to free the cores")
+    p.add_argument("--resume", action="store_true", help="continue a campaign stopped with --pause")
     p.add_argument("--state", type=Path, default=ROOT / "campaign", help="the committed state folder")
     p.add_argument("--runs", type=Path, default=ROOT / "runs", help="the working folder of reproduce.sh")
     p.add_argument(
@@ -340,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, in order (default: {','.join(PHASES)})")
     args = p.parse_args(argv)
+    if args.pause or args.resume:
+        print(pause(args.runs) if args.pause else resume(args.runs))
+        return 0
+    if args.budget_minutes is None:
+        p.error("--budget-minutes is required (or --pause / --resume)")
     phases = tuple(x for x in args.phases.split(",") if x)
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:

@@ -168,3 +168,44 @@ def test_validation_curves_are_read_from_the_logs_and_plotted(tmp_path: Path, ca
     assert campaign.plot_curves(tmp_path, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not campaign.plot_curves(tmp_path / "bert_cat-margins", tmp_path / "none.png")
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_pause_stops_the_whole_phase_group_and_resume_records_the_pause(tmp_path: Path, campaign) -> None:
+    """--pause stops the phase's process group (a child that the phase started too: the trainer), not
+    only the driver; --resume continues it and the pause is counted in the run's paused minutes."""
+    import subprocess
+    import sys
+    import time
+
+    phase = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(60)'])"],
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.5)
+        child = int(subprocess.run(["pgrep", "-P", str(phase.pid)], capture_output=True, text=True).stdout.split()[0])
+        (tmp_path / campaign.LIVE).write_text(json.dumps({"phase": "teacher", "phase_pgid": phase.pid}))
+        started = time.time()
+        assert campaign.main(["--runs", str(tmp_path), "--pause"]) == 0
+        time.sleep(0.2)
+        assert _state(phase.pid) == "T" and _state(child) == "T"
+        assert "already paused" in campaign.pause(tmp_path)
+        time.sleep(0.6)
+        assert campaign.main(["--runs", str(tmp_path), "--resume"]) == 0
+        time.sleep(0.2)
+        assert _state(child) in ("S", "R")
+        assert 0.6 / 60 <= campaign.paused_minutes(tmp_path, started) * 1.01 <= 2.0 / 60
+        assert campaign.resume(tmp_path) == "the campaign was not paused"
+    finally:
+        import os
+        import signal
+
+        os.killpg(phase.pid, signal.SIGKILL)
+        phase.wait()
+    with pytest.raises(SystemExit, match="no campaign is running"):
+        campaign.pause(tmp_path / "elsewhere")
