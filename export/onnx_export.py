@@ -171,6 +171,10 @@ def _convert_precision(path: Path, precision: str, int8_exclude: str | None = No
             str(path),
             weight_type=QuantType.QInt8,
             per_channel=True,
+            # 7-bit weights: ONNX Runtime's u8s8 kernels saturate on CPUs without VNNI (AVX2, AVX-512
+            # without VNNI); measured on an AVX2 EPYC, imported RoBERTa / DeBERTa cross-encoders: max
+            # |int8 - fp32| 0.99 -> 0.19 and 2.44 -> 0.40 (score spreads 2.3 and 5.1)
+            reduce_range=True,
             op_types_to_quantize=["MatMul", "Gemm"],
             nodes_to_exclude=exclude,
         )
@@ -290,6 +294,7 @@ def export_model(
             "opset": opset,
             "graphs": list(graphs),
             "int8_exclude": int8_exclude if precision.startswith("int8") else None,
+            "int8_reduce_range": True if precision == "int8" else None,
             "quantization": quantized,
             "query_max_len": cfg.query_max_len,
             "passage_max_len": cfg.passage_max_len,

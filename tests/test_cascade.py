@@ -22,6 +22,8 @@ from reranker.engine import (
 )
 from reranker.errors import CapacityError, ConfigError, DeadlineError, InvalidInputError
 
+from .conftest import copy_with_config
+
 CPU = RuntimeConfig(provider="cpu", intra_op_threads=1)
 IDS = ["a", "b", "c"]
 TEXTS = ["fleas live for a year", "a mcdouble has one slice of cheese", "the cat sat"]
@@ -150,3 +152,21 @@ def test_cascades_and_window_limits_from_toml(tmp_path) -> None:
     (tmp_path / "bad.toml").write_text('[[models]]\nname = "m"\nartifact = "a"\n[[cascades]]\nname = "auto"\ntiers = ["x"]\n')
     with pytest.raises(ConfigError, match=r"cascade auto names unknown tier\(s\) \['x'\]"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_a_first_stage_answer_never_passes_min_relevance_unfiltered(tiny_exports, tmp_path) -> None:
+    """The first stage has no relevance: with min_relevance nothing is returned, and the count says why."""
+    calibration = {"method": "platt", "a": 1.0, "b": 0.0, "per_query_token": False}
+    slow = copy_with_config(tiny_exports["bert_cat"][1], tmp_path / "slow", "reranker-onnx", calibration=calibration)
+    models = (ModelSpec("slow", str(slow)),)
+    cfg = EngineConfig(models=models, runtime=CPU, cache_mb=0, cascades=(CascadeSpec("auto", ("slow", FIRST_STAGE_TIER)),))
+    with LocalEngine(cfg) as local:
+        out = ask(local, tier=FIRST_STAGE_TIER, min_relevance=0.5)
+        scored = ask(local, min_relevance=0.0)
+    assert out.results == [] and out.stats["below_min_relevance"] == 3 and out.scored_by == FIRST_STAGE_TIER
+    assert scored.scored_by == "slow" and len(scored.results) == 3
+
+
+def test_first_stage_is_a_reserved_name() -> None:
+    with pytest.raises(ConfigError, match="reserved"):
+        ModelSpec(FIRST_STAGE_TIER, "x")

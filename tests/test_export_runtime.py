@@ -106,7 +106,7 @@ def test_long_texts_scored_by_windows_match_torch(exported, folder, arch: str) -
     want_max, want_first_max, counts = [], [], []
     for text in texts:
         pieces = loaded.tokenizer.word_pieces([text])[0]
-        rows = [pieces[s : s + windowing.size] for s in windowing.starts(len(pieces))]
+        rows = [pieces[a:b] for a, b in windowing.spans(len(pieces))]
         assert rows[-1][-1] == pieces[-1] and all(len(r) == windowing.size for r in rows)
         with torch.inference_mode():
             q = to_tokens(prep.queries([query] * len(rows)), torch.device("cpu"))

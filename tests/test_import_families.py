@@ -7,6 +7,7 @@ reference library cuts them, typed special tokens read as text; refusals say why
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -200,11 +201,41 @@ def test_served_scores_match_transformers(name, saved, exported) -> None:
     expected = _reference(saved[name], PAIRS)
     cpu = RuntimeConfig(provider="cpu", intra_op_threads=1)
     with LocalEngine.of(str(exported[name]), runtime=cpu) as engine:
-        got = [float(engine.scores(query, ["p"], [passage])[0][0]) for query, passage in PAIRS]
+        got = [float(engine.scores(query, ["p"], [passage], aggregate="first")[0][0]) for query, passage in PAIRS]
     diff = float(np.max(np.abs(np.asarray(got) - expected)))
     print(f"parity {name}: max |served - transformers| {diff:.2e}, scores {expected.min():.3f}..{expected.max():.3f}")
     assert diff < 1e-4, (name, got, expected)
     assert float(np.ptp(expected)) > 0.01  # the parity is not that of a constant
+
+
+@pytest.mark.parametrize("name", ["bert", "xlm-roberta"])
+def test_windows_of_a_packed_pair_fit_beside_the_query(name, exported) -> None:
+    """The pair graph keeps pair_max_len tokens: windows leave room for the request's query and the
+    template's special tokens, so that no window is cut; a long text is read whole, and its score is
+    the best of its windows' scores as the graph gives them alone."""
+    from reranker.artifact import Artifact
+    from reranker.engine import LocalEngine, RuntimeConfig
+    from reranker.tokenization import PairTemplate
+
+    config = Artifact.open(exported[name]).config
+    specials = PairTemplate.from_dict(config.pair_template).special_tokens
+    query = "what is the lifespan of a flea"
+    with LocalEngine.of(str(exported[name]), runtime=RuntimeConfig(provider="cpu", intra_op_threads=1)) as engine:
+        prepare = engine.engine.models["default"].prepare
+        tokenizer = prepare.prep.tokenizer
+        windowing = prepare.windowing("max", query)
+        assert windowing.limit + len(tokenizer.word_pieces([query])[0]) + specials == config.pair_max_len
+        words = PAIRS[0][1].split() + PAIRS[1][1].split()
+        text = " ".join(random.Random(0).choice(words) for _ in range(90))  # whole words: windows decode to text
+        pieces = tokenizer.word_pieces([text])[0]
+        out = engine.rerank(query, ["long"], [text])
+        alone = [
+            engine.scores(query, ["w"], [tokenizer.hf.decode(pieces[a:b])], aggregate="first")[0][0]
+            for a, b in windowing.spans(len(pieces))
+        ]
+    assert out.results[0].windows == len(alone) >= 2 and not out.results[0].truncated
+    if name == "bert":  # word pieces of whole words decode to the same pieces (SentencePiece's may not)
+        assert out.results[0].score == pytest.approx(max(alone), abs=1e-4)
 
 
 @pytest.mark.parametrize("name", ["roberta", "deberta-v2", "modernbert"])
@@ -229,7 +260,7 @@ def test_sentence_transformers_cross_encoder_with_sigmoid(saved, exported) -> No
     expected = ce.predict(pairs)
     cpu = RuntimeConfig(provider="cpu", intra_op_threads=1)
     with LocalEngine.of(str(exported["st-xlm-roberta"]), runtime=cpu) as engine:
-        got = [float(engine.scores(q, ["p"], [p])[0][0]) for q, p in pairs]
+        got = [float(engine.scores(q, ["p"], [p], aggregate="first")[0][0]) for q, p in pairs]
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert all(0.0 < g < 1.0 for g in got)
 
@@ -291,7 +322,7 @@ def test_fp16_and_int8_exports_stay_close(name, saved, exported, tmp_path) -> No
     for precision, bound in (("fp16", 0.01), ("int8", 0.25)):  # int8: a guard against a broken graph, not a quality bar
         export_model(model, tmp_path / precision, precision=precision)
         with LocalEngine.of(str(tmp_path / precision), runtime=cpu) as engine:
-            got = np.asarray([float(engine.scores(q, ["p"], [p])[0][0]) for q, p in PAIRS])
+            got = np.asarray([float(engine.scores(q, ["p"], [p], aggregate="first")[0][0]) for q, p in PAIRS])
         diff = float(np.max(np.abs(got - expected)))
         print(f"precision {name} {precision}: max |served - transformers fp32| {diff:.2e} (scores spread {np.ptp(expected):.3f})")
         assert diff < bound * max(1.0, float(np.ptp(expected))), (precision, got, expected)
@@ -318,10 +349,12 @@ def test_a_real_server_serves_imported_families_over_grpc_and_http(saved, export
             assert listed == {n: "hf_cat" for n in names}
             for name in names:
                 expected = _reference(saved[name], [(query, p) for p in passages])
-                answer = client.rerank(query, [(f"d{i}", p) for i, p in enumerate(passages)], model=name)
+                docs = [(f"d{i}", p) for i, p in enumerate(passages)]  # cut as transformers cuts: no windows
+                answer = client.rerank(query, docs, model=name, aggregate="first")
                 got = {r.id: r.score for r in answer.results}
                 np.testing.assert_allclose([got[f"d{i}"] for i in range(len(passages))], expected, atol=1e-4)
-                status, body, _ = call(live, "/v1/rerank", {"model": name, "query": query, "documents": passages})
+                body = {"model": name, "query": query, "documents": passages, "aggregate": "first"}
+                status, body, _ = call(live, "/v1/rerank", body)
                 assert status == 200, body
                 by_index = {r["index"]: r["relevance_score"] for r in body["results"]}
                 np.testing.assert_allclose([by_index[i] for i in range(len(passages))], expected, atol=1e-4)

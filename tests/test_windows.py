@@ -60,13 +60,18 @@ def test_a_window_longer_than_the_model_reads_is_refused_at_open(tiny_exports) -
 
 
 def test_window_starts_cover_every_piece_and_overlap() -> None:
-    w = Windowing(size=10, stride=4, per_candidate=100, per_request=1000)
-    for n in (0, 1, 10, 11, 14, 15, 33):
-        starts = w.starts(n)
-        covered = set().union(*(range(s, min(s + 10, n)) for s in starts))
+    w = Windowing(size=10, stride=4, per_candidate=100, per_request=1000, limit=12)
+    for n in (0, 1, 10, 12, 13, 14, 15, 33):
+        spans = w.spans(n)
+        starts = [a for a, _ in spans]
+        covered = set().union(*(range(a, b) for a, b in spans))
         assert covered == set(range(n)) and starts[0] == 0 and starts == sorted(set(starts))
-        assert n <= 10 or starts[-1] + 10 == n  # the last window ends with the text, never a short one
+        if n <= 12:  # the model reads it at once: one window, as a store build reads it
+            assert spans == [(0, n)]
+        else:  # windows of 10, the last one ending with the text, never a short one
+            assert all(b - a == 10 for a, b in spans) and spans[-1][1] == n
         assert all(b - a <= 4 for a, b in itertools.pairwise(starts))
+    assert w.spans(33, granted=2) == [(0, 10), (4, 14)] and w.spans(33, granted=1) == [(0, 12)]
     assert w.allot([3, 3, 3]) == [3, 3, 3] and Windowing(10, 4, 2, 1000).allot([3, 1]) == [2, 1]
     assert Windowing(10, 4, 8, 2).allot([5, 5, 5]) == [1, 1, 1]  # fewer windows than candidates: one each
 
@@ -84,6 +89,17 @@ def test_the_request_budget_cuts_later_candidates_first(tiny_exports, long_reque
     assert sum(granted) == 7 and granted[0] == 4 and granted[-1] == 1  # three spare windows, in request order
     assert all(cut[i].truncated == (granted[i] < whole[i].windows) for i in range(4)) and cut[3].truncated
     np.testing.assert_allclose(cut[3].score, first[3], rtol=1e-5)  # its first window only
+
+
+def test_a_text_the_model_reads_at_once_is_one_window_whatever_the_window_size(tiny_exports) -> None:
+    """Smaller windows than the passage length split only texts longer than it: a text the model reads
+    whole scores as it does from a store (and as with aggregate 'first')."""
+    art = tiny_exports["colbert"][1]
+    text = "fleas live for about a year and lay eggs on the host animal"
+    with engine_of(art, window_tokens=4, window_stride=2) as small, engine_of(art) as model:
+        got = small.rerank("how long do fleas live", ["d"], [text]).results[0]
+        want, _ = model.scores("how long do fleas live", ["d"], [text], aggregate="first")
+    assert got.windows == 1 and not got.truncated and got.score == pytest.approx(want[0], rel=1e-5)
 
 
 def test_one_window_per_candidate_is_truncation(tiny_exports, long_request) -> None:

@@ -131,13 +131,17 @@ def answer(
 def first_stage_answer(name: str, req: RerankInput, started: float) -> RerankOutput:
     """A cascade's first-stage tier: the candidates by their first-stage scores when every one has a
     finite score, else in the order they were sent (score = minus the position); top_k applies,
-    fusion and min_relevance do not (there is no model score, no relevance)."""
+    fusion does not. There is no relevance: a request with ``min_relevance`` gets no results (every
+    candidate counted below it), never candidates the filter did not see."""
     sent = [s for s in req.first_stage if s is not None and math.isfinite(s)]
     if len(sent) == len(req.ids):
         scores = np.asarray(sent, dtype=np.float64)
     else:
         scores = -np.arange(len(req.ids), dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
+    below = len(order) if req.min_relevance is not None else 0
+    if below:
+        order = order[:0]
     if req.top_k:
         order = order[: req.top_k]
     results = [Scored(req.ids[i], int(i), float(scores[i]), False, False, float(scores[i]), windows=0) for i in order.tolist()]
@@ -145,6 +149,6 @@ def first_stage_answer(name: str, req: RerankInput, started: float) -> RerankOut
         name,
         results,
         total_ms=(time.monotonic() - started) * 1000.0,
-        stats={"candidates": len(req.ids), "truncated": 0, "invalid": 0, "below_min_relevance": 0, "windows": 0},
+        stats={"candidates": len(req.ids), "truncated": 0, "invalid": 0, "below_min_relevance": below, "windows": 0},
         scored_by=FIRST_STAGE_TIER,
     )

@@ -8,7 +8,9 @@ the model's own score and the candidate's truncation and source flags; fusion an
 after the cache, per request. Least recently used entries go first when the bytes exceed the bound.
 A model is served from one artifact and store for the life of the engine (changing them means a
 restart, which empties the cache), and another artifact's identity never matches an entry anyway.
-Used on the engine's event loop only (not thread-safe).
+A long text is kept with its windows' aggregate (its key names the aggregate); a candidate whose
+windows a request's window budget cut is not kept, while one kept whole is served whole to a later
+request whose budget would have cut it. Used on the engine's event loop only (not thread-safe).
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ from reranker.errors import ConfigError
 from reranker.fusion import FIRST_STAGES, FusionRule
 from reranker.runtime.config import BACKENDS, RuntimeConfig
 
+FIRST_STAGE_TIER = "first-stage"
+"""The cascade tier that answers in the candidates' first-stage order (their first-stage scores when
+every candidate has one, else the order they were sent in): no model, no wait."""
+
+
 AGGREGATES = ("max", "first-max", "first")
 """How the window scores of a long candidate text become its score (:attr:`Limits.aggregate`)."""
 
@@ -41,7 +46,9 @@ class Limits:
     (1 = every text is cut at the model's passage length, no windows)."""
     max_windows_per_request: int = 1000
     """Windows scored in one request, one per candidate counted first; candidates beyond it (in request
-    order) keep their first window only and are flagged truncated. Bounds a request's cost."""
+    order) keep their first window only and are flagged truncated. Bounds a request's cost. Windows
+    encoded from text (split models) count against the engine's ``max_pending_encodes`` (one request
+    alone is always admitted)."""
     aggregate: str = "max"
     """How a candidate's window scores become its score: ``max`` (MaxP), ``first-max`` (mean of the
     first window's and the best window's) or ``first`` (the first window only: truncation);
@@ -103,16 +110,13 @@ class ModelSpec:
             )
         if not self.name or not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
+        if self.name == FIRST_STAGE_TIER:
+            raise ConfigError(f"model name {FIRST_STAGE_TIER!r} is reserved for a cascade's first-stage tier")
         if self.backend and self.backend not in BACKENDS:
             raise ConfigError(
                 f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)} (or empty for the "
                 f"[runtime] backend), got {self.backend!r}"
             )
-
-
-FIRST_STAGE_TIER = "first-stage"
-"""The cascade tier that answers in the candidates' first-stage order (their first-stage scores when
-every candidate has one, else the order they were sent in): no model, no wait."""
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,7 @@ class Engine:
         def encode() -> Passages:
             watch.check()
             began = time.monotonic()
-            passages = model.prepare.passages(req.ids, texts, aggregate, watch.check)
+            passages = model.prepare.passages(req.ids, texts, aggregate, watch.check, req.query)
             if passages.encoded:
                 model.costs.observe_encodes(passages.encoded, time.monotonic() - began)
             return passages

@@ -59,17 +59,22 @@ class Windowing:
     "Deeper Text Understanding for IR with Contextual Neural Language Modeling", SIGIR 2019)."""
 
     size: int
-    """Word pieces per window (at most the model's passage length)."""
+    """Word pieces per window (at most :attr:`limit`)."""
     stride: int
     """Word pieces between the starts of two windows (1 <= stride <= size)."""
     per_candidate: int
     """Windows scored of one candidate at most."""
     per_request: int
     """Windows scored in one request at most (one per candidate counted first)."""
+    limit: int = 0
+    """Word pieces the model reads of a passage at once: a text up to this long is one window, as a
+    store build reads it (0 = :attr:`size`)."""
 
     def __post_init__(self) -> None:
-        if not (1 <= self.stride <= self.size and self.per_candidate >= 1 and self.per_request >= 1):
-            raise ConfigError(f"invalid windowing {self}: need 1 <= stride <= size and limits >= 1")
+        if not self.limit:
+            object.__setattr__(self, "limit", self.size)
+        if not (1 <= self.stride <= self.size <= self.limit and self.per_candidate >= 1 and self.per_request >= 1):
+            raise ConfigError(f"invalid windowing {self}: need 1 <= stride <= size <= limit and limits >= 1")
 
     @classmethod
     def of(cls, limits: Limits, passage_tokens: int, arch: str = "") -> Windowing:
@@ -83,18 +88,25 @@ class Windowing:
         stride = limits.window_stride or max(1, size // 2)
         if stride > size:
             raise ConfigError(f"window_stride {stride} is longer than a window ({size} word pieces); use at most {size}")
-        return cls(size, stride, limits.max_windows_per_candidate, limits.max_windows_per_request)
+        return cls(size, stride, limits.max_windows_per_candidate, limits.max_windows_per_request, passage_tokens)
 
-    def starts(self, pieces: int) -> list[int]:
-        """Start of every window over a text of ``pieces`` word pieces (the last one ends with the text).
+    def spans(self, pieces: int, granted: int | None = None) -> list[tuple[int, int]]:
+        """(start, end) of every window over a text of ``pieces`` word pieces: the whole text when the
+        model reads it at once, else windows of :attr:`size` every :attr:`stride` (the last one ends
+        with the text); with ``granted`` windows only, the first ``granted`` of them, and a single
+        one is the first :attr:`limit` pieces (what the model alone would read).
 
-        >>> Windowing(4, 2, 8, 100).starts(3), Windowing(4, 2, 8, 100).starts(9)
-        ([0], [0, 2, 4, 5])
+        >>> Windowing(4, 2, 8, 100).spans(3), Windowing(4, 2, 8, 100).spans(9)
+        ([(0, 3)], [(0, 4), (2, 6), (4, 8), (5, 9)])
+        >>> w = Windowing(4, 2, 8, 100, limit=6)
+        >>> w.spans(6), w.spans(9), w.spans(9, granted=1)
+        ([(0, 6)], [(0, 4), (2, 6), (4, 8), (5, 9)], [(0, 6)])
         """
-        if pieces <= self.size:
-            return [0]
+        if pieces <= self.limit or granted == 1:
+            return [(0, min(pieces, self.limit))]
         count = -(-(pieces - self.size) // self.stride) + 1
-        return [min(j * self.stride, pieces - self.size) for j in range(count)]
+        starts = [min(j * self.stride, pieces - self.size) for j in range(count)]
+        return [(start, start + self.size) for start in starts[:granted]]
 
     def allot(self, wanted: Sequence[int]) -> list[int]:
         """Windows granted to each candidate wanting ``wanted`` of them: at least one each, at most
@@ -265,13 +277,21 @@ class Prepare:
                 items[i] = PassageItem(vectors[row, : int(mask[row].sum())], bool(enc.truncated[i]), False)
         return items  # type: ignore[return-value]
 
-    def windowing(self, aggregate: str) -> Windowing:
+    def windowing(self, aggregate: str, query: str = "") -> Windowing:
         """The windowing for an aggregate: the model's, or for ``first`` one window of the model's
-        passage length (truncation)."""
+        passage length (truncation). A model that packs query and passage into one sequence of
+        ``pair_max_len`` tokens (imported cross-encoders) reads of the passage only what is left beside
+        the query: given the ``query``, windows shrink to that, so that none is cut."""
         if aggregate == "first":
             limit = self.passage_token_limit
             return Windowing(limit, limit, 1, self.window_plan.per_request)
-        return self.window_plan
+        plan = self.window_plan
+        if query and self.arch.packs_pair and self.prep.config.pair_max_len:
+            room = max(1, self.prep.config.passage_max_len + 1 - len(self.prep.tokenizer.word_pieces([query])[0]))
+            if room < plan.limit:
+                size = min(plan.size, room)
+                return dataclasses.replace(plan, size=size, stride=min(plan.stride, size), limit=room)
+        return plan
 
     def windows(
         self, texts: Sequence[str], windowing: Windowing, check: Callable[[], None] | None = None
@@ -282,13 +302,13 @@ class Prepare:
         chars = sum(map(len, texts))
         if chars:  # running word pieces per character: the admission estimate of windows
             self.pieces_per_char += 0.1 * (sum(map(len, pieces)) / chars - self.pieces_per_char)
-        starts = [windowing.starts(len(p)) for p in pieces]
-        granted = windowing.allot([len(s) for s in starts])
+        granted = windowing.allot([len(windowing.spans(len(p))) for p in pieces])
         rows: list[Sequence[int]] = []
         unread: list[bool] = []
-        for p, s, g in zip(pieces, starts, granted, strict=True):
-            rows.extend(p[start : start + windowing.size] for start in s[:g])
-            unread.append(s[g - 1] + windowing.size < len(p))
+        for p, g in zip(pieces, granted, strict=True):
+            spans = windowing.spans(len(p), g)
+            rows.extend(p[start:end] for start, end in spans)
+            unread.append(spans[-1][1] < len(p))
         items = iter(self._items(self.prep.passage_pieces(rows), check))
         return [[next(items) for _ in range(g)] for g in granted], unread
 
@@ -303,7 +323,7 @@ class Prepare:
                 wanted.append(0)
                 continue
             pieces = len(text) * ratio
-            wanted.append(1 if pieces <= size else 1 + math.ceil((pieces - size) / stride))
+            wanted.append(1 if pieces <= windowing.limit else 1 + math.ceil((pieces - size) / stride))
         from_text = sum(windowing.allot([max(w, 1) for w in wanted])[i] for i, w in enumerate(wanted) if w)
         pairs = from_text + sum(1 for w in wanted if not w)
         return pairs, from_text if self.arch.split else 0
@@ -313,11 +333,16 @@ class Prepare:
         return self.store is not None and bool(pid) and pid in self.store
 
     def passages(
-        self, ids: Sequence[str], texts: Sequence[str], aggregate: str, check: Callable[[], None] | None = None
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        aggregate: str,
+        check: Callable[[], None] | None = None,
+        query: str = "",
     ) -> Passages:
         """Stored state for ids in the passage store (a text sent with a stored id is not used); the
-        text's windows (encoded now, ``check`` before each batch) for the others. :class:`NotFoundError`
-        names the candidates with neither."""
+        text's windows (encoded now, ``check`` before each batch; sized to fit beside ``query`` for a
+        pair-packing model) for the others. :class:`NotFoundError` names the candidates with neither."""
         items: list[list[PassageItem]] = [[] for _ in ids]
         truncated = [False] * len(ids)
         to_encode: list[int] = []
@@ -340,7 +365,7 @@ class Prepare:
                 truncated[i] = items[i][0].truncated
         encoded = 0
         if to_encode:
-            windowing = self.windowing(aggregate)  # stored candidates take one window each of the request's
+            windowing = self.windowing(aggregate, query)  # stored candidates take one window each of the request's
             windowing = dataclasses.replace(windowing, per_request=max(1, windowing.per_request - len(stored)))
             windows, unread = self.windows([texts[i] for i in to_encode], windowing, check)
             for i, its, cut in zip(to_encode, windows, unread, strict=True):
