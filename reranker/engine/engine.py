@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,14 +19,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from reranker.engine.admission import Admission, Stake, Watch
-from reranker.engine.answer import answer, first_stage_answer, fusion_for, replace_invalid
+from reranker.engine.answer import answer, fusion_for, replace_invalid, validate
 from reranker.engine.cache import Cached, ScoreCache
-from reranker.engine.config import AGGREGATES, FIRST_STAGE_TIER, CascadeSpec, EngineConfig
+from reranker.engine.cascade import run_cascade
+from reranker.engine.config import EngineConfig
 from reranker.engine.loader import open_model
 from reranker.engine.messages import RerankInput, RerankOutput
 from reranker.engine.prepare import Passages, QueryItem
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
-from reranker.errors import CapacityError, ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
+from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
 from reranker.fusion import FusionRule, rule_for_first_stage
 
 log = logging.getLogger(__name__)
@@ -95,35 +94,8 @@ class Engine:
             )
         return model
 
-    def validate(self, req: RerankInput, model: ServedModel) -> None:
-        """Refuse what no cutting can serve; over-long candidate texts are cut, never refused."""
-        limits = model.limits
-        if not req.query.strip():
-            raise InvalidInputError("the query is empty; send the text to rank the candidates against")
-        if len(req.query) > limits.max_query_chars:
-            raise InvalidInputError(f"the query has {len(req.query)} characters; at most {limits.max_query_chars} are allowed")
-        if not req.ids:
-            raise InvalidInputError(
-                "no candidates: send at least one candidate (an id, and text unless the id is in the model's passage store)"
-            )
-        if len(req.ids) > limits.max_candidates:
-            raise InvalidInputError(
-                f"{len(req.ids)} candidates sent; model {model.name} takes at most "
-                f"{limits.max_candidates} per request (split larger lists)"
-            )
-        if req.top_k < 0:
-            raise InvalidInputError(f"top_k must be >= 0 (0 = all), got {req.top_k}")
-        if req.min_relevance is not None:
-            if not (math.isfinite(req.min_relevance) and 0.0 <= req.min_relevance <= 1.0):
-                raise InvalidInputError(f"min_relevance must be in [0, 1] (a probability), got {req.min_relevance}")
-            if model.calibration is None:
-                raise InvalidInputError(f"model {model.name} has no calibration: its scores carry no relevance for min_relevance")
-        if req.aggregate and req.aggregate not in AGGREGATES:
-            raise InvalidInputError(
-                f"aggregate {quoted(req.aggregate)} is not one of {', '.join(AGGREGATES)} "
-                f"(empty = the model's, {model.limits.aggregate})"
-            )
-        self.fusion_for(req, model)
+    validate = staticmethod(validate)
+    """Refuse what no cutting can serve (:func:`reranker.engine.answer.validate`)."""
 
     fusion_for = staticmethod(fusion_for)
 
@@ -144,89 +116,23 @@ class Engine:
 
     async def rerank(self, req: RerankInput, *, deadline: float | None = None) -> RerankOutput:
         """Score every candidate; ``deadline`` is a ``time.monotonic()`` instant (None = none). A request
-        naming a cascade is scored by the tier the cascade picks (:meth:`_cascade`).
+        naming a cascade is scored by the tier the cascade picks (:func:`reranker.engine.cascade.run_cascade`).
 
         Raises InvalidInputError, NotFoundError, CapacityError or DeadlineError (see reranker.errors).
         Abandoned work (deadline passed, or the calling task cancelled) stops at its next unit.
         """
         cascade = self.cascades.get(req.model)
         if cascade is not None:
-            return await self._cascade(cascade, req, deadline)
+            return await run_cascade(self, cascade, req, deadline)
         if req.tier or req.no_fallback:
             raise InvalidInputError(
                 f"tier and no_fallback apply to a cascade ({', '.join(sorted(self.cascades)) or 'none served'}); "
                 f"model {quoted(req.model or self.default)} is not one"
             )
-        return await self._rerank(req, deadline)
+        return await self.rerank_model(req, deadline)
 
-    def estimate_s(self, model: ServedModel, req: RerankInput) -> float:
-        """Seconds from now until ``model`` would answer ``req``: the admitted work ahead and the
-        request's own, from the running unit costs, scaled by the admission's calibration; with no
-        work ahead, not scaled up (so that an idle engine tries the tier, and its answer calibrates
-        the scale again, instead of passing it over for ever on an estimate from a busier time)."""
-        pairs, encodes = model.prepare.estimate(req.ids, req.texts, req.aggregate or model.limits.aggregate)
-        scale = self.admission.scale if self.admission.outstanding else min(1.0, self.admission.scale)
-        return (self.admission.ahead_s + model.costs.estimate(pairs, encodes)) * scale
-
-    async def _cascade(self, cascade: CascadeSpec, req: RerankInput, deadline: float | None) -> RerankOutput:
-        """The most effective tier estimated to answer ``reserve_ms`` before the deadline scores; a tier
-        refused for capacity, or (with a first-stage tier after it) still running at the deadline less
-        the reserve, gives way to the next. The request is validated against every model tier first,
-        so that its errors do not depend on the load. The answer says which tier scored and why."""
-        started = time.monotonic()
-        if req.tier and req.tier not in cascade.tiers:
-            raise InvalidInputError(
-                f"tier {quoted(req.tier)} is not one of cascade {cascade.name}'s tiers: {', '.join(cascade.tiers)}"
-            )
-        subs = {t: dataclasses.replace(req, model=t, tier="", no_fallback=False) for t in cascade.models}
-        for tier, sub in subs.items():
-            self.validate(sub, self.models[tier])
-        tiers = (req.tier,) if req.tier else cascade.tiers[:1] if req.no_fallback else cascade.tiers
-        reserve = cascade.reserve_ms / 1000.0
-        if deadline is not None:
-            reserve += cascade.reserve_share * max(0.0, deadline - started)
-        passed: list[str] = []
-        for i, tier in enumerate(tiers):
-            last = i == len(tiers) - 1
-            if tier == FIRST_STAGE_TIER:
-                out = first_stage_answer(cascade.name, req, started)
-                why = "pinned" if req.tier else "the candidates' first-stage order"
-                return self._tiered(cascade, out, passed, why)
-            model = self.models[tier]
-            if deadline is not None and not last:
-                need, left = self.estimate_s(model, subs[tier]), deadline - time.monotonic() - reserve
-                if need > left:
-                    passed.append(f"{tier} would answer in about {need * 1000:.0f} ms, {max(0.0, left) * 1000:.0f} ms were left")
-                    continue
-            # with the first stage after it, a tier is given until the deadline less the reserve (a batch
-            # already running is not waited for: its answer is dropped and the first stage answers)
-            late = deadline - reserve if deadline is not None and FIRST_STAGE_TIER in tiers[i + 1 :] else None
-            try:
-                if late is None:
-                    out = await self._rerank(subs[tier], deadline)
-                else:
-                    out = await asyncio.wait_for(self._rerank(subs[tier], late), max(0.0, late - time.monotonic()))
-            except CapacityError as exc:
-                if last:
-                    raise
-                passed.append(f"{tier} was refused ({exc})")
-                continue
-            except (DeadlineError, TimeoutError):
-                if late is None:
-                    raise
-                passed.append(f"{tier} was still running {reserve * 1000:.0f} ms before the deadline")
-                continue
-            out.model = cascade.name
-            return self._tiered(cascade, out, passed, "pinned" if req.tier else "estimated to answer in time")
-        raise AssertionError("unreachable: the last tier answers or raises")  # pragma: no cover
-
-    def _tiered(self, cascade: CascadeSpec, out: RerankOutput, passed: list[str], why: str) -> RerankOutput:
-        out.reason = "; ".join([*passed, f"{out.scored_by}: {why}"])
-        self.sink.cascade(cascade.name, out.scored_by)
-        return out
-
-    async def _rerank(self, req: RerankInput, deadline: float | None) -> RerankOutput:
-        """:meth:`rerank` of one served model."""
+    async def rerank_model(self, req: RerankInput, deadline: float | None) -> RerankOutput:
+        """:meth:`rerank` of one served model (no cascade)."""
         started = time.monotonic()
         model = self.resolve(req.model)
         self.validate(req, model)
