@@ -124,6 +124,8 @@ def snapshot(runs: Path, state: Path, base: str = "minilm") -> list[str]:
             continue
         big = src.stat().st_size > GZIP_OVER
         dst = state / (str(rel) + (".gz" if big else ""))
+        # a file that grew past GZIP_OVER leaves its plain copy behind: restore would find both
+        (state / (str(rel) + ("" if big else ".gz"))).unlink(missing_ok=True)
         if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)

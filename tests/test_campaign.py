@@ -119,6 +119,13 @@ def test_state_round_trips_scores_results_and_models(tiny_base: Path, tmp_path: 
         assert f.readline().split("\t")[2] == "q0"
     assert campaign.snapshot(again, state, base=str(tiny_base)) == []  # a restored copy is not packed again
 
+    log = runs / "members" / "e5" / "log.jsonl"  # a file that grows past GZIP_OVER between snapshots
+    log.write_text("{}\n")
+    campaign.snapshot(runs, state, base=str(tiny_base))
+    log.write_text(lines)
+    campaign.snapshot(runs, state, base=str(tiny_base))
+    assert (state / "members" / "e5" / "log.jsonl.gz").is_file() and not (state / "members" / "e5" / "log.jsonl").exists()
+
 
 def test_cpu_facts_pick_bf16_only_where_it_is_native() -> None:
     zen4 = parse_cpuinfo("model name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", 2)
