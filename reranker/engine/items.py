@@ -3,6 +3,7 @@ longer than the model reads at once (chunk and aggregate)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,9 +93,16 @@ class Windowing:
         """
         if pieces <= self.limit or granted == 1:
             return [(0, min(pieces, self.limit))]
-        count = -(-(pieces - self.size) // self.stride) + 1
-        starts = [min(j * self.stride, pieces - self.size) for j in range(count)]
+        starts = [min(j * self.stride, pieces - self.size) for j in range(self.count(pieces))]
         return [(start, start + self.size) for start in starts[:granted]]
+
+    def count(self, pieces: float) -> int:
+        """Windows over a text of ``pieces`` word pieces (a real number: an estimate from characters).
+
+        >>> Windowing(4, 2, 8, 100, limit=6).count(6), Windowing(4, 2, 8, 100, limit=6).count(9)
+        (1, 4)
+        """
+        return 1 if pieces <= self.limit else 1 + math.ceil((pieces - self.size) / self.stride)
 
     def allot(self, wanted: Sequence[int]) -> list[int]:
         """Windows granted to each candidate wanting ``wanted`` of them: at least one each, at most

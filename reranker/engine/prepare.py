@@ -9,7 +9,6 @@ so a stored state is exactly what serving would compute from the text.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -147,10 +146,9 @@ class Prepare:
         passage length (truncation). A model that packs query and passage into one sequence of
         ``pair_max_len`` tokens (imported cross-encoders) reads of the passage only what is left beside
         the query: given the ``query``, windows shrink to that, so that none is cut."""
-        if aggregate == "first":
-            limit = self.passage_token_limit
-            return Windowing(limit, limit, 1, self.window_plan.per_request)
         plan = self.window_plan
+        if aggregate == "first":  # one window: the first passage length of the text
+            return dataclasses.replace(plan, per_candidate=1)
         if query and self.arch.packs_pair and self.prep.config.pair_max_len:
             room = max(1, self.prep.config.passage_max_len + 1 - len(self.prep.tokenizer.word_pieces([query])[0]))
             if room < plan.limit:
@@ -167,7 +165,7 @@ class Prepare:
         chars = sum(map(len, texts))
         if chars:  # running word pieces per character: the admission estimate of windows
             self.pieces_per_char += 0.1 * (sum(map(len, pieces)) / chars - self.pieces_per_char)
-        granted = windowing.allot([len(windowing.spans(len(p))) for p in pieces])
+        granted = windowing.allot([windowing.count(len(p)) for p in pieces])
         rows: list[Sequence[int]] = []
         unread: list[bool] = []
         for p, g in zip(pieces, granted, strict=True):
@@ -180,17 +178,15 @@ class Prepare:
     def estimate(self, ids: Sequence[str], texts: Sequence[str], aggregate: str) -> tuple[int, int]:
         """(pairs, encodes) a request will cost: windows scored, and windows the pre stage must encode
         from text (split models), estimated from the characters of each text (no tokenising here)."""
-        windowing = self.windowing(aggregate)
-        size, stride, ratio = windowing.size, windowing.stride, self.pieces_per_char
-        wanted = []
-        for pid, text in zip(ids, texts, strict=True):
-            if not text or self.stored(pid):
-                wanted.append(0)
-                continue
-            pieces = len(text) * ratio
-            wanted.append(1 if pieces <= windowing.limit else 1 + math.ceil((pieces - size) / stride))
-        from_text = sum(windowing.allot([max(w, 1) for w in wanted])[i] for i, w in enumerate(wanted) if w)
-        pairs = from_text + sum(1 for w in wanted if not w)
+        windowing, ratio = self.windowing(aggregate), self.pieces_per_char
+        # 0: a stored candidate or an id without text (one pair, nothing to encode)
+        wanted = [
+            0 if not text or self.stored(pid) else windowing.count(len(text) * ratio)
+            for pid, text in zip(ids, texts, strict=True)
+        ]
+        granted = windowing.allot([max(w, 1) for w in wanted])
+        from_text = sum(g for g, w in zip(granted, wanted, strict=True) if w)
+        pairs = from_text + wanted.count(0)
         return pairs, from_text if self.arch.split else 0
 
     def stored(self, pid: str) -> bool:
