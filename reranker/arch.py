@@ -56,6 +56,10 @@ class ArchSpec:
     store_codec: tuple[str, int] = ("float16", 0)
     """Default codec of a passage store (``reranker index``, the served default): name and residual
     bits per dimension, the smallest measured within 0.005 nDCG@10 of fp16 (README, compressed stores)."""
+    maxsim: bool = False
+    """The scorer is MaxSim over the states (sum over query positions of the best dot product): on CPU
+    the engine scores unpadded states with one matrix product per query (:mod:`reranker.runtime.maxsim`)
+    instead of the padded scorer graph."""
     trainable: bool = True
     """Built and trained here (``reranker init`` / ``train``); False: only imported (``reranker import``)."""
 
@@ -102,6 +106,7 @@ ARCH_SPECS: dict[str, ArchSpec] = {
             "tokens",
             "MaxSim: sum over query tokens of the best cosine",
             store_codec=("residual", 1),
+            maxsim=True,
         ),
         ArchSpec(
             "prett",

@@ -190,11 +190,11 @@ def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> 
     server = launch(cfg)
     engine = server.running.engine
     model = engine.models["student"]
-    original = model.prepare.scorer.score
+    original = model.batcher._run_batch
 
-    def slow(*arrays):  # each batch takes 0.5 s: an in-flight request that outlives several pings
+    def slow(pairs):  # each batch takes 0.5 s: an in-flight request that outlives several pings
         time.sleep(0.5)
-        return original(*arrays)
+        return original(pairs)
 
     pinging = [
         ("grpc.keepalive_time_ms", 1000),
@@ -208,14 +208,14 @@ def test_clients_pinging_every_second_are_never_disconnected(stores, folder) -> 
             stub.ListModels(pb.ListModelsRequest(), timeout=10)
             idle = _connectivity_while(channel, 4.5)  # idle, pinging every second
             assert grpc.ChannelConnectivity.IDLE not in idle and grpc.ChannelConnectivity.TRANSIENT_FAILURE not in idle
-            model.prepare.scorer.score = slow
+            model.batcher._run_batch = slow
             query, ids = _request(folder, sorted(folder.passages)[0], n=60)
             answer = stub.Rerank(
                 pb.RerankRequest(query=query, candidates=[pb.Candidate(id=i) for i in ids], model="student"), timeout=30
             )
             assert len(answer.results) == len(ids)
     finally:
-        model.prepare.scorer.score = original
+        model.batcher._run_batch = original
         server.stop()
 
 
@@ -261,17 +261,20 @@ def test_bearer_scheme_case_reflection_and_metrics_exposure(stores, tmp_path) ->
 
 def test_queue_depth_returns_to_zero_after_dropped_work(stores, folder) -> None:
     cfg = student_config(
-        stores, str(stores["fp16"]), max_queue_ms=0, batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1)
+        stores,
+        str(stores["fp16"]),
+        max_queue_ms=0,
+        batching=BatcherConfig(max_batch_size=4, max_batches_per_run=1, maxsim_batch_pairs=4),
     )
     server = launch(cfg)
     model = server.running.engine.models["student"]
-    original = model.prepare.scorer.score
+    original = model.batcher._run_batch
 
-    def slow(*arrays):
+    def slow(pairs):
         time.sleep(0.2)
-        return original(*arrays)
+        return original(pairs)
 
-    model.prepare.scorer.score = slow
+    model.batcher._run_batch = slow
     try:
         query, ids = _request(folder, sorted(folder.passages)[0], n=80)
         with RerankerClient(server.target, timeout=0.5) as client, pytest.raises(grpc.RpcError) as info:
@@ -282,7 +285,7 @@ def test_queue_depth_returns_to_zero_after_dropped_work(stores, folder) -> None:
         assert 'reranker_queue_depth{model="student"}' in text  # the gauge was set (to the queued pairs) ...
         assert metric(text, "reranker_queue_depth", model="student") == 0  # ... and is back at 0
     finally:
-        model.prepare.scorer.score = original
+        model.batcher._run_batch = original
         server.stop()
 
 

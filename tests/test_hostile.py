@@ -115,14 +115,13 @@ def test_each_result_says_where_its_state_came_from(live, folder) -> None:
 
 def _slow(model, seconds: float) -> None:
     """Make a served model's core stage take ``seconds`` per batch (in-process server)."""
-    scorer = model.prepare.scorer
-    real = scorer.score
+    real = model.batcher._run_batch
 
-    def slow(*arrays):
+    def slow(pairs):
         time.sleep(seconds)
-        return real(*arrays)
+        return real(pairs)
 
-    scorer.score = slow
+    model.batcher._run_batch = slow
 
 
 def test_codes_are_what_the_client_received_and_every_drop_is_counted(setup, folder) -> None:

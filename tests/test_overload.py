@@ -54,7 +54,10 @@ def engine_of(colbert, sink: Drops, **cfg) -> tuple[Engine, list[float]]:
     settings = {"pre_workers": 1, "warmup": False, "max_queue_ms": 0.0, "cache_mb": 0, **cfg}
     engine = Engine.from_config(
         EngineConfig(
-            models=(ModelSpec("m", artifact, store),), runtime=CPU, batching=BatcherConfig(max_batch_size=4), **settings
+            models=(ModelSpec("m", artifact, store),),
+            runtime=CPU,
+            batching=BatcherConfig(max_batch_size=4, maxsim_batch_pairs=4),
+            **settings,
         ),
         sink,
     )
@@ -138,14 +141,14 @@ def test_requests_that_cannot_start_in_time_are_refused_at_admission(colbert) ->
 
     async def go() -> None:
         engine, _ = engine_of(colbert, Drops(), max_queue_ms=300.0)
-        scorer = engine.models["m"].prepare.scorer
-        real = scorer.score
+        batcher = engine.models["m"].batcher
+        real = batcher._run_batch
 
-        def slow(*arrays):
+        def slow(pairs):
             time.sleep(0.05)  # 50 ms per batch of at most 4 pairs
-            return real(*arrays)
+            return real(pairs)
 
-        scorer.score = slow
+        batcher._run_batch = slow
         ids = RerankInput("what is a flea", pids[:16], [""] * 16)
         await engine.rerank(ids)  # learns the cost per pair: about 12 ms
         outcomes: list[tuple[str, float]] = []
@@ -192,7 +195,7 @@ def test_a_client_cancelling_over_grpc_stops_the_encoding_and_counts_the_drop(co
         http_port=0,
         runtime=CPU,
         cache_mb=0,
-        batching=BatcherConfig(max_batch_size=4),
+        batching=BatcherConfig(max_batch_size=4, maxsim_batch_pairs=4),
         pre_workers=1,
     )
     server = launch(cfg)

@@ -50,9 +50,14 @@ class BatcherConfig:
     """Ready batches handed to the worker thread together (fewer thread hops per request)."""
     max_queue: int = 20000
     """Most items waiting; a request that would exceed it is refused with RESOURCE_EXHAUSTED."""
+    maxsim_batch_pairs: int = 1024
+    """Most pairs per batch of a MaxSim model scored on CPU without padding (ColBERT from its states:
+    one matrix product per query, so a batch holds every candidate of a request and runs without
+    waiting for others: ``max_wait_s`` is 0 there; the cost bound counts these pairs at the longest
+    query and passage)."""
 
     def __post_init__(self) -> None:
-        limits = ("max_batch_size", "max_batch_cost", "max_batches_per_run", "max_queue")
+        limits = ("max_batch_size", "max_batch_cost", "max_batches_per_run", "max_queue", "maxsim_batch_pairs")
         bad = {name: getattr(self, name) for name in limits if getattr(self, name) < 1}
         if bad:
             raise ConfigError(f"batcher limits must be >= 1, got {', '.join(f'{k}={v}' for k, v in bad.items())}")

@@ -35,6 +35,9 @@ class PassageItem:
     """The passage text was longer than the model's passage length."""
     from_store: bool
     """The state came from the passage store (no encoding at query time)."""
+    coded: bool = False
+    """``data`` holds the passage's (length,) int64 token rows in the passage store, not its state:
+    it is scored from the store's codes (:meth:`reranker.store.PassageStore.dots`)."""
 
     @property
     def length(self) -> int:

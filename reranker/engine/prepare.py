@@ -9,6 +9,8 @@ so a stored state is exactly what serving would compute from the text.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -21,6 +23,8 @@ from reranker.errors import ConfigError, InvalidInputError, NotFoundError, some
 from reranker.runtime import OnnxScorer
 from reranker.store import PassageStore
 from reranker.tokenization import Encoded, Preprocessor
+
+log = logging.getLogger(__name__)
 
 
 def plan_batches(lengths: Sequence[int], max_pairs: int, max_tokens: int) -> list[np.ndarray]:
@@ -91,6 +95,15 @@ class Prepare:
         """How texts longer than the model's passage length are scored (:class:`Windowing`)."""
         self.pieces_per_char = 0.25
         """Running word pieces per character of candidate texts (English: about 0.22)."""
+        self.from_codes = bool(arch.maxsim and scorer.on_cpu and store is not None and getattr(store, "scores_codes", False))
+        """Stored candidates are scored from the store's codes (MaxSim without decoding, on CPU): the
+        items of stored passages hold their token rows (:attr:`PassageItem.coded`)."""
+        if self.from_codes:
+            assert store is not None
+            started = time.monotonic()
+            store.inverse_norms()
+            seconds = time.monotonic() - started
+            log.info("scoring from the store's codes: %d token norms in %.1f s", int(store.offsets[-1]), seconds)
 
     @property
     def query_token_limit(self) -> int:
@@ -221,8 +234,10 @@ class Prepare:
             raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {some(missing)}")
         if stored:  # one decode for all stored candidates (compressed stores decode in one pass)
             assert self.store is not None
-            for i, state in zip(stored, self.store.get_many([ids[i] for i in stored]), strict=True):
-                items[i] = [PassageItem(state, self.store.is_truncated(ids[i]), True)]
+            pids = [ids[i] for i in stored]
+            states = self.store.token_rows(pids) if self.from_codes else self.store.get_many(pids)
+            for i, state in zip(stored, states, strict=True):
+                items[i] = [PassageItem(state, self.store.is_truncated(ids[i]), True, coded=self.from_codes)]
                 truncated[i] = items[i][0].truncated
         encoded = 0
         if to_encode:

@@ -3,10 +3,13 @@ description of it (what ListModels shows; the transport maps it to its own messa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from reranker.calibration import Calibration
 from reranker.engine.admission import UnitCosts
@@ -14,6 +17,7 @@ from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
 from reranker.engine.config import Limits
 from reranker.engine.prepare import PassageItem, Prepare, QueryItem
 from reranker.fusion import FusionRule
+from reranker.runtime.maxsim import best_sum, end_to_end, maxsim
 
 
 class StatsSink(Protocol):
@@ -173,6 +177,16 @@ class ServedModel:
             max_windows_per_request=prepare.window_plan.per_request,
             aggregate=limits.aggregate,
         )
+        self.flat_maxsim = prepare.arch.maxsim and prepare.scorer.on_cpu
+        """Batches are scored by numpy MaxSim instead of the padded scorer graph (see :meth:`run_batch`)."""
+        if self.flat_maxsim:
+            # No padding: a batch holds every candidate of a request, and runs at once (requests share no
+            # matrix product, so waiting for another request's pairs would save nothing).
+            pairs = max(batching.max_batch_size, batching.maxsim_batch_pairs)
+            widest = prepare.passage_token_limit + prepare.query_token_limit  # the largest cost of a pair
+            batching = dataclasses.replace(
+                batching, max_batch_size=pairs, max_batch_cost=max(batching.max_batch_cost, pairs * widest), max_wait_s=0.0
+            )
         self.costs = UnitCosts()
         """Running seconds per pair and per encoded passage (the admission estimate reads them)."""
         self.batcher: Batcher[Pair, PairResult] = Batcher(
@@ -196,8 +210,33 @@ class ServedModel:
         return self.prepare.store is not None
 
     def run_batch(self, pairs: Sequence[Pair]) -> list[PairResult]:
-        """Core stage: pad one batch of pairs and run the scorer once."""
+        """Core stage: pad one batch of pairs and run the scorer once (a MaxSim model on CPU: one
+        matrix product per query over the unpadded states, :func:`reranker.runtime.maxsim.maxsim`)."""
         started = time.monotonic()
-        scores = self.prepare.scorer.score(*self.prepare.pad_pairs([p.query for p in pairs], [p.passage for p in pairs]))
+        if self.flat_maxsim:
+            scores = self._maxsim(pairs)
+        else:
+            scores = self.prepare.scorer.score(*self.prepare.pad_pairs([p.query for p in pairs], [p.passage for p in pairs]))
         seconds = time.monotonic() - started
         return [PairResult(float(s), started - p.enqueued, started, seconds) for s, p in zip(scores, pairs, strict=True)]
+
+    def _maxsim(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """MaxSim of each pair, the pairs of one query scored together (their states end to end)."""
+        scores = np.empty(len(pairs), dtype=np.float32)
+        by_query: dict[int, list[int]] = {}
+        for i, pair in enumerate(pairs):
+            by_query.setdefault(id(pair.query), []).append(i)
+        for group in by_query.values():
+            q = pairs[group[0]].query.data
+            coded = [i for i in group if pairs[i].passage.coded]
+            states = [i for i in group if not pairs[i].passage.coded]
+            if coded:  # stored passages: dot products from the store's codes, without decoding
+                rows = np.concatenate([pairs[i].passage.data for i in coded])
+                lengths = np.fromiter((pairs[i].passage.length for i in coded), dtype=np.int64, count=len(coded))
+                scores[coded] = best_sum(self.prepare.store.dots(q, rows), lengths)  # type: ignore[union-attr]
+            if states:
+                block, order = end_to_end([pairs[i].passage.data for i in states])
+                picked = np.asarray(states)[order]
+                lengths = np.fromiter((pairs[i].passage.length for i in picked), dtype=np.int64, count=len(picked))
+                scores[picked] = maxsim(q, block, lengths)
+        return scores

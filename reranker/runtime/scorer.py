@@ -50,6 +50,8 @@ class OnnxScorer:
         self.provider = next(iter(self.graphs.values())).provider
         """What runs the graphs: the execution provider ONNX Runtime chose (e.g. ``CPUExecutionProvider``)
         or OpenVINO (``OpenVINO 2026.4.1 CPU``)."""
+        self.on_cpu = self.provider == "CPUExecutionProvider" or self.provider.endswith(" CPU")
+        """The graphs run on the CPU (numpy arithmetic beside them costs no device transfer)."""
         self._cast = (
             Graph(
                 CAST_FP16_TO_FP32,

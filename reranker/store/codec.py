@@ -168,20 +168,62 @@ class ResidualCodec:
         """How many of ``ids`` (centroid ids as stored) are out of range: a damaged store."""
         return int(np.count_nonzero(ids >= len(self.centroids))) if ids.size else 0
 
-    def decode(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        """Raises :class:`StoreDamagedError` for a centroid id out of range (a damaged store)."""
+    def _ids(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         ids = np.asarray(rows["centroid_ids.bin"]).reshape(-1)
         if ids.size and int(ids.max()) >= len(self.centroids):
             raise StoreDamagedError(
                 f"{self.check_ids(ids)} stored centroid id(s) are out of range (the codec has {len(self.centroids)} centroids)"
             )
-        codes = np.asarray(rows["residual_codes.bin"])
-        index = codes.astype(np.intp)
+        return ids
+
+    def _sum(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """centroid + residual of each row, (n, dim) float32, before normalising."""
+        ids = self._ids(rows)
+        index = np.asarray(rows["residual_codes.bin"]).astype(np.intp)
         index += self._row_base
         out = np.take(self._table, index, axis=0).reshape(len(ids), self.dim)
         out += np.take(self.centroids, ids, axis=0)
+        return out
+
+    def decode(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Raises :class:`StoreDamagedError` for a centroid id out of range (a damaged store)."""
+        out = self._sum(rows)
         if self.normalize:
             out /= np.maximum(np.sqrt(np.einsum("nd,nd->n", out, out)), 1e-12)[:, None]
+        return out
+
+    @property
+    def scores_codes(self) -> bool:
+        """Dot products can be taken from the codes without decoding (1 bit per dimension:
+        the residual is linear in the bits), see :meth:`dots`."""
+        return self.nbits == 1
+
+    def inverse_norms(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """(n,) float32: what :meth:`decode` scales each row by (1 when it does not normalise)."""
+        if not self.normalize:
+            return np.ones(len(np.asarray(rows["centroid_ids.bin"])), dtype=np.float32)
+        out = self._sum(rows)
+        return (1.0 / np.maximum(np.sqrt(np.einsum("nd,nd->n", out, out)), 1e-12)).astype(np.float32)
+
+    def dots(self, q: np.ndarray, rows: dict[str, np.ndarray], inverse_norms: np.ndarray) -> np.ndarray:
+        """(n, query positions) float32: each decoded row's dot product with each row of ``q``
+        ((positions, dim)), from the codes without decoding them (needs :attr:`scores_codes`).
+
+        A decoded row is (c + r) * s with c its centroid, r = w0 + (w1 - w0) * bits its residual and
+        s its inverse norm (``inverse_norms``, given: see :meth:`inverse_norms`), so q . row is
+        (q . c + q . w0 + ((w1 - w0) * q) . bits) * s: a lookup in the (positions, centroids) table
+        q . C and one product with the unpacked bits. Raises :class:`StoreDamagedError` for a
+        centroid id out of range.
+        """
+        if not self.scores_codes:
+            raise ConfigError(f"dot products from the codes need 1 bit per dimension, this codec has {self.nbits}")
+        ids = self._ids(rows)
+        q = np.asarray(q, dtype=np.float32)
+        bits = np.unpackbits(np.asarray(rows["residual_codes.bin"]), axis=1).astype(np.float32)  # first dimension high
+        out = bits @ (q * (self.weights[:, 1] - self.weights[:, 0])).T
+        out += (q @ self.centroids.T).T[ids]
+        out += q @ self.weights[:, 0]
+        out *= np.asarray(inverse_norms, dtype=np.float32)[:, None]
         return out
 
     def describe(self) -> dict[str, Any]:
