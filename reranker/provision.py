@@ -1,12 +1,13 @@
 """Provisioning what ``reranker serve`` runs with no arguments: the default distilled student over
 the TREC DL 2019 passages shipped with the project.
 
-Runs before the server starts (from the CLI), never inside it: the ONNX artifact and the passage
-store are built when missing or stale and cached under ``$RERANKER_HOME`` (default
-``~/.cache/reranker``). The artifact is assembled without torch from the ONNX kit the package ships
-with the default (:mod:`reranker.kit`), so the ``serve`` install serves it; only a checkpoint without
-a kit is exported, in a subprocess that needs the train extra. The store is built by ONNX Runtime
-with a progress bar.
+Runs before the server starts (from the CLI), never inside it: the ONNX artifact is made when missing
+or stale and cached under ``$RERANKER_HOME`` (default ``~/.cache/reranker``). It is assembled without
+torch from the ONNX kit the package ships with the default (:mod:`reranker.kit`), so the ``serve``
+install serves it; only a checkpoint without a kit is exported, in a subprocess that needs the train
+extra. The passage store is cached there too: :func:`default_spec` lets the server build it in the
+background while it already serves (:mod:`reranker.engine.building`), :func:`ensure_default` builds
+it now.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from reranker.artifact import Artifact
 from reranker.config import DEFAULT_MODEL_DIR
 from reranker.data import DataFolder
-from reranker.engine import passage_encoder
+from reranker.engine import ModelSpec, passage_encoder
 from reranker.errors import ArtifactError, ConfigError
 from reranker.kit import assemble, kit_of
 from reranker.manifest import sha256_file
@@ -101,25 +102,44 @@ def ensure_default_artifact(precision: str = "fp32") -> Artifact:
     return artifact
 
 
+def store_dir(artifact: Artifact, data: Path, precision: str = "fp32") -> Path:
+    """Where the default model's store of the passages of ``data`` is cached (named by its codec)."""
+    codec = default_codec(artifact.spec)  # ColBERT: residual 1 bit, 50 bytes per token instead of 768 (README)
+    return home() / DEFAULT_NAME / f"store-{precision}-{codec.name}{codec.nbits if codec.fitted else ''}-{Path(data).name}"
+
+
+def default_spec(data: Path, *, precision: str = "fp32") -> ModelSpec:
+    """The default model as served by ``reranker serve``: its artifact made now when missing (seconds:
+    assembled from the shipped ONNX kit), its store of the passages of ``data`` built in the
+    background while the model already serves (``build_store``: candidates by id are scored from
+    their text until the store is ready). Raises :class:`ArtifactError` when the artifact cannot be
+    made and :class:`ConfigError` when ``data`` has no passages."""
+    artifact = ensure_default_artifact(precision)
+    if not DataFolder.open(data).passages:
+        raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from")
+    store = store_dir(artifact, data, precision)
+    return ModelSpec(DEFAULT_NAME, str(artifact.directory), str(store), passages=str(data), build_store=True)
+
+
 def ensure_default(data: Path, *, precision: str = "fp32") -> tuple[Path, Path]:
-    """(artifact, store) directories of the default model, building what is missing or stale.
+    """(artifact, store) directories of the default model, building what is missing or stale now
+    (the store in the foreground, with a progress bar).
 
     Raises :class:`ArtifactError` when the export fails and :class:`ConfigError` when ``data``
     has no passages.
     """
-    cache = home() / DEFAULT_NAME
     artifact = ensure_default_artifact(precision)
     artifact_dir = artifact.directory
-    codec = default_codec(artifact.spec)  # ColBERT: residual 1 bit, 50 bytes per token instead of 768 (README)
-    store_dir = cache / f"store-{precision}-{codec.name}{codec.nbits if codec.fitted else ''}-{Path(data).name}"
+    codec = default_codec(artifact.spec)
+    store_dir_ = store_dir(artifact, data, precision)
     try:
-        PassageStore.open(store_dir, artifact)
+        PassageStore.open(store_dir_, artifact)
     except ArtifactError:
         folder = DataFolder.open(data)
         if not folder.passages:
             raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from") from None
         log.info(
-            "building the passage store of %d passages of %s (first start; cached in %s)", len(folder.passages), data, store_dir
+            "building the passage store of %d passages of %s (first start; cached in %s)", len(folder.passages), data, store_dir_
         )
-        build_store(artifact, folder.passages, store_dir, encode=passage_encoder(artifact), codec=codec)
-    return artifact_dir, store_dir
+        build_store(artifact, folder.passages, store_dir_, encode=passage_encoder(artifact), codec=codec)
+    return artifact_dir, store_dir_

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A serve-only install serves the default model: a fresh virtual environment gets only
 # `pip install '.[serve]'` (no torch, no transformers: checked), then `reranker serve` assembles the
-# default's ONNX artifact from the package's kit, builds a passage store of a small passage set and
-# answers Rerank over gRPC. Run by tests/test_serve_only.py (slow); by hand:
+# default's ONNX artifact from the package's kit, serves at once while it builds a passage store of a
+# small passage set, and answers Rerank over gRPC from text, then from the store. Run by tests/test_serve_only.py (slow); by hand:
 #     scripts/serve_only_check.sh [PASSAGE_FOLDER]      (default: tests/fixtures/dl19-mini)
 # Environment: PYTHON (default python3), WORK (a scratch folder, default a new temporary one),
 # PIP_ARGS (extra pip arguments, e.g. --no-index --find-links DIR).
@@ -57,8 +57,16 @@ with RerankerClient(f"127.0.0.1:{port}", timeout=30) as client:
         if time.monotonic() > deadline:
             sys.exit("serve_only_check: FAIL: the server did not turn SERVING in 900 s")
         time.sleep(2)
-    model = client.list_models()[0]
     ids = [p for p, _ in run[qid][:10]]
+    model = client.list_models()[0]
+    while model.store_status == "building":  # SERVING at once: ids are scored from their text meanwhile
+        early = client.rerank(queries[qid], ids, top_k=5)
+        assert len(early.results) == 5 and all(r.source in (r.SOURCE_TEXT, r.SOURCE_STORE) for r in early.results), early
+        if time.monotonic() > deadline:
+            sys.exit("serve_only_check: FAIL: the passage store was not ready in 900 s")
+        time.sleep(1)
+        model = client.list_models()[0]
+    assert model.store_status == "ready", model
     answer = client.rerank(queries[qid], ids, top_k=5)
     assert len(answer.results) == 5 and all(r.source == r.SOURCE_STORE for r in answer.results), answer
     fused = client.rerank(queries[qid], [(p, "", s) for p, s in run[qid][:10]], fusion="minmax", fusion_weight=0.5)
@@ -70,4 +78,4 @@ PY
 kill $SERVER
 wait $SERVER 2>/dev/null || true
 trap - EXIT
-grep -E "assembling|building the passage store" "$WORK/serve.log" | sed 's/^/serve_only_check: server log: /' || true
+grep -E "assembling|building it in the background|store .* ready" "$WORK/serve.log" | sed 's/^/serve_only_check: server log: /' || true

@@ -234,7 +234,13 @@ def test_transport_errors_health_models_and_metrics(http) -> None:
         headers={"X-Request-Timeout": "0.000001"},
     )
     assert got in (504, 429), answer
-    assert call(http, "/health", method="GET")[:2] == (200, {"status": "SERVING"})
+    assert call(http, "/health", method="GET")[:2] == (
+        200,
+        {
+            "status": "SERVING",
+            "stores": {"student": {"status": "ready", "progress": 1.0}, "teacher": {"status": "none", "progress": 0.0}},
+        },
+    )
     got, models, _ = call(http, "/v1/models", method="GET")
     assert got == 200 and {m["id"] for m in models["data"]} == {"student", "teacher"}
     assert call(http, "/nowhere", method="GET")[0] == 404

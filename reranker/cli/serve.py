@@ -12,18 +12,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from reranker.server.app import serve_forever
-    from reranker.server.config import ModelSpec, ServerConfig, load_config
+    from reranker.server.config import ServerConfig, load_config
 
     given = (("port", args.port), ("metrics_port", args.metrics_port), ("host", args.host), ("http_port", args.http_port))
     overrides = {k: v for k, v in given if v is not None}
     if args.config:
         cfg = load_config(args.config).replace(**overrides)
     else:
-        from reranker.provision import DEFAULT_NAME, default_data, ensure_default
+        from reranker.provision import default_data, default_spec
 
-        # provisioning runs before the server starts
-        artifact, store = ensure_default(args.data if args.data is not None else default_data())
-        cfg = ServerConfig(models=(ModelSpec(DEFAULT_NAME, str(artifact), str(store)),), **overrides)
+        # the artifact is made before the server starts; the store builds while it serves
+        cfg = ServerConfig(models=(default_spec(args.data if args.data is not None else default_data()),), **overrides)
     asyncio.run(serve_forever(cfg))
     return 0
 

@@ -101,6 +101,13 @@ class ModelSpec:
     first_stage: str = ""
     """The kind of first stage this model is served behind (``bm25``, ``dense``, ``sparse``): its
     shipped fusion choice for that kind becomes the model's rule (``fusion`` may not be set as well)."""
+    passages: str = ""
+    """A data folder with ``passages.tsv(.gz)``, or such a file: candidates sent by id without text that
+    the store does not hold are scored from their text here (a cross-encoder then takes ids too)."""
+    build_store: bool = False
+    """Build ``store`` from ``passages`` in the background when it is missing, damaged or made for
+    another artifact: the model serves at once, candidates by id scored from their text until the
+    store is ready, then from it (ListModels, /v1/models and /health say which)."""
 
     def __post_init__(self) -> None:
         if self.first_stage and (self.first_stage not in FIRST_STAGES or self.fusion.active):
@@ -112,6 +119,10 @@ class ModelSpec:
             raise ConfigError(f"model name {self.name!r} must be non-empty letters, digits, '-', '_' or '.'")
         if self.name == FIRST_STAGE_TIER:
             raise ConfigError(f"model name {FIRST_STAGE_TIER!r} is reserved for a cascade's first-stage tier")
+        if self.build_store and not (self.store and self.passages):
+            raise ConfigError(
+                f"model {self.name!r}: build_store needs store (the directory to build) and passages (the texts to build it from)"
+            )
         if self.backend and self.backend not in BACKENDS:
             raise ConfigError(
                 f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)} (or empty for the "

@@ -67,7 +67,11 @@ class Engine:
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
         """Open every model of ``cfg`` (artifact checksums verified, stores checked against them)."""
         sink = sink if sink is not None else NullSink()
-        return cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg, sink)
+        engine = cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg, sink)
+        for model in engine.models.values():  # stores configured with build_store that were not ready
+            if model.build is not None:
+                model.build.start()
+        return engine
 
     @property
     def max_pending_requests(self) -> int:
@@ -137,8 +141,9 @@ class Engine:
         model = self.resolve(req.model)
         self.validate(req, model)
         cap = model.limits.max_passage_chars
-        cut = [len(t) > cap for t in req.texts]
-        texts = [t[:cap] for t in req.texts] if any(cut) else list(req.texts)
+        texts = model.prepare.texts_of(req.ids, req.texts)  # ids without text: the model's passages
+        cut = [len(t) > cap for t in texts]
+        texts = [t[:cap] for t in texts] if any(cut) else texts
         aggregate = req.aggregate or model.limits.aggregate
         keys = (  # hashed on the event loop: only requests of at most CACHED_TEXT characters of text
             self.cache.keys(model.name, model.identity, req.query, req.ids, texts, model.prepare.stored, aggregate)
@@ -274,6 +279,8 @@ class Engine:
 
     async def close(self) -> None:
         for model in self.models.values():
+            if model.build is not None:
+                await asyncio.get_running_loop().run_in_executor(None, model.build.stop)
             await model.batcher.close()
         self._query_pool.shutdown(wait=False)
         self._encode_pool.shutdown(wait=False)

@@ -6,15 +6,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from reranker.artifact import Artifact
 from reranker.calibration import Calibration
+from reranker.data.folders import PASSAGES_FILES
+from reranker.data.formats import read_passages
 from reranker.engine.batcher import BatcherConfig
+from reranker.engine.building import StoreBuild
 from reranker.engine.config import EngineConfig, ModelSpec
 from reranker.engine.prepare import Prepare
 from reranker.engine.served import ServedModel, StatsSink
+from reranker.errors import ArtifactError, ConfigError, RerankerError
 from reranker.fusion import first_stage_rules, rule_for_first_stage
 from reranker.runtime import OnnxScorer, RuntimeConfig
 from reranker.store import PassageStore
@@ -32,12 +37,28 @@ def open_scorer(artifact: Artifact, runtime: RuntimeConfig) -> OnnxScorer:
 def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedModel:
     """One served model; raises ArtifactError for a missing, corrupt or mismatched artifact or store."""
     artifact = Artifact.open(spec.artifact)
-    if spec.store and cfg.verify_stores:
-        verify_store(spec.store)  # every file's sha256, every centroid id, every vector finite
-    store = PassageStore.open(spec.store, artifact) if spec.store else None
+    collection = read_collection(spec.passages, spec.name) if spec.passages else None
+    store, rebuild = None, False
+    if spec.store:
+        try:
+            if cfg.verify_stores:
+                verify_store(spec.store)  # every file's sha256, every centroid id, every vector finite
+            store = PassageStore.open(spec.store, artifact)
+        except ArtifactError as exc:
+            if not spec.build_store:
+                raise
+            log.info(
+                "model %s: no usable passage store (%s); building it in the background from %s, candidates by id are "
+                "scored from their text meanwhile",
+                spec.name,
+                exc,
+                spec.passages,
+            )
+            rebuild = True
     runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
     scorer = open_scorer(artifact, runtime)
-    prepare = Prepare(artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), scorer, cfg.batching, store, spec.limits)
+    prep = Preprocessor(artifact.tokenizer, artifact.config)
+    prepare = Prepare(artifact.spec, prep, scorer, cfg.batching, store, spec.limits, collection)
     log.info(
         "model %s: %s %s artifact %s on %s, store %s",
         spec.name,
@@ -49,7 +70,7 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
     )
     by_kind = first_stage_rules(artifact.config.first_stage_fusion)
     fusion = rule_for_first_stage(by_kind, spec.first_stage, spec.name) if spec.first_stage else spec.fusion
-    return ServedModel(
+    model = ServedModel(
         spec.name,
         prepare,
         spec.limits,
@@ -61,6 +82,39 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
         identity=artifact.checksum,
         calibration=Calibration.from_dict(artifact.config.calibration),
     )
+    if rebuild:
+        assert collection is not None  # ModelSpec: build_store needs passages
+        if not artifact.spec.split:
+            raise ConfigError(f"model {spec.name}: a {artifact.arch} model has no passage state to store; drop build_store")
+        builder = Prepare(artifact.spec, prep, open_scorer(artifact, runtime), cfg.batching)  # its own sessions
+        model.build = StoreBuild(
+            artifact,
+            collection,
+            Path(spec.store),
+            lambda texts, check: [(i.data, i.truncated) for i in builder.texts(texts, check)],
+            on_progress=model.building,
+            on_ready=model.attach_store,
+            on_failed=model.build_failed,
+        )
+        model.building(0.0)
+    return model
+
+
+def read_collection(path: str, model: str) -> dict[str, str]:
+    """Passage text by id from a data folder's ``passages.tsv(.gz)`` or such a file. ConfigError
+    naming the model when there is none."""
+    source = Path(path)
+    if source.is_dir():
+        source = next((source / name for name in PASSAGES_FILES if (source / name).is_file()), source / PASSAGES_FILES[0])
+    try:
+        texts = read_passages(source)
+    except (RerankerError, OSError) as exc:
+        raise ConfigError(
+            f"model {model}: passages {path} cannot be read ({exc}); give a folder with {' or '.join(PASSAGES_FILES)} or the file"
+        ) from exc
+    if not texts:
+        raise ConfigError(f"model {model}: passages {path} holds no passages")
+    return texts
 
 
 class PassageEncoder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -87,23 +87,40 @@ class Prepare:
         budget: BatcherConfig,
         store: PassageStore | None = None,
         limits: Limits | None = None,
+        collection: Mapping[str, str] | None = None,
     ) -> None:
         if store is not None and not arch.split:
             raise ConfigError(f"a {arch.name} model cannot use a passage store: it has no passage-side state")
-        self.arch, self.prep, self.scorer, self.budget, self.store = arch, prep, scorer, budget, store
+        self.arch, self.prep, self.scorer, self.budget = arch, prep, scorer, budget
         self.window_plan = Windowing.of(limits or Limits(), self.passage_token_limit, arch.name)
         """How texts longer than the model's passage length are scored (:class:`Windowing`)."""
         self.pieces_per_char = 0.25
         """Running word pieces per character of candidate texts (English: about 0.22)."""
-        self.from_codes = bool(arch.maxsim and scorer.on_cpu and store is not None and getattr(store, "scores_codes", False))
+        self.collection = collection or {}
+        """Passage text by id for candidates sent by id without text that the store does not hold."""
+        self.from_codes = False
         """Stored candidates are scored from the store's codes (MaxSim without decoding, on CPU): the
         items of stored passages hold their token rows (:attr:`PassageItem.coded`)."""
-        if self.from_codes:
-            assert store is not None
+        self.store: PassageStore | None = None
+        if store is not None:
+            self.attach(store)
+
+    def attach(self, store: PassageStore) -> None:
+        """Score stored candidates from ``store`` from now on (a store built while serving)."""
+        codes = bool(self.arch.maxsim and self.scorer.on_cpu and getattr(store, "scores_codes", False))
+        if codes:
             started = time.monotonic()
             store.inverse_norms()
             seconds = time.monotonic() - started
             log.info("scoring from the store's codes: %d token norms in %.1f s", int(store.offsets[-1]), seconds)
+        self.store, self.from_codes = store, codes  # requests read both (the store first)
+
+    def texts_of(self, ids: Sequence[str], texts: Sequence[str]) -> list[str]:
+        """The request's texts, the collection's text filled in for ids sent without text that the
+        store does not hold (ids it lacks keep an empty text: :meth:`passages` names them)."""
+        if not self.collection:
+            return list(texts)
+        return [t or ("" if self.stored(p) else self.collection.get(p, "")) for p, t in zip(ids, texts, strict=True)]
 
     @property
     def query_token_limit(self) -> int:
@@ -233,11 +250,12 @@ class Prepare:
             where = "in the passage store" if self.store is not None else "stored (this model has no passage store)"
             raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {some(missing)}")
         if stored:  # one decode for all stored candidates (compressed stores decode in one pass)
-            assert self.store is not None
+            store, codes = self.store, self.from_codes
+            assert store is not None
             pids = [ids[i] for i in stored]
-            states = self.store.token_rows(pids) if self.from_codes else self.store.get_many(pids)
+            states = store.token_rows(pids) if codes else store.get_many(pids)
             for i, state in zip(stored, states, strict=True):
-                items[i] = [PassageItem(state, self.store.is_truncated(ids[i]), True, coded=self.from_codes)]
+                items[i] = [PassageItem(state, store.is_truncated(ids[i]), True, coded=codes)]
                 truncated[i] = items[i][0].truncated
         encoded = 0
         if to_encode:

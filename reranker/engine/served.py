@@ -4,6 +4,7 @@ description of it (what ListModels shows; the transport maps it to its own messa
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,10 +15,14 @@ import numpy as np
 from reranker.calibration import Calibration
 from reranker.engine.admission import UnitCosts
 from reranker.engine.batcher import Batcher, BatcherConfig, BatchStats
+from reranker.engine.building import StoreBuild
 from reranker.engine.config import Limits
 from reranker.engine.prepare import PassageItem, Prepare, QueryItem
 from reranker.fusion import FusionRule
 from reranker.runtime.maxsim import best_sum, end_to_end, maxsim
+from reranker.store import PassageStore
+
+log = logging.getLogger(__name__)
 
 
 class StatsSink(Protocol):
@@ -103,6 +108,14 @@ class ModelDescription:
     """Windows scored in one request (one per candidate counted first)."""
     aggregate: str = "max"
     """How window scores become the candidate's score (``max``, ``first-max``, ``first``)."""
+    store_status: str = "none"
+    """``ready``: stored candidates are scored from the passage store; ``building``: the store is being
+    built (``store_progress``) and candidates by id are scored from their text; ``failed``: its build
+    failed (candidates by id still scored from their text); ``none``: no store."""
+    store_progress: float = 0.0
+    """Share of the passages a building store has encoded (1.0 when ready)."""
+    collection_passages: int = 0
+    """Passages whose text the model looks up for candidates sent by id without text (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +189,12 @@ class ServedModel:
             max_windows_per_candidate=prepare.window_plan.per_candidate,
             max_windows_per_request=prepare.window_plan.per_request,
             aggregate=limits.aggregate,
+            store_status="ready" if store is not None else "none",
+            store_progress=1.0 if store is not None else 0.0,
+            collection_passages=len(prepare.collection),
         )
+        self.build: StoreBuild | None = None
+        """The background build of the model's store, while there is one (:mod:`reranker.engine.building`)."""
         self.flat_maxsim = prepare.arch.maxsim and prepare.scorer.on_cpu
         """Batches are scored by numpy MaxSim instead of the padded scorer graph (see :meth:`run_batch`)."""
         if self.flat_maxsim:
@@ -204,6 +222,22 @@ class ServedModel:
     def _on_batch(self, stats: BatchStats) -> None:
         self.costs.observe_pairs(stats.size, stats.seconds)
         self.sink.batch(self.name, stats)
+
+    def building(self, share: float) -> None:
+        """The store being built has ``share`` of its passages encoded."""
+        if share >= self.description.store_progress + 0.1 or share == 1.0:
+            log.info("model %s: passage store %.0f%% built", self.name, 100 * share)
+        self.description = dataclasses.replace(self.description, store_status="building", store_progress=share)
+
+    def attach_store(self, store: PassageStore) -> None:
+        """Score stored candidates from ``store`` from the next request on (a store built while serving)."""
+        self.prepare.attach(store)
+        self.description = dataclasses.replace(
+            self.description, store_passages=len(store), store_bytes=store.nbytes, store_status="ready", store_progress=1.0
+        )
+
+    def build_failed(self, message: str) -> None:
+        self.description = dataclasses.replace(self.description, store_status="failed")
 
     @property
     def has_store(self) -> bool:

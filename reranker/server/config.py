@@ -247,7 +247,7 @@ def load_config(path: str | Path) -> ServerConfig:
                     f'{path} models[{i}]: fusion must be a table, e.g. fusion = {{ rule = "minmax", weight = 0.6 }}'
                 )
             rest["fusion"] = _build(FusionRule, rest["fusion"], f"{path} models[{i}].fusion")
-        for key in ("artifact", "store"):
+        for key in ("artifact", "store", "passages"):
             if rest.get(key):
                 rest[key] = str((base / rest[key]).resolve())
         models.append(_build(ModelSpec, {**rest, "limits": limits}, f"{path} models[{i}]"))

@@ -203,7 +203,12 @@ def build_app(state: HttpState) -> FastAPI:
     @app.get("/health", summary="SERVING once every model answers (503 while loading or draining)")
     async def health() -> JSONResponse:
         ready = state.engine is not None and not state.stopping
-        return JSONResponse({"status": "SERVING" if ready else "NOT_SERVING"}, status_code=200 if ready else 503)
+        body: dict[str, object] = {"status": "SERVING" if ready else "NOT_SERVING"}
+        if state.engine is not None:  # which passage stores answer, and which are still being built
+            body["stores"] = {
+                d.name: {"status": d.store_status, "progress": round(d.store_progress, 3)} for d in state.engine.describe()
+            }
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/v1/models", response_model=s.ModelList, dependencies=guard, summary="What ListModels says")
     async def models() -> s.ModelList:
@@ -226,6 +231,8 @@ def build_app(state: HttpState) -> FastAPI:
                     max_windows_per_candidate=d.max_windows_per_candidate,
                     max_windows_per_request=d.max_windows_per_request,
                     aggregate=d.aggregate,
+                    store_status=d.store_status,
+                    store_progress=d.store_progress,
                 )
                 for d in engine.describe()
             ],

@@ -151,6 +151,8 @@ class ModelCard(BaseModel):
     max_windows_per_candidate: int
     max_windows_per_request: int
     aggregate: str = Field(description="how window scores become a text's score: max, first-max or first")
+    store_status: str = Field(description="ready, building (ids scored from their text meanwhile), failed or none")
+    store_progress: float = Field(description="share of the passages a building store has encoded")
 
 
 class CascadeCard(BaseModel):

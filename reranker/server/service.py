@@ -114,6 +114,9 @@ def model_info(d: ModelDescription, is_default: bool, max_queue_ms: float) -> pb
         max_windows_per_candidate=d.max_windows_per_candidate,
         max_windows_per_request=d.max_windows_per_request,
         aggregate=d.aggregate,
+        store_status=d.store_status,
+        store_progress=d.store_progress,
+        collection_passages=d.collection_passages,
     )
 
 

@@ -84,6 +84,7 @@ def build_store(
     shared_codec: Codec | None = None,
     chunk: int = 512,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Encode every passage once with ``encode`` (the artifact's passage encoder) and write a store
     to ``out`` with the codec ``codec`` (default: the vectors as they are, in ``dtype``); returns
@@ -93,7 +94,8 @@ def build_store(
     passages. Work goes to ``OUT.partial`` and is committed chunk by chunk; rerunning after an
     interruption continues from the last committed chunk (with the codec fitted then).
     ``shared_codec``: a codec fitted elsewhere, used as it is and not written into this store (the
-    shards of one store share their parent's; open them with it). ``out``
+    shards of one store share their parent's; open them with it). ``on_progress(done, total)``
+    runs after each committed chunk (an exception it raises stops the build, resumable). ``out``
     appears only when the build is complete. Raises :class:`ConfigError` for a model without
     passage state, an unknown codec or no passages, and :class:`ArtifactError` when writing fails.
     """
@@ -158,6 +160,8 @@ def build_store(
                     tmp.write_text(json.dumps({**key, **state}))
                     os.replace(tmp, state_path)
                     bar.update(len(part))
+                    if on_progress is not None:
+                        on_progress(state["done"], len(ids))
         finally:
             for f in handles.values():
                 f.close()

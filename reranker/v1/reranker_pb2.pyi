@@ -110,7 +110,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms", "fusion", "first_stages", "calibrated", "window_tokens", "window_stride", "max_windows_per_candidate", "max_windows_per_request", "aggregate")
+    __slots__ = ("name", "arch", "precision", "provider", "store_passages", "store_bytes", "max_candidates", "max_query_tokens", "max_passage_tokens", "is_default", "score_kind", "max_query_chars", "max_passage_chars", "max_queued_pairs", "max_queue_ms", "fusion", "first_stages", "calibrated", "window_tokens", "window_stride", "max_windows_per_candidate", "max_windows_per_request", "aggregate", "store_status", "store_progress", "collection_passages")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,9 @@ class ModelInfo(_message.Message):
     MAX_WINDOWS_PER_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     MAX_WINDOWS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_FIELD_NUMBER: _ClassVar[int]
+    STORE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    STORE_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_PASSAGES_FIELD_NUMBER: _ClassVar[int]
     name: str
     arch: str
     precision: str
@@ -157,7 +160,10 @@ class ModelInfo(_message.Message):
     max_windows_per_candidate: int
     max_windows_per_request: int
     aggregate: str
-    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stages: _Optional[_Iterable[str]] = ..., calibrated: _Optional[bool] = ..., window_tokens: _Optional[int] = ..., window_stride: _Optional[int] = ..., max_windows_per_candidate: _Optional[int] = ..., max_windows_per_request: _Optional[int] = ..., aggregate: _Optional[str] = ...) -> None: ...
+    store_status: str
+    store_progress: float
+    collection_passages: int
+    def __init__(self, name: _Optional[str] = ..., arch: _Optional[str] = ..., precision: _Optional[str] = ..., provider: _Optional[str] = ..., store_passages: _Optional[int] = ..., store_bytes: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_query_tokens: _Optional[int] = ..., max_passage_tokens: _Optional[int] = ..., is_default: _Optional[bool] = ..., score_kind: _Optional[str] = ..., max_query_chars: _Optional[int] = ..., max_passage_chars: _Optional[int] = ..., max_queued_pairs: _Optional[int] = ..., max_queue_ms: _Optional[int] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ..., first_stages: _Optional[_Iterable[str]] = ..., calibrated: _Optional[bool] = ..., window_tokens: _Optional[int] = ..., window_stride: _Optional[int] = ..., max_windows_per_candidate: _Optional[int] = ..., max_windows_per_request: _Optional[int] = ..., aggregate: _Optional[str] = ..., store_status: _Optional[str] = ..., store_progress: _Optional[float] = ..., collection_passages: _Optional[int] = ...) -> None: ...
 
 class CascadeInfo(_message.Message):
     __slots__ = ("name", "tiers", "reserve_ms", "reserve_share")
