@@ -78,3 +78,69 @@ def auto_precision(device: str = "cpu") -> str:
     if device.startswith("cuda") or cpu_facts().bf16_native:
         return "bf16"
     return "fp32"
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    """How to serve a cross-encoder (the BERT-cat teacher) on one kind of CPU: an artifact precision
+    (``reranker export --precision``), a runtime backend, and the measurement behind the choice."""
+
+    precision: str
+    backend: str
+    reason: str
+
+
+CROSS_ENCODER_SERVING = {
+    "int8": ServingChoice(
+        "int8-static",
+        "openvino",
+        "int8 dot products in hardware (VNNI or AMX): static int8 on OpenVINO ran 202.6 pairs/s against 70.1 for "
+        "fp32 on ONNX Runtime, DL19 nDCG@10 -0.0002 (AMD Zen 4 with AVX-512 VNNI and bf16, studies/peers)",
+    ),
+    "bf16": ServingChoice(
+        "fp32",
+        "openvino",
+        "bf16 in hardware without int8 dot products: OpenVINO runs the fp32 artifact in bf16, 2.01x fp32 on ONNX "
+        "Runtime at DL19 nDCG@10 +0.0002 (AMD Zen 4, studies/peers)",
+    ),
+    "avx2": ServingChoice(
+        "fp32",
+        "onnxruntime",
+        "AVX2 only (no VNNI, no bf16): fp32 on ONNX Runtime 57.4 pairs/s against 37.9 for static int8 on OpenVINO and "
+        "55.2 for OpenVINO's emulated bf16 (AMD EPYC, AVX2 only, studies/peers); ONNX Runtime's dynamic int8 (77.4) "
+        "lost 0.0116 nDCG@10 on DL19",
+    ),
+}
+"""The fastest measured way to serve the BERT-cat teacher within 0.005 nDCG@10 of fp32, by the CPU's
+kind (:func:`cross_encoder_serving` picks the row from the flags)."""
+
+
+def cross_encoder_serving(facts: CpuFacts | None = None) -> ServingChoice:
+    """The :data:`CROSS_ENCODER_SERVING` row for ``facts`` (default: this CPU's)."""
+    facts = facts or cpu_facts()
+    if facts.int8_native:
+        return CROSS_ENCODER_SERVING["int8"]
+    if facts.bf16_native:
+        return CROSS_ENCODER_SERVING["bf16"]
+    return CROSS_ENCODER_SERVING["avx2"]
+
+
+def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = None) -> tuple[str, str]:
+    """``reranker export --precision auto`` of the model directory ``model``: (precision, why). fp32
+    for split models (students); for a cross-encoder the precision of this CPU's
+    :func:`cross_encoder_serving` row. Raises ConfigError when that is int8-static and no calibration
+    data was given."""
+    from reranker.arch import spec
+    from reranker.config import ModelConfig
+    from reranker.errors import ConfigError
+
+    if spec(ModelConfig.load(Path(model) / "config.json").arch).split:
+        return "fp32", "fp32 (a split model: its query encoder and scorer are small, its store is built once)"
+    facts = facts or cpu_facts()
+    choice = cross_encoder_serving(facts)
+    if choice.precision == "int8-static" and not calibrated:
+        raise ConfigError(
+            f"--precision auto picks int8-static on this CPU ({facts.describe()}: {choice.reason}); give "
+            "--calibration DATA_FOLDER (e.g. data/msmarco-passage/msmarco-dev-small-600), or name a precision"
+        )
+    return choice.precision, f"{choice.precision}, to serve on {choice.backend} ({facts.describe()}: {choice.reason})"

@@ -10,6 +10,7 @@ from reranker.artifact import PRECISIONS
 from reranker.cli._common import data_arg
 from reranker.cli.dataclass_args import add_dataclass_args, dataclass_kwargs
 from reranker.errors import ConfigError
+from reranker.machine import export_precision
 
 if TYPE_CHECKING:
     from reranker.artifact import Artifact
@@ -31,15 +32,15 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from reranker_export.onnx_export import export_model
 
+    if args.precision == "auto":  # by the CPU's flags (reranker.machine.CROSS_ENCODER_SERVING)
+        args.precision, why = export_precision(Path(args.model), args.calibration is not None)
+        print(f"--precision auto: {why}")
     calibration: list[tuple[str, str]] = []
     if args.precision == "int8-static":
         from reranker_export.quantize import calibration_pairs
 
         if args.calibration is None:
-            raise ConfigError(
-                "--precision int8-static needs --calibration DATA_FOLDER (calibration pairs from its run, "
-                "e.g. data/msmarco-passage/msmarco-dev-small-600; never the test set)"
-            )
+            raise ConfigError("--precision int8-static needs --calibration DATA_FOLDER (its run's pairs; never the test set)")
         calibration = calibration_pairs(args.calibration, args.calibration_pairs)
     elif args.calibration is not None:
         raise ConfigError(f"--calibration is for --precision int8-static, not {args.precision}")
@@ -175,10 +176,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="artifact directory to write")
     p.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=(*PRECISIONS, "auto"),
         default="fp32",
-        help="fp16 for GPUs; int8 = ONNX Runtime dynamic int8; int8-static = calibrated QDQ int8 (NNCF), "
-        "fastest on the openvino backend (needs --calibration)",
+        help="fp16: GPUs; int8: dynamic; int8-static: calibrated (NNCF), for openvino with VNNI; auto: by this CPU",
     )
     p.add_argument(
         "--calibration",

@@ -91,10 +91,12 @@ class ModelSpec:
     """Passage store directory (from 'reranker index'); empty = candidates need text."""
     limits: Limits = field(default_factory=Limits)
     """Request limits."""
-    backend: Literal["", "onnxruntime", "openvino"] = ""
+    backend: Literal["", "onnxruntime", "openvino", "auto"] = ""
     """The runtime backend of this model (``onnxruntime`` or ``openvino``); empty = the engine's
     ``RuntimeConfig.backend``. E.g. the BERT-cat teacher's static int8 graph on OpenVINO beside
-    students from their stores on ONNX Runtime."""
+    students from their stores on ONNX Runtime. ``auto``: the backend this CPU's row of
+    :data:`reranker.machine.CROSS_ENCODER_SERVING` names for a cross-encoder exported at that row's
+    precision (``reranker export --precision auto``), else ``onnxruntime``."""
     fusion: FusionRule = field(default_factory=FusionRule)
     """How the model's score is fused with the candidates' first-stage scores (``reranker.fusion``);
     a request may override it. Any rule but ``none`` needs a first-stage score on every candidate."""
@@ -123,9 +125,9 @@ class ModelSpec:
             raise ConfigError(
                 f"model {self.name!r}: build_store needs store (the directory to build) and passages (the texts to build it from)"
             )
-        if self.backend and self.backend not in BACKENDS:
+        if self.backend and self.backend not in (*BACKENDS, "auto"):
             raise ConfigError(
-                f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)} (or empty for the "
+                f"model {self.name!r}: backend must be one of {', '.join(BACKENDS)}, auto (or empty for the "
                 f"[runtime] backend), got {self.backend!r}"
             )
 

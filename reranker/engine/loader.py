@@ -4,9 +4,11 @@ the artifact), ONNX Runtime sessions. The only engine module that opens files.""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from reranker.engine.prepare import Prepare
 from reranker.engine.served import ServedModel, StatsSink
 from reranker.errors import ArtifactError, ConfigError, RerankerError
 from reranker.fusion import first_stage_rules, rule_for_first_stage
+from reranker.machine import cross_encoder_serving
 from reranker.runtime import OnnxScorer, RuntimeConfig
 from reranker.store import PassageStore
 from reranker.store.verify import verify_store
@@ -55,7 +58,8 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
                 spec.passages,
             )
             rebuild = True
-    runtime = dataclasses.replace(cfg.runtime, backend=spec.backend) if spec.backend else cfg.runtime
+    backend = auto_backend(artifact) if spec.backend == "auto" else spec.backend
+    runtime = dataclasses.replace(cfg.runtime, backend=backend) if backend else cfg.runtime
     scorer = open_scorer(artifact, runtime)
     prep = Preprocessor(artifact.tokenizer, artifact.config)
     prepare = Prepare(artifact.spec, prep, scorer, cfg.batching, store, spec.limits, collection)
@@ -98,6 +102,21 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
         )
         model.building(0.0)
     return model
+
+
+def auto_backend(artifact: Artifact) -> Literal["onnxruntime", "openvino"]:
+    """``backend = "auto"``: OpenVINO where this CPU's :func:`reranker.machine.cross_encoder_serving`
+    row serves a cross-encoder of the artifact's precision on it (and OpenVINO is installed), else
+    ONNX Runtime."""
+    choice = cross_encoder_serving()
+    fits = not artifact.spec.split and artifact.precision == choice.precision and choice.backend == "openvino"
+    if fits and importlib.util.find_spec("openvino") is None:
+        log.warning(
+            "backend auto: %s would run on openvino, which is not installed (pip install 'reranker[openvino]')",
+            artifact.directory,
+        )
+        fits = False
+    return "openvino" if fits else "onnxruntime"
 
 
 def read_collection(path: str, model: str) -> dict[str, str]:

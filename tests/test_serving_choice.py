@@ -1,0 +1,53 @@
+"""The teacher's precision and backend by the CPU's flags (reranker.machine.CROSS_ENCODER_SERVING)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reranker import machine
+from reranker.errors import ConfigError
+from reranker.machine import CROSS_ENCODER_SERVING, cross_encoder_serving, export_precision, parse_cpuinfo
+
+ZEN4 = parse_cpuinfo("model name\t: AMD Zen 4\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n", cores=2)
+AVX2 = parse_cpuinfo("model name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n", cores=2)
+BF16 = parse_cpuinfo("model name\t: x\nflags\t\t: avx2 avx512f avx512_bf16\n", cores=2)
+
+
+def test_each_kind_of_cpu_gets_its_measured_row() -> None:
+    assert cross_encoder_serving(ZEN4) == CROSS_ENCODER_SERVING["int8"]
+    assert (cross_encoder_serving(ZEN4).precision, cross_encoder_serving(ZEN4).backend) == ("int8-static", "openvino")
+    assert (cross_encoder_serving(AVX2).precision, cross_encoder_serving(AVX2).backend) == ("fp32", "onnxruntime")
+    assert (cross_encoder_serving(BF16).precision, cross_encoder_serving(BF16).backend) == ("fp32", "openvino")
+    assert all("pairs/s" in row.reason or "x fp32" in row.reason for row in CROSS_ENCODER_SERVING.values())
+
+
+def test_export_auto_is_fp32_for_students_and_the_rows_precision_for_a_cross_encoder(tiny_exports) -> None:
+    student, teacher = tiny_exports["colbert"][0], tiny_exports["bert_cat"][0]
+    assert export_precision(student, False, ZEN4)[0] == "fp32"
+    assert export_precision(teacher, False, AVX2)[0] == "fp32"
+    assert export_precision(teacher, True, ZEN4)[0] == "int8-static"
+    with pytest.raises(ConfigError, match="--calibration"):
+        export_precision(teacher, False, ZEN4)
+
+
+def test_backend_auto_follows_the_row_for_its_precision_only(tiny_exports, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from reranker.artifact import Artifact
+    from reranker.engine import loader
+
+    teacher, student = Artifact.open(tiny_exports["bert_cat"][1]), Artifact.open(tiny_exports["colbert"][1])
+    monkeypatch.setattr(loader, "cross_encoder_serving", lambda: CROSS_ENCODER_SERVING["bf16"])  # fp32 on openvino
+    wanted = "openvino" if loader.importlib.util.find_spec("openvino") else "onnxruntime"
+    assert loader.auto_backend(teacher) == wanted
+    assert loader.auto_backend(student) == "onnxruntime"
+    monkeypatch.setattr(loader, "cross_encoder_serving", lambda: CROSS_ENCODER_SERVING["int8"])  # not this precision
+    assert loader.auto_backend(teacher) == "onnxruntime"
+    monkeypatch.setattr(loader, "cross_encoder_serving", lambda: CROSS_ENCODER_SERVING["avx2"])
+    assert loader.auto_backend(teacher) == "onnxruntime"
+
+
+def test_this_machine_has_a_row() -> None:
+    assert cross_encoder_serving() in CROSS_ENCODER_SERVING.values()
+    assert isinstance(machine.cpu_facts().describe(), str) and Path("/").exists()
