@@ -111,8 +111,8 @@ def main() -> None:
                 answer = client.rerank(query, ids)
                 times.append(1000 * (time.monotonic() - sent))
             record["after_ready_sources"] = _sources(answer)
-            record["after_ready_p50_ms"] = round(percentile(times, 50), 1)
-            record["while_building_p50_ms"] = round(percentile([float(p["ms"]) for p in probes], 50), 1) if probes else None
+            record["after_ready_p50_ms"] = round(percentile(times, 0.5), 1)
+            record["while_building_p50_ms"] = round(percentile([float(p["ms"]) for p in probes], 0.5), 1) if probes else None
             record["probes"] = probes
     finally:
         server.terminate()

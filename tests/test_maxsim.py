@@ -150,3 +150,15 @@ def test_dot_products_from_the_codes_equal_the_decoded_ones(colbert: Path, tmp_p
     decoded = np.concatenate(store.get_many(pids))
     np.testing.assert_allclose(store.dots(q, np.concatenate(rows)), decoded @ q.T, rtol=1e-5, atol=1e-5)
     assert [len(r) for r in rows] == [len(s) for s in store.get_many(pids)]
+
+
+def test_an_engine_runs_numpy_blas_on_the_configured_threads(colbert: Path) -> None:
+    from threadpoolctl import threadpool_info
+
+    from reranker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="numpy_threads"):
+        RuntimeConfig(numpy_threads=-1)
+    with LocalEngine.of(str(colbert), runtime=RuntimeConfig(intra_op_threads=1, numpy_threads=1), warmup=False):
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from reranker.engine.admission import Admission, Stake, Watch
 from reranker.engine.answer import answer, fusion_for, replace_invalid, validate
@@ -67,6 +68,8 @@ class Engine:
     def from_config(cls, cfg: EngineConfig, sink: StatsSink | None = None) -> Engine:
         """Open every model of ``cfg`` (artifact checksums verified, stores checked against them)."""
         sink = sink if sink is not None else NullSink()
+        if cfg.runtime.numpy_threads:
+            threadpool_limits(cfg.runtime.numpy_threads, user_api="blas")  # for the process (see RuntimeConfig)
         engine = cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg, sink)
         for model in engine.models.values():  # stores configured with build_store that were not ready
             if model.build is not None:

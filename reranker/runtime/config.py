@@ -36,6 +36,11 @@ class RuntimeConfig:
     session has its own pool, so on a few shared cores the spinning threads of the graph that just
     ran take the CPU from the next one (query encoder, then scorer) and from other processes; off by
     default (a ColBERT request from the store on 2 loaded cores: see README, Latency over gRPC)."""
+    numpy_threads: int = 1
+    """Threads of numpy's BLAS (MaxSim of a request from its states or codes), set for the whole
+    process when an engine starts; 0 leaves the library's default (every core). One: the products
+    are small, and a multi-threaded BLAS beside ONNX Runtime's threads and other work took 3x as
+    long on 2 loaded cores (benchmarks/colbert_path.py: 31 ms against 5 ms for the same scoring)."""
 
     def __post_init__(self) -> None:
         if self.provider not in ("auto", "cpu", "cuda"):
@@ -54,6 +59,8 @@ class RuntimeConfig:
                 f"inference_precision {self.inference_precision!r} is an OpenVINO setting; with backend "
                 "'onnxruntime' the precision is the artifact's (reranker export --precision)"
             )
+        if self.numpy_threads < 0:
+            raise ConfigError(f"numpy_threads must be >= 0 (0 = numpy's default), got {self.numpy_threads}")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ConfigError(
                 f"thread counts must be >= 0 (0 = ONNX Runtime's default), got intra_op_threads="
