@@ -9,5 +9,7 @@ BENCHMARKS: dict[str, str] = {
     "runtime": "in-process latency per query: PyTorch against ONNX Runtime, from text and from the store",
     "build_throughput": "passage-store build: passages per second per core, one process against Ray",
     "cache": "p50 of a repeated 100-candidate request with and without the score cache; bytes per cached pair",
+    "colbert_path": "ColBERT's request path: nDCG@10 and per-stage time from the store's codes against the padded graph",
+    "first_start": "reranker serve with nothing cached: seconds to SERVING, to the first answer and to the store",
 }
 """``reranker bench`` names -> what each measures (each module writes one JSON record with ``--json``)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from reranker.artifact import Artifact
 from reranker.engine import LocalEngine, RuntimeConfig, passage_encoder
 from reranker.store.build import build_store
+from reranker.store.compress import CodecConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DL19 = ROOT / "data/msmarco-passage/trec-dl-2019"
@@ -100,10 +101,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def ensure_store(artifact: Artifact, passages: Mapping[str, str], store_dir: Path, *, progress: bool = False) -> Path:
-    """A passage store of ``passages`` for ``artifact`` in ``store_dir``, built when missing."""
+def ensure_store(
+    artifact: Artifact, passages: Mapping[str, str], store_dir: Path, *, progress: bool = False, codec: CodecConfig | None = None
+) -> Path:
+    """A passage store of ``passages`` for ``artifact`` in ``store_dir`` (``codec``: default float16),
+    built when missing."""
     if not (store_dir / "manifest.json").is_file():
-        build_store(artifact, passages, store_dir, encode=passage_encoder(artifact, CPU), progress=progress)
+        build_store(artifact, passages, store_dir, encode=passage_encoder(artifact, CPU), progress=progress, codec=codec)
     return store_dir
 
 

@@ -28,14 +28,15 @@ from reranker.eval.metrics import evaluate_run
 from reranker.provision import home
 
 PATHS = ("codes", "padded")
+STAGES = ("query_ms", "lookup_ms", "score_ms", "runs")
 
 
-def _set(model, path: str) -> None:  # noqa: ANN001 (a ServedModel)
+def _set(model, path: str) -> None:
     model.flat_maxsim = model.prepare.from_codes = path == "codes"
     model.batcher.cfg = model._batching[path]
 
 
-def _stages(model, query: str, ids: list[str]) -> dict[str, float]:  # noqa: ANN001
+def _stages(model, query: str, ids: list[str]) -> dict[str, float]:
     """Milliseconds of each stage of one request, run here in order (no batcher, no threads)."""
     prepare = model.prepare
     t0 = time.perf_counter()
@@ -48,7 +49,8 @@ def _stages(model, query: str, ids: list[str]) -> dict[str, float]:  # noqa: ANN
     for start in range(0, len(pairs), size):
         model.run_batch(pairs[start : start + size])
     t3 = time.perf_counter()
-    return {"query_ms": 1000 * (t1 - t0), "lookup_ms": 1000 * (t2 - t1), "score_ms": 1000 * (t3 - t2), "runs": -(-len(pairs) // size)}
+    runs = -(-len(pairs) // size)
+    return {"query_ms": 1000 * (t1 - t0), "lookup_ms": 1000 * (t2 - t1), "score_ms": 1000 * (t3 - t2), "runs": runs}
 
 
 def main() -> None:
@@ -101,7 +103,7 @@ def main() -> None:
         path: {
             "request_p50_ms": round(percentile(times[path], 0.5), 2),
             "request_p90_ms": round(percentile(times[path], 0.9), 2),
-            **{k: round(float(np.median([s[k] for s in stages[path]])), 2) for k in ("query_ms", "lookup_ms", "score_ms", "runs")},
+            **{k: round(float(np.median([s[k] for s in stages[path]])), 2) for k in STAGES},
         }
         for path in PATHS
     }

@@ -226,6 +226,7 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
         tuple(args.precisions.split(",")),
         student_precisions=tuple(args.student_precisions.split(",")),
         families=tuple(filter(None, args.families.split(","))),
+        store_codec=args.store_codec,
     )
     if lb.missing(served):
         print(
@@ -257,6 +258,8 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
                 args.student_precisions,
                 "--families",
                 args.families,
+                "--store-codec",
+                args.store_codec,
             ],
             check=True,
             cwd=ROOT,
@@ -306,6 +309,9 @@ def main() -> None:
     )
     ap.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")
+    ap.add_argument(
+        "--store-codec", default="default", help="the stores' codec: 'default' (the architecture's, as served) or float16"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--interleave-candidates", type=int, default=100, help="N of the interleaved phase")
     if ap.parse_known_args()[0].quick:

@@ -43,10 +43,12 @@ def models(
     text_archs: tuple[str, ...] = ("colbert",),
     student_precisions: tuple[str, ...] = ("fp32",),
     families: tuple[str, ...] = (),
+    store_codec: str = "default",
 ) -> list[dict]:
     """The served models: the cross-encoder teacher per precision (no store), each split model from its
-    store per ``student_precisions`` (a store of its own per precision: the passage encoder differs),
-    and those of ``text_archs`` also without a store (passages sent as text, fp32)."""
+    store per ``student_precisions`` (a store of its own per precision: the passage encoder differs;
+    ``store_codec``: the architecture's default codec, as ``reranker serve`` builds it, or
+    ``float16``), and those of ``text_archs`` also without a store (passages sent as text, fp32)."""
     from reranker.arch import spec
 
     out = []
@@ -68,7 +70,8 @@ def models(
                     "name": arch.replace("_", "-") + tag,
                     "arch": arch,
                     "artifact": str(work / f"onnx-{arch}-{p}"),
-                    "store": str(work / f"store-{arch}{tag}-{store_key}"),
+                    "store": str(work / f"store-{arch}{tag}-{codec_tag(arch, store_codec)}-{store_key}"),
+                    "store_codec": store_codec,
                 }
             )
         if arch in text_archs:
@@ -78,6 +81,14 @@ def models(
 
         out += family_models(list(families), work)
     return out
+
+
+def codec_tag(arch: str, store_codec: str) -> str:
+    """``residual1``, ``float16``, ...: the codec a store of ``arch`` is built with (part of its name)."""
+    from reranker.arch import spec
+
+    name, bits = spec(arch).store_codec if store_codec == "default" else (store_codec, 0)
+    return f"{name}{bits or ''}"
 
 
 def store_key(pids: list[str]) -> str:
@@ -129,6 +140,7 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
     from reranker.artifact import Artifact
     from reranker.data import DataFolder
     from reranker.models.checkpoint import init_from_base, save_checkpoint
+    from reranker.store.compress import CodecConfig, default_codec
     from reranker_export.onnx_export import export_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -161,7 +173,9 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
                 passages = DataFolder.open(data).passages
                 texts = {p: passages[p] for p in pids}
             print(f"benchmarks.latency: storing {len(texts)} passages for {m['name']}", flush=True)
-            ensure_store(Artifact.open(art), texts, Path(m["store"]), progress=True)
+            artifact = Artifact.open(art)
+            codec = default_codec(artifact.spec) if m["store_codec"] == "default" else CodecConfig(m["store_codec"])
+            ensure_store(artifact, texts, Path(m["store"]), progress=True, codec=codec)
 
 
 def main() -> None:
@@ -176,6 +190,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,int8", help="of the cross-encoder teacher")
     ap.add_argument("--student-precisions", default="fp32", help="of the students served from their stores")
     ap.add_argument("--families", default="", help="imported cross-encoder families at base shape (latency_families)")
+    ap.add_argument("--store-codec", default="default", help="'default' (the architecture's, as served) or float16")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     _, pids = passage_ids(args.data, args.queries)
@@ -186,6 +201,7 @@ def main() -> None:
         tuple(args.precisions.split(",")),
         student_precisions=tuple(args.student_precisions.split(",")),
         families=tuple(filter(None, args.families.split(","))),
+        store_codec=args.store_codec,
     )
     build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
     print(write_config(args.work, served, args.provider, 1000))

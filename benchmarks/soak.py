@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -56,6 +58,30 @@ def server_shed_quantiles(metrics_target: str) -> dict[str, float | None]:
     return out
 
 
+def start_probe(target: str, seconds: float, interval: float) -> subprocess.Popen:
+    """A client in its own process at a higher priority (benchmarks/soak_probe.py)."""
+    command = [sys.executable, "-m", "benchmarks.soak_probe", "--target", target, "--seconds", str(seconds)]
+    return subprocess.Popen([*command, "--interval", str(interval)], stdout=subprocess.PIPE, text=True)
+
+
+def finish_probe(probe: subprocess.Popen) -> dict:
+    out = probe.communicate(timeout=120)[0]
+    return json.loads(out) if probe.returncode == 0 else {"failed": probe.returncode}
+
+
+def probe_summary(probed: dict, interval: float) -> dict:
+    """The probe client's answers (benchmarks/soak_probe.py) as codes and client-side quantiles."""
+    if "failed" in probed:
+        return probed
+    rows = probed["records"]
+    out: dict = {"interval_s": interval, "priority": probed["priority"], "codes": dict(Counter(r[2] for r in rows))}
+    for name, code in (("ok", "OK"), ("shed", "RESOURCE_EXHAUSTED")):
+        ms = [r[1] for r in rows if r[2] == code]
+        for q, p in (("p50", 0.5), ("p99", 0.99)):
+            out[f"{name}_{q}_ms"] = round(percentile(ms, p), 2) if ms else None
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path)
@@ -75,6 +101,13 @@ def main() -> None:
         default=0.1,
         help="seconds (jittered +-50%%) a client waits after RESOURCE_EXHAUSTED before its next request, "
         "as a client honouring the shed would; 0 = retry at once (a retry storm)",
+    )
+    ap.add_argument(
+        "--probe-interval",
+        type=float,
+        default=0.0,
+        help="seconds between the requests of a probe client in its own process at a higher priority "
+        "(benchmarks/soak_probe.py: sheds and answers as a client that is not starved sees them); 0 = none",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
@@ -145,8 +178,10 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        probe = start_probe(target, args.seconds, args.probe_interval) if args.probe_interval else None
         traffic(args.seconds)
         sampling.set()
+        probed = finish_probe(probe) if probe is not None else None
         elapsed = time.monotonic() - started
         time.sleep(1.0)
         rss_end = rss_mb(proc.pid)
@@ -202,8 +237,13 @@ def main() -> None:
             "rss_end_mb": round(rss_end, 1),
             "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
             "health_after": healthy,
+            "offered_per_s": round(len(records) / elapsed, 1),
+            "answered_per_s": round(codes["OK"] / elapsed, 1),
+            "overload": round(len(records) / max(codes["OK"], 1), 2),
             "windows": windows,
         }
+        if probed is not None:
+            report["probe"] = probe_summary(probed, args.probe_interval)
         print(json.dumps(report, indent=2))
         write_json(args.json, report)
     finally:

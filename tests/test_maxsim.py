@@ -101,13 +101,14 @@ def test_maxsim_equals_the_exported_scorer_graph(colbert: Path) -> None:
     np.testing.assert_allclose(flat, graph, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("nbits", [1, 2])
+@pytest.mark.parametrize("nbits", [1, 2, 0])
 def test_the_engine_scores_a_stored_request_in_one_batch_as_the_graph_does(colbert: Path, tmp_path: Path, nbits: int) -> None:
-    """1 bit: from the store's codes; 2 bits: decoded, then MaxSim; both against the padded graph."""
+    """1 bit: from the store's codes; 2 bits: decoded, then MaxSim; 0: a float16 store (cast by ONNX
+    Runtime, then MaxSim); each against the padded graph."""
     artifact = Artifact.open(colbert)
     passages = {f"p{i}": f"passage number {i} about topic {i % 7} and words {'w ' * (i % 13)}" for i in range(60)}
     store = tmp_path / "store"
-    codec = CodecConfig("residual", nbits=nbits, centroids=8)
+    codec = CodecConfig("residual", nbits=nbits, centroids=8) if nbits else CodecConfig("float16")
     build_store(artifact, passages, store, encode=passage_encoder(artifact, CPU), codec=codec, progress=False)
     ids = list(passages)
     with LocalEngine.of(

@@ -19,7 +19,7 @@ from reranker.engine.building import StoreBuild
 from reranker.engine.config import Limits
 from reranker.engine.prepare import PassageItem, Prepare, QueryItem
 from reranker.fusion import FusionRule
-from reranker.runtime.maxsim import best_sum, end_to_end, maxsim
+from reranker.runtime.maxsim import best_sum, end_to_end
 from reranker.store import PassageStore
 
 log = logging.getLogger(__name__)
@@ -272,5 +272,5 @@ class ServedModel:
                 block, order = end_to_end([pairs[i].passage.data for i in states])
                 picked = np.asarray(states)[order]
                 lengths = np.fromiter((pairs[i].passage.length for i in picked), dtype=np.int64, count=len(picked))
-                scores[picked] = maxsim(q, block, lengths)
+                scores[picked] = self.prepare.scorer.maxsim(q, block, lengths)
         return scores
