@@ -102,9 +102,24 @@ class Admission:
         from the work alone, this calibrates them to everything else on the machine (other work,
         scheduling, the event loop), so that the bound holds in wall-clock time."""
 
+    def check(self, deadline: float | None) -> None:
+        """CapacityError when a request would be refused whatever its own work: what is ahead alone
+        exceeds a bound. Called before a request's own estimate is computed, so that a refusal under
+        overload costs no per-candidate work (:meth:`admit` checks again with its own work)."""
+        self._refuse_ahead(0, 0.0, deadline)
+
     def admit(self, seconds: float, encodes: int, deadline: float | None) -> Stake:
         """Admit a request of ``seconds`` estimated work, or refuse it at once with CapacityError. With
         nothing ahead a request is always admitted (its own deadline then stops it if it must)."""
+        self._refuse_ahead(encodes, seconds, deadline)
+        self.pending += 1
+        self.pending_encodes += encodes
+        stake = Stake(seconds, encodes, self.ahead_s + seconds)
+        self.ahead_s += seconds
+        self.outstanding += 1
+        return stake
+
+    def _refuse_ahead(self, encodes: int, seconds: float, deadline: float | None) -> None:
         if self.pending >= self.max_pending_requests or (
             encodes and self.pending_encodes and self.pending_encodes + encodes > self.max_pending_encodes
         ):
@@ -126,12 +141,6 @@ class Admission:
                 f"request's (about {own * 1000:.0f} ms) would not end before its deadline; "
                 "retry later or allow more time"
             )
-        self.pending += 1
-        self.pending_encodes += encodes
-        stake = Stake(seconds, encodes, self.ahead_s + seconds)
-        self.ahead_s += seconds
-        self.outstanding += 1
-        return stake
 
     def prepared(self, stake: Stake) -> None:
         """The request's pre stage has really ended (its threads returned)."""

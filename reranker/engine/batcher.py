@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -94,6 +95,8 @@ class Batcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        self.executor: Executor | None = None
+        """Where batches run (None: the event loop's default executor)."""
 
     @property
     def queue_depth(self) -> int:
@@ -215,7 +218,7 @@ class Batcher(Generic[T, R]):
             batches = [self._queue.take(cfg.max_batch_size, cfg.max_batch_cost)]
             while self._queue and len(batches) < cfg.max_batches_per_run and self._ready(len(batches)):
                 batches.append(self._queue.take(cfg.max_batch_size, cfg.max_batch_cost))
-            outcomes = await loop.run_in_executor(None, self._run_batches, batches)
+            outcomes = await loop.run_in_executor(self.executor, self._run_batches, batches)
             for batch, (live, outcome, seconds) in zip(batches, outcomes, strict=True):
                 if len(live) < len(batch):
                     kept = {id(i) for i in live}

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from reranker.artifact import Artifact
+from reranker.engine.priority import lower_priority
 from reranker.errors import RerankerError
 from reranker.store import PassageStore
 from reranker.store.build import build_store
@@ -47,10 +48,12 @@ class StoreBuild:
         on_progress: Callable[[float], None],
         on_ready: Callable[[PassageStore], None],
         on_failed: Callable[[str], None],
+        nice: int = 0,
     ) -> None:
-        """``encode(texts, check)``: the states of ``texts`` (``check`` runs between batches)."""
+        """``encode(texts, check)``: the states of ``texts`` (``check`` runs between batches); ``nice``:
+        the build thread's nice increment (:func:`reranker.engine.priority.lower_priority`)."""
         self.artifact, self.passages, self.directory, self._encode = artifact, passages, directory, encode
-        self.on_progress, self.on_ready, self.on_failed = on_progress, on_ready, on_failed
+        self.on_progress, self.on_ready, self.on_failed, self.nice = on_progress, on_ready, on_failed, nice
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reranker-build-{directory.name}", daemon=True)
 
@@ -72,6 +75,7 @@ class StoreBuild:
         self.on_progress(done / total)
 
     def _run(self) -> None:
+        lower_priority(self.nice)
         started = time.monotonic()
         try:
             build_store(

@@ -191,6 +191,11 @@ class EngineConfig:
     """ONNX Runtime settings (provider, threads)."""
     pre_workers: int = 2
     """Threads that prepare requests (tokenise, encode queries and passages sent as text)."""
+    worker_nice: int = 5
+    """Nice increment of the engine's worker threads: the pre stage, the batches and the ONNX Runtime
+    threads they start, and background store builds (Linux; elsewhere ignored). The event-loop
+    thread that admits, refuses and answers requests then runs ahead of the heavy work when the
+    cores are saturated, so a refusal stays quick; 0 = one priority for all."""
     max_pending_requests: int = 64
     """Requests that may wait to be prepared; beyond it RESOURCE_EXHAUSTED at once."""
     max_pending_encodes: int = 400
@@ -234,6 +239,8 @@ class EngineConfig:
             raise ConfigError(f"model and cascade names must be unique together, got {taken}")
         if self.default_model and self.default_model not in names:
             raise ConfigError(f"default_model {self.default_model!r} is not one of the models {names}")
+        if not 0 <= self.worker_nice <= 19:
+            raise ConfigError(f"worker_nice must be in [0, 19] (0 = the event loop's priority), got {self.worker_nice}")
         if min(self.pre_workers, self.max_pending_requests, self.max_pending_encodes) < 1:
             raise ConfigError(
                 f"pre_workers, max_pending_requests and max_pending_encodes must be >= 1, got "

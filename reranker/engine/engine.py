@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from reranker.engine.config import EngineConfig
 from reranker.engine.loader import open_model
 from reranker.engine.messages import RerankInput, RerankOutput
 from reranker.engine.prepare import Passages, QueryItem
+from reranker.engine.priority import lower_priority
 from reranker.engine.served import ModelDescription, NullSink, Pair, ServedModel, StatsSink
 from reranker.errors import ConfigError, DeadlineError, InvalidInputError, NotFoundError, StoreDamagedError, quoted
 from reranker.fusion import FusionRule, rule_for_first_stage
@@ -52,8 +54,12 @@ class Engine:
         # The pre stage runs on two bounded pools: queries (tokenise, encode) and store lookups on
         # one, passages sent as text on the other, so that a cheap request never waits behind another
         # request's passage encoding. Waiting work counts against the admission bounds until it ends.
-        self._query_pool = ThreadPoolExecutor(max_workers=cfg.pre_workers, thread_name_prefix="reranker-query")
-        self._encode_pool = ThreadPoolExecutor(max_workers=cfg.pre_workers, thread_name_prefix="reranker-encode")
+        lower = functools.partial(lower_priority, cfg.worker_nice)
+        self._query_pool = ThreadPoolExecutor(cfg.pre_workers, "reranker-query", initializer=lower)
+        self._encode_pool = ThreadPoolExecutor(cfg.pre_workers, "reranker-encode", initializer=lower)
+        self._core_pool = ThreadPoolExecutor(max(2, len(models)), "reranker-core", initializer=lower)
+        for model in models:  # batches run on the core pool, below the event loop's priority
+            model.batcher.executor = self._core_pool
         self.admission = Admission(cfg.max_pending_requests, cfg.max_pending_encodes, cfg.max_queue_ms / 1000.0)
         self.models = {m.name: m for m in models}
         self.default = cfg.default
@@ -70,7 +76,10 @@ class Engine:
         sink = sink if sink is not None else NullSink()
         if cfg.runtime.numpy_threads:
             threadpool_limits(cfg.runtime.numpy_threads, user_api="blas")  # for the process (see RuntimeConfig)
-        engine = cls([open_model(spec, cfg, sink) for spec in cfg.models], cfg, sink)
+        # opened in a thread at the workers' priority: the ONNX Runtime threads it starts inherit it
+        with ThreadPoolExecutor(1, "reranker-open", initializer=functools.partial(lower_priority, cfg.worker_nice)) as opener:
+            models = opener.submit(lambda: [open_model(spec, cfg, sink) for spec in cfg.models]).result()
+        engine = cls(models, cfg, sink)
         for model in engine.models.values():  # stores configured with build_store that were not ready
             if model.build is not None:
                 model.build.start()
@@ -163,6 +172,7 @@ class Engine:
             )
             flags = [(c.truncated or x, c.from_store, c.windows) for c, x in zip(cached, cut, strict=True)]
             return answer(model, req, own, invalid, flags, queue_s=0.0, inference_s=0.0, started=started)
+        self.admission.check(deadline)  # under overload, refuse before the per-candidate estimate
         pairs_estimate, encodes = model.prepare.estimate(req.ids, texts, aggregate)  # windows to score, to encode
         stake = self.admission.admit(model.costs.estimate(pairs_estimate, encodes), encodes, deadline)
         watch = Watch(deadline)
@@ -287,3 +297,4 @@ class Engine:
             await model.batcher.close()
         self._query_pool.shutdown(wait=False)
         self._encode_pool.shutdown(wait=False)
+        self._core_pool.shutdown(wait=False)

@@ -99,6 +99,7 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
             on_progress=model.building,
             on_ready=model.attach_store,
             on_failed=model.build_failed,
+            nice=cfg.worker_nice,
         )
         model.building(0.0)
     return model

@@ -108,6 +108,9 @@ class ServerConfig:
     """In-flight calls on a connection closed for its age get this long to finish."""
     pre_workers: int = 2
     """Threads that prepare requests (tokenise, encode queries and passages sent as text)."""
+    worker_nice: int = 5
+    """Nice increment of the engine's worker threads (``EngineConfig.worker_nice``): refusals stay
+    quick when the cores are saturated; 0 = one priority for all."""
     max_pending_requests: int = 64
     """Requests that may wait to be prepared; beyond it RESOURCE_EXHAUSTED at once."""
     max_pending_encodes: int = 400
@@ -140,6 +143,7 @@ class ServerConfig:
             batching=self.batching,
             runtime=self.runtime,
             pre_workers=self.pre_workers,
+            worker_nice=self.worker_nice,
             max_pending_requests=self.max_pending_requests,
             max_pending_encodes=self.max_pending_encodes,
             max_queue_ms=self.max_queue_ms,
