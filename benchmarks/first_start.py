@@ -118,7 +118,8 @@ def main() -> None:
         server.terminate()
         server.wait(30)
     lines = [line for line in log.read_text().splitlines() if "assembl" in line or "store" in line or "serving" in line]
-    record["server_log"] = lines[:20]
+    # no machine paths in a committed record
+    record["server_log"] = [line.replace(str(home), "$RERANKER_HOME").replace(f"{ROOT}/", "") for line in lines[:20]]
     print(
         f"first_start: SERVING {record['serving_s']} s, first answer {record['first_answer_s']} s, "
         f"store ready {record.get('store_ready_s')} s ({record.get('store_status')})"
