@@ -163,3 +163,35 @@ def test_an_engine_runs_numpy_blas_on_the_configured_threads(colbert: Path) -> N
     with LocalEngine.of(str(colbert), runtime=RuntimeConfig(intra_op_threads=1, numpy_threads=1), warmup=False):
         blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(p["num_threads"] == 1 for p in blas)
+
+
+def test_a_damaged_1bit_store_is_decoded_so_that_lookups_name_the_passages(colbert: Path, tmp_path: Path) -> None:
+    import json
+
+    from reranker.engine.prepare import Prepare
+    from reranker.errors import StoreDamagedError
+    from reranker.store import PassageStore
+    from reranker.tokenization import Preprocessor
+
+    artifact = Artifact.open(colbert)
+    passages = {f"p{i}": f"words {i} " * 3 for i in range(20)}
+    store_dir = tmp_path / "s"
+    build_store(
+        artifact,
+        passages,
+        store_dir,
+        encode=passage_encoder(artifact, CPU),
+        codec=CodecConfig("residual", nbits=1, centroids=4),
+        progress=False,
+    )
+    ids = np.memmap(store_dir / "centroid_ids.bin", dtype="uint16", mode="r+")
+    ids[0] = 999  # passage p0's first token: a centroid id out of range (as in a store too big to check at open)
+    ids.flush()
+    store = PassageStore(store_dir, json.loads((store_dir / "manifest.json").read_text()), check_ids=False)
+    prepare = Prepare(
+        artifact.spec, Preprocessor(artifact.tokenizer, artifact.config), open_scorer(artifact, CPU), BatcherConfig(), store
+    )
+    assert prepare.store is store and not prepare.from_codes  # loaded, decoded instead of scored from codes
+    with pytest.raises(StoreDamagedError, match="p0"):
+        prepare.passages(["p1", "p0"], ["", ""], "max")
+    assert len(prepare.passages(["p1", "p2"], ["", ""], "max").items) == 2

@@ -32,20 +32,17 @@ def test_export_auto_is_fp32_for_students_and_the_rows_precision_for_a_cross_enc
         export_precision(teacher, False, ZEN4)
 
 
-def test_backend_auto_follows_the_row_for_its_precision_only(tiny_exports, monkeypatch) -> None:
+def test_backend_auto_follows_the_row_for_its_precision_only(tiny_exports) -> None:
     pytest.importorskip("onnxruntime")
     from reranker.artifact import Artifact
     from reranker.engine import loader
 
     teacher, student = Artifact.open(tiny_exports["bert_cat"][1]), Artifact.open(tiny_exports["colbert"][1])
-    monkeypatch.setattr(loader, "cross_encoder_serving", lambda: CROSS_ENCODER_SERVING["bf16"])  # fp32 on openvino
-    wanted = "openvino" if loader.importlib.util.find_spec("openvino") else "onnxruntime"
-    assert loader.auto_backend(teacher) == wanted
-    assert loader.auto_backend(student) == "onnxruntime"
-    monkeypatch.setattr(loader, "cross_encoder_serving", lambda: CROSS_ENCODER_SERVING["int8"])  # not this precision
-    assert loader.auto_backend(teacher) == "onnxruntime"
-    monkeypatch.setattr(loader, "cross_encoder_serving", lambda: CROSS_ENCODER_SERVING["avx2"])
-    assert loader.auto_backend(teacher) == "onnxruntime"
+    openvino = "openvino" if loader.importlib.util.find_spec("openvino") else "onnxruntime"
+    assert loader.auto_backend(teacher, BF16) == openvino  # fp32 in bf16 on OpenVINO
+    assert loader.auto_backend(teacher, ZEN4) == openvino  # not its row's precision, but bf16 in hardware
+    assert loader.auto_backend(teacher, AVX2) == "onnxruntime"
+    assert loader.auto_backend(student, ZEN4) == "onnxruntime"
 
 
 def test_this_machine_has_a_row() -> None:

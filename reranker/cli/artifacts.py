@@ -34,6 +34,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.precision == "auto":  # by the CPU's flags (reranker.machine.CROSS_ENCODER_SERVING)
         args.precision, why = export_precision(Path(args.model), args.calibration is not None)
+        args.calibration = args.calibration if args.precision == "int8-static" else None  # unused otherwise
         print(f"--precision auto: {why}")
     calibration: list[tuple[str, str]] = []
     if args.precision == "int8-static":

@@ -52,7 +52,8 @@ def cmd_rerank(args: argparse.Namespace) -> int:
                 for m in client.list_models():
                     print(
                         f"{m.name:16s} {m.arch:9s} {m.precision:5s} {m.provider:24s} store {m.store_passages:>9d} "
-                        f"passages  max {m.max_candidates} candidates{'  (default)' if m.is_default else ''}"
+                        f"passages ({m.store_status}{f' {m.store_progress:.0%}' if m.store_status == 'building' else ''})  "
+                        f"max {m.max_candidates} candidates{'  (default)' if m.is_default else ''}"
                     )
                 return 0
             response = client.rerank(

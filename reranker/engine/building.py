@@ -21,7 +21,6 @@ import numpy as np
 
 from reranker.artifact import Artifact
 from reranker.engine.priority import lower_priority
-from reranker.errors import RerankerError
 from reranker.store import PassageStore
 from reranker.store.build import build_store
 from reranker.store.compress import default_codec
@@ -31,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class _Stopped(Exception):
     """The engine closed while the store was building (the build continues at the next start)."""
+
+
+def _released(texts: Sequence[str], check: Callable[[], None]) -> Sequence[tuple[np.ndarray, bool]]:
+    raise RuntimeError("this store build has ended")
 
 
 class StoreBuild:
@@ -88,10 +91,13 @@ class StoreBuild:
                 on_progress=self._progress,
             )
             store = PassageStore.open(self.directory, self.artifact)
+            self._check()  # not attached to a closed engine
             self.on_ready(store)
             log.info("passage store %s of %d passages ready after %.0f s", self.directory, len(store), time.monotonic() - started)
         except _Stopped:
             log.info("stopped building %s (it continues from its last chunk at the next start)", self.directory)
-        except (RerankerError, OSError, ValueError) as exc:
+        except Exception as exc:
             log.error("building the store %s failed: %s; candidates by id stay scored from their text", self.directory, exc)
-            self.on_failed(str(exc))
+            self.on_failed(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._encode = _released  # the build's own sessions are freed once it ends

@@ -45,7 +45,8 @@ def estimate_s(admission: Admission, model: ServedModel, req: RerankInput) -> fl
     own, from the running unit costs, scaled by the admission's calibration; with no work ahead, not
     scaled up (so that an idle engine tries the tier, and its answer calibrates the scale again,
     instead of passing it over for ever on an estimate from a busier time)."""
-    pairs, encodes = model.prepare.estimate(req.ids, req.texts, req.aggregate or model.limits.aggregate)
+    texts = model.prepare.texts_of(req.ids, req.texts)  # ids without text: the model's passages
+    pairs, encodes = model.prepare.estimate(req.ids, texts, req.aggregate or model.limits.aggregate)
     scale = admission.scale if admission.outstanding else min(1.0, admission.scale)
     return (admission.ahead_s + model.costs.estimate(pairs, encodes)) * scale
 

@@ -23,7 +23,7 @@ from reranker.engine.prepare import Prepare
 from reranker.engine.served import ServedModel, StatsSink
 from reranker.errors import ArtifactError, ConfigError, RerankerError
 from reranker.fusion import first_stage_rules, rule_for_first_stage
-from reranker.machine import cross_encoder_serving
+from reranker.machine import CpuFacts, cpu_facts, cross_encoder_serving
 from reranker.runtime import OnnxScorer, RuntimeConfig
 from reranker.store import PassageStore
 from reranker.store.verify import verify_store
@@ -58,8 +58,13 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
                 spec.passages,
             )
             rebuild = True
-    backend = auto_backend(artifact) if spec.backend == "auto" else spec.backend
-    runtime = dataclasses.replace(cfg.runtime, backend=backend) if backend else cfg.runtime
+    runtime = cfg.runtime
+    if spec.backend == "auto":  # with the settings of the other backend left at theirs
+        chosen = auto_backend(artifact)
+        runtime = dataclasses.replace(runtime, backend=chosen, provider="cpu" if chosen == "openvino" else runtime.provider)
+        runtime = runtime if chosen == "openvino" else dataclasses.replace(runtime, inference_precision="auto")
+    elif spec.backend:
+        runtime = dataclasses.replace(runtime, backend=spec.backend)
     scorer = open_scorer(artifact, runtime)
     prep = Preprocessor(artifact.tokenizer, artifact.config)
     prepare = Prepare(artifact.spec, prep, scorer, cfg.batching, store, spec.limits, collection)
@@ -105,12 +110,15 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
     return model
 
 
-def auto_backend(artifact: Artifact) -> Literal["onnxruntime", "openvino"]:
-    """``backend = "auto"``: OpenVINO where this CPU's :func:`reranker.machine.cross_encoder_serving`
-    row serves a cross-encoder of the artifact's precision on it (and OpenVINO is installed), else
-    ONNX Runtime."""
-    choice = cross_encoder_serving()
-    fits = not artifact.spec.split and artifact.precision == choice.precision and choice.backend == "openvino"
+def auto_backend(artifact: Artifact, facts: CpuFacts | None = None) -> Literal["onnxruntime", "openvino"]:
+    """``backend = "auto"``: OpenVINO for a cross-encoder where this CPU's
+    :func:`reranker.machine.cross_encoder_serving` row serves the artifact's precision on it, or for
+    an fp32 one where the CPU has bf16 (OpenVINO's bf16 arithmetic); ONNX Runtime otherwise or when
+    OpenVINO is not installed."""
+    facts = facts or cpu_facts()
+    choice = cross_encoder_serving(facts)
+    row = artifact.precision == choice.precision and choice.backend == "openvino"
+    fits = not artifact.spec.split and (row or (artifact.precision == "fp32" and facts.bf16_native))
     if fits and importlib.util.find_spec("openvino") is None:
         log.warning(
             "backend auto: %s would run on openvino, which is not installed (pip install 'reranker[openvino]')",

@@ -19,7 +19,7 @@ from reranker.arch import ArchSpec
 from reranker.engine.batcher import BatcherConfig
 from reranker.engine.config import Limits
 from reranker.engine.items import PassageItem, Passages, QueryItem, Windowing
-from reranker.errors import ConfigError, InvalidInputError, NotFoundError, some
+from reranker.errors import ConfigError, InvalidInputError, NotFoundError, StoreDamagedError, some
 from reranker.runtime import OnnxScorer
 from reranker.store import PassageStore
 from reranker.tokenization import Encoded, Preprocessor
@@ -110,9 +110,14 @@ class Prepare:
         codes = bool(self.arch.maxsim and self.scorer.on_cpu and getattr(store, "scores_codes", False))
         if codes:
             started = time.monotonic()
-            store.inverse_norms()
-            seconds = time.monotonic() - started
-            log.info("scoring from the store's codes: %d token norms in %.1f s", int(store.offsets[-1]), seconds)
+            try:
+                store.inverse_norms()
+            except StoreDamagedError as exc:  # decoded instead: a lookup then names the damaged passages
+                log.error("passage store %s: %s; its vectors are decoded, not scored from the codes", store.directory, exc)
+                codes = False
+            else:
+                seconds = time.monotonic() - started
+                log.info("scoring from the store's codes: %d token norms in %.1f s", int(store.offsets[-1]), seconds)
         self.store, self.from_codes = store, codes  # requests read both (the store first)
 
     def texts_of(self, ids: Sequence[str], texts: Sequence[str]) -> list[str]:
@@ -248,6 +253,7 @@ class Prepare:
                 missing.append(pid)
         if missing:
             where = "in the passage store" if self.store is not None else "stored (this model has no passage store)"
+            where += " nor in the model's passages" if self.collection else ""
             raise NotFoundError(f"{len(missing)} candidate(s) have no text and are not {where}: {some(missing)}")
         if stored:  # one decode for all stored candidates (compressed stores decode in one pass)
             store, codes = self.store, self.from_codes

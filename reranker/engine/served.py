@@ -193,6 +193,7 @@ class ServedModel:
             store_progress=1.0 if store is not None else 0.0,
             collection_passages=len(prepare.collection),
         )
+        self._logged_share = 0.0
         self.build: StoreBuild | None = None
         """The background build of the model's store, while there is one (:mod:`reranker.engine.building`)."""
         self.flat_maxsim = prepare.arch.maxsim and prepare.scorer.on_cpu
@@ -225,7 +226,8 @@ class ServedModel:
 
     def building(self, share: float) -> None:
         """The store being built has ``share`` of its passages encoded."""
-        if share >= self.description.store_progress + 0.1 or share == 1.0:
+        if share >= self._logged_share + 0.1 or (share == 1.0 and self._logged_share < 1.0):
+            self._logged_share = share
             log.info("model %s: passage store %.0f%% built", self.name, 100 * share)
         self.description = dataclasses.replace(self.description, store_status="building", store_progress=share)
 

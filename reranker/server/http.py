@@ -204,7 +204,8 @@ def build_app(state: HttpState) -> FastAPI:
     async def health() -> JSONResponse:
         ready = state.engine is not None and not state.stopping
         body: dict[str, object] = {"status": "SERVING" if ready else "NOT_SERVING"}
-        if state.engine is not None:  # which passage stores answer, and which are still being built
+        if state.engine is not None and not state.auth.enabled:  # which stores answer, which still build (names
+            # models: left out when a token guards the API; /v1/models says it to authorised clients)
             body["stores"] = {
                 d.name: {"status": d.store_status, "progress": round(d.store_progress, 3)} for d in state.engine.describe()
             }
