@@ -150,6 +150,7 @@ port = 0
 metrics_port = -1
 http_port = 0
 grace_seconds = {grace}
+max_queue_ms = 0  # no queue-time bound: every request is admitted, SIGTERM is what is tested
 [runtime]
 provider = "cpu"
 intra_op_threads = 1

@@ -195,7 +195,9 @@ class EngineConfig:
     """Nice increment of the engine's worker threads: the pre stage, the batches and the ONNX Runtime
     threads they start, and background store builds (Linux; elsewhere ignored). The event-loop
     thread that admits, refuses and answers requests then runs ahead of the heavy work when the
-    cores are saturated, so a refusal stays quick; 0 = one priority for all."""
+    cores are saturated, so a refusal stays quick. The workers then also yield to other processes
+    of the machine at normal priority: set 0 where the server shares its cores with such work and
+    should not."""
     max_pending_requests: int = 64
     """Requests that may wait to be prepared; beyond it RESOURCE_EXHAUSTED at once."""
     max_pending_encodes: int = 400
