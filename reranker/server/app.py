@@ -75,7 +75,7 @@ async def start(cfg: ServerConfig, *, metrics: Metrics | None = None, engine: En
     """
     metrics = metrics or Metrics()
     auth = Auth(read_token(cfg))
-    server = grpc.aio.server(options=cfg.grpc_options())
+    server = grpc.aio.server(options=cfg.grpc_options(), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
     # every service's calls counted (reranker, health, reflection); reflection needs the token when one
     # is set, health stays open (probes carry no token)
     counted = Instrumented(server, metrics, auth=auth, guarded=(reflection.SERVICE_NAME,))

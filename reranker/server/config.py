@@ -69,6 +69,10 @@ class ServerConfig:
     """On SIGTERM, in-flight requests get this long to finish."""
     max_message_bytes: int = 16 * 1024 * 1024
     """Largest request or response message."""
+    max_concurrent_rpcs: int = 0
+    """gRPC calls served at once; one more is refused with RESOURCE_EXHAUSTED by gRPC itself, before
+    the servicer (and so before the metrics of this server, which count only what reaches it);
+    0 = no bound (admission alone refuses)."""
     tls_cert: str = ""
     """PEM server certificate (with tls_key): serve TLS instead of plaintext."""
     tls_key: str = ""
@@ -161,6 +165,8 @@ class ServerConfig:
             raise ConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.max_concurrent_rpcs < 0:
+            raise ConfigError(f"max_concurrent_rpcs must be >= 0 (0 = no bound), got {self.max_concurrent_rpcs}")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
         if self.grace_seconds < 0:
