@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -109,10 +110,19 @@ def main() -> None:
         help="seconds between the requests of a probe client in its own process at a higher priority "
         "(benchmarks/soak_probe.py: sheds and answers as a client that is not starved sees them); 0 = none",
     )
+    ap.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="nice increment of the load's clients (this process, after starting the server): on one "
+        "machine, clients that do not take the server's CPU, as remote ones would not",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     proc, target, metrics_target = start_server(args.config)
+    if args.client_nice:  # the load's clients below the server (started before, unaffected): as if remote
+        os.nice(args.client_nice)
     try:
         folder = DataFolder.open(DL19)
         run = folder.run("bm25")
@@ -223,6 +233,7 @@ def main() -> None:
             "warmup_seconds": args.warmup_seconds,
             "concurrency": args.concurrency,
             "shed_backoff_s": args.shed_backoff,
+            "client_nice": args.client_nice,
             "requests": len(records),
             "codes": dict(codes),
             "codes_by_kind": by_kind,

@@ -27,8 +27,8 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.05)
     ap.add_argument("--candidates", type=int, default=10)
     args = ap.parse_args()
-    with contextlib.suppress(OSError):
-        os.nice(-5)  # ahead of the load's clients (and the server) when the cores are contended
+    with contextlib.suppress(OSError):  # ahead of the load's clients (and the server) when the cores are contended
+        os.setpriority(os.PRIO_PROCESS, 0, -5)
     folder = DataFolder.open(DL19)
     run = folder.run("bm25")
     qids = sorted(run)
