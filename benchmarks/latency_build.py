@@ -60,6 +60,7 @@ def models(
                         "name": "teacher" + ("" if p == "fp32" else f"-{p}"),
                         "arch": arch,
                         "artifact": str(work / f"onnx-{arch}-{p}"),
+                        "precision": p,
                     }
                 )
             continue
@@ -70,6 +71,7 @@ def models(
                     "name": arch.replace("_", "-") + tag,
                     "arch": arch,
                     "artifact": str(work / f"onnx-{arch}-{p}"),
+                    "precision": p,
                     "store": str(work / f"store-{arch}{tag}-{codec_tag(arch, store_codec)}-{store_key}"),
                     "store_codec": store_codec,
                 }
@@ -165,7 +167,7 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
                     init_from_base(m["arch"], base, **lengths),
                     {"steps": 0, "note": "untrained: latency does not depend on the weights"},
                 )
-            precision = art.name.rsplit("-", 1)[1]
+            precision = m.get("precision") or art.name.split("-", 2)[2]  # onnx-{arch}-{precision}
             print(f"benchmarks.latency: exporting {art.name}", flush=True)
             export_model(ckpt, art, precision=precision)
         if m.get("store") and not (Path(m["store"]) / "manifest.json").is_file():

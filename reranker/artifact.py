@@ -13,7 +13,7 @@ from reranker.manifest import verify_manifest
 from reranker.tokenization import Tokenizer
 
 ARTIFACT_KIND = "reranker-onnx"
-PRECISIONS = ("fp32", "fp16", "int8", "int8-static")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-static", "int8-query")
 """fp32; fp16 (GPUs); int8: dynamic (ONNX Runtime's quantize_dynamic, weights int8, activation scales per
 batch); int8-static: QDQ with calibrated activation scales (NNCF; fastest on the openvino backend)."""
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

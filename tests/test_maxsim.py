@@ -195,3 +195,30 @@ def test_a_damaged_1bit_store_is_decoded_so_that_lookups_name_the_passages(colbe
     with pytest.raises(StoreDamagedError, match="p0"):
         prepare.passages(["p1", "p0"], ["", ""], "max")
     assert len(prepare.passages(["p1", "p2"], ["", ""], "max").items) == 2
+
+
+def test_int8_query_quantises_only_the_query_encoder(tiny_exports, tmp_path: Path) -> None:
+    import onnx
+
+    from reranker.errors import ConfigError
+    from reranker_export.onnx_export import export_model
+
+    out = tmp_path / "q8"
+    manifest = export_model(tiny_exports["colbert"][0], out, precision="int8-query")
+    assert manifest["precision"] == "int8-query"
+    ops = {
+        g: {n.op_type for n in onnx.load(str(out / f"{g}.onnx")).graph.node}
+        for g in ("query_encoder", "passage_encoder", "scorer")
+    }
+    assert "MatMulInteger" in ops["query_encoder"] or "DynamicQuantizeLinear" in ops["query_encoder"]
+    assert not {"MatMulInteger", "DynamicQuantizeLinear"} & (ops["passage_encoder"] | ops["scorer"])
+    with (
+        LocalEngine.of(str(out), runtime=CPU, warmup=False) as engine,
+        LocalEngine.of(str(tiny_exports["colbert"][1]), runtime=CPU, warmup=False) as fp32,
+    ):
+        texts = ["alpha beta", "gamma delta epsilon"]
+        got = [r.score for r in engine.rerank("alpha query", ["a", "b"], texts).results]
+        want = [r.score for r in fp32.rerank("alpha query", ["a", "b"], texts).results]
+    np.testing.assert_allclose(sorted(got), sorted(want), atol=0.2 * max(1.0, float(np.ptp(want))))
+    with pytest.raises(ConfigError, match="int8-query"):
+        export_model(tiny_exports["bert_cat"][0], tmp_path / "x", precision="int8-query")

@@ -179,7 +179,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--precision",
         choices=(*PRECISIONS, "auto"),
         default="fp32",
-        help="fp16: GPUs; int8: dynamic; int8-static: calibrated (NNCF), for openvino with VNNI; auto: by this CPU",
+        help="fp16: GPUs; int8: dynamic; int8-static: calibrated, openvino with VNNI; int8-query: the query encoder; auto",
     )
     p.add_argument(
         "--calibration",
