@@ -51,7 +51,7 @@ def cmd_rerank(args: argparse.Namespace) -> int:
             if args.list_models:
                 for m in client.list_models():
                     print(
-                        f"{m.name:16s} {m.arch:9s} {m.precision:5s} {m.provider:24s} store {m.store_passages:>9d} "
+                        f"{m.name:16s} {m.arch:9s} {m.precision:11s} {m.provider:24s} store {m.store_passages:>9d} "
                         f"passages ({m.store_status}{f' {m.store_progress:.0%}' if m.store_status == 'building' else ''})  "
                         f"max {m.max_candidates} candidates{'  (default)' if m.is_default else ''}"
                     )

@@ -60,7 +60,7 @@ def open_model(spec: ModelSpec, cfg: EngineConfig, sink: StatsSink) -> ServedMod
             rebuild = True
     runtime = cfg.runtime
     if spec.backend == "auto":  # with the settings of the other backend left at theirs
-        chosen = auto_backend(artifact)
+        chosen = "onnxruntime" if runtime.provider == "cuda" else auto_backend(artifact)
         runtime = dataclasses.replace(runtime, backend=chosen, provider="cpu" if chosen == "openvino" else runtime.provider)
         runtime = runtime if chosen == "openvino" else dataclasses.replace(runtime, inference_precision="auto")
     elif spec.backend:

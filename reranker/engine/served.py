@@ -71,7 +71,7 @@ class ModelDescription:
     arch: str
     """Architecture (``reranker.arch``)."""
     precision: str
-    """fp32, fp16 or int8."""
+    """The artifact's precision: fp32, fp16, int8, int8-static or int8-query."""
     provider: str
     """ONNX Runtime execution provider, e.g. ``CPUExecutionProvider``."""
     store_passages: int

@@ -70,9 +70,9 @@ class ServerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     """Largest request or response message."""
     max_concurrent_rpcs: int = 0
-    """gRPC calls served at once; one more is refused with RESOURCE_EXHAUSTED by gRPC itself, before
-    the servicer (and so before the metrics of this server, which count only what reaches it);
-    0 = no bound (admission alone refuses)."""
+    """gRPC calls served at once, of every service (health checks and open health watches count);
+    one more is refused with RESOURCE_EXHAUSTED by gRPC itself, before the servicer (and so before the
+    metrics of this server, which count only what reaches it); 0 = no bound (admission alone refuses)."""
     tls_cert: str = ""
     """PEM server certificate (with tls_key): serve TLS instead of plaintext."""
     tls_key: str = ""
