@@ -46,7 +46,8 @@ def models(
     store_codec: str = "default",
 ) -> list[dict]:
     """The served models: the cross-encoder teacher per precision (no store), each split model from its
-    store per ``student_precisions`` (a store of its own per precision: the passage encoder differs;
+    store per ``student_precisions`` (a store of its own per precision, whose passage encoder may
+    differ;
     ``store_codec``: the architecture's default codec, as ``reranker serve`` builds it, or
     ``float16``), and those of ``text_archs`` also without a store (passages sent as text, fp32)."""
     from reranker.arch import spec

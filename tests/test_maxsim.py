@@ -206,6 +206,8 @@ def test_int8_query_quantises_only_the_query_encoder(tiny_exports, tmp_path: Pat
     out = tmp_path / "q8"
     manifest = export_model(tiny_exports["colbert"][0], out, precision="int8-query")
     assert manifest["precision"] == "int8-query"
+    fp32 = Artifact.open(tiny_exports["colbert"][1])
+    assert Artifact.open(out).checksum == fp32.checksum  # the fp32 export's passage encoder: its stores serve both
     ops = {
         g: {n.op_type for n in onnx.load(str(out / f"{g}.onnx")).graph.node}
         for g in ("query_encoder", "passage_encoder", "scorer")
