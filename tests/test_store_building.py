@@ -114,7 +114,9 @@ def test_closing_the_engine_stops_the_build_which_continues_at_the_next_start(ti
     assert not (tmp_path / "store").exists()  # nothing that looks like a store before it is complete
 
 
-def test_grpc_and_http_say_the_store_is_building(tiny_exports, folder, tmp_path, held) -> None:
+def test_grpc_http_and_the_cli_say_the_store_is_building(tiny_exports, folder, tmp_path, held, capsys) -> None:
+    from reranker.cli import main
+
     spec = ModelSpec("m", str(tiny_exports["colbert"][1]), str(tmp_path / "store"), passages=str(DL19_MINI), build_store=True)
     live = launch(ServerConfig(models=(spec,), port=0, metrics_port=-1, http_port=0, runtime=CPU))
     try:
@@ -130,9 +132,14 @@ def test_grpc_and_http_say_the_store_is_building(tiny_exports, folder, tmp_path,
         with urllib.request.urlopen(f"http://127.0.0.1:{live.running.http_port}/health", timeout=10) as r:
             body = json.loads(r.read())
         assert body == {"status": "SERVING", "stores": {"m": {"status": "building", "progress": 0.0}}}
+        assert main(["rerank", "--server", live.target, "--list-models"]) == 0
+        assert "(building 0%)" in capsys.readouterr().out
         _run(held[0])
         with RerankerClient(live.target, timeout=30) as client:
             assert client.list_models()[0].store_status == "ready"
+        assert main(["rerank", "--server", live.target, "--list-models"]) == 0
+        assert f"{len(folder.passages)} passages (ready)" in capsys.readouterr().out
+        with RerankerClient(live.target, timeout=30) as client:
             assert all(r.source == pb.Result.SOURCE_STORE for r in client.rerank(query, ids).results)
     finally:
         live.stop()
