@@ -52,8 +52,10 @@ else
   AUG_QUERIES=0; PAIRS_PER_Q=40; LABELLED_PER_Q=400; GRID=0.1; EVERY=250
   STUDENT_STEPS=${STUDENT_STEPS:-1000}; TK_STEPS=${TK_STEPS:-3000}; TEACHER_STEPS=${TEACHER_STEPS:-6000}
   LABEL_STEPS=${LABEL_STEPS:-1000}
-  # arch, encoder layers, peak lr, peak lr of the parts that start random (0 = lr), steps, score units
-  STUDENTS=("colbert 6 2e-5 0 $STUDENT_STEPS colbert" "tk 6 1e-4 1e-3 $TK_STEPS colbert"
+  # arch, encoder layers, peak lr, peak lr of the parts that start random (0 = lr), steps, score units[, dim]
+  # (dim: ColBERT's projection, as in the paper: 128-d token vectors, a 1-bit store of 18 bytes a token)
+  STUDENTS=("colbert 6 2e-5 0 $STUDENT_STEPS colbert" "colbert 6 2e-5 1e-3 $STUDENT_STEPS colbert 128"
+            "tk 6 1e-4 1e-3 $TK_STEPS colbert"
             "colbert 3 5e-5 0 $STUDENT_STEPS colbert" "bert_dot 6 2e-5 0 $STUDENT_STEPS cosine"
             "bert_dot 3 5e-5 0 $STUDENT_STEPS cosine" "prett 6 3e-5 1e-3 $STUDENT_STEPS colbert")
   read -r -a MEMBERS <<<"${TEACHER_MEMBERS:-zs-colbert splade-tiny mpnet e5}"
@@ -151,12 +153,14 @@ phase_starts() {  # the students' zero-shot starts (zs-colbert-L6 is also teache
 
 phase_students() {
   for spec in "${STUDENTS[@]}"; do
-    read -r arch layers lr head_lr steps units <<<"$spec"
-    [[ -z ${ONLY:-} || " $ONLY " == *" $arch-L$layers "* ]] || continue
+    read -r arch layers lr head_lr steps units dim <<<"$spec"
+    local name=$arch-L$layers${dim:+-d$dim}
+    [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || continue
     local extra=(--model-freeze-word-embeddings --no-model-colbert-query-augmentation)
     [[ $arch == bert_dot ]] && extra+=(--model-dot-normalize)
+    [[ -n $dim ]] && extra+=(--model-colbert-dim "$dim")
     for mode in ${STUDENT_MODES:-nokd kd}; do
-      out=$RUNS/$arch-L$layers-$mode
+      out=$RUNS/$name-$mode
       if [[ $mode == kd ]]; then triples=$RUNS/teacher-scores-$units.tsv; loss=margin-mse
       else triples=$RUNS/labelled.tsv; loss=ranknet; fi
       if [[ ! -f $out/.done ]]; then
