@@ -115,7 +115,7 @@ def default_spec(data: Path, *, precision: str = "fp32") -> ModelSpec:
     their text until the store is ready). Raises :class:`ArtifactError` when the artifact cannot be
     made and :class:`ConfigError` when ``data`` has no passages."""
     artifact = ensure_default_artifact(precision)
-    if not DataFolder.open(data).passages:
+    if DataFolder.open(data).passages_path is None:  # the engine reads the passages (once), not here
         raise ConfigError(f"{data} has no passages.tsv(.gz) to build the default passage store from")
     store = store_dir(artifact, data, precision)
     return ModelSpec(DEFAULT_NAME, str(artifact.directory), str(store), passages=str(data), build_store=True)
