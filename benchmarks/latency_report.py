@@ -21,8 +21,11 @@ METRICS = re.compile(
 
 
 def machine(models: list[Any]) -> dict[str, Any]:
-    """CPU, cores, GPU (nvidia-smi), Python, ONNX Runtime, the providers the models run on, load."""
+    """CPU, its flags that decide precision (reranker.machine), cores, GPU (nvidia-smi), Python, ONNX
+    Runtime, the providers the models run on, load."""
     import onnxruntime
+
+    from reranker.machine import cpu_facts
 
     gpu = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -38,6 +41,7 @@ def machine(models: list[Any]) -> dict[str, Any]:
         )
     return {
         "cpu": cpu_model(),
+        "flags": list(cpu_facts().flags),
         "cores": os.cpu_count(),
         "gpu": gpu,
         "python": platform.python_version(),

@@ -80,14 +80,31 @@ def auto_precision(device: str = "cpu") -> str:
     return "fp32"
 
 
+FFN_OUTPUTS = r"layer\.\d+/output/dense"
+"""The feed-forward output MatMuls of a BERT encoder (``--int8-exclude``): their inputs carry the
+activation outliers after GELU, and dynamic int8 loses most of its quality there."""
+
+
 @dataclass(frozen=True)
 class ServingChoice:
     """How to serve a cross-encoder (the BERT-cat teacher) on one kind of CPU: an artifact precision
-    (``reranker export --precision``), a runtime backend, and the measurement behind the choice."""
+    (``reranker export --precision``), the MatMuls it keeps in fp32 (``--int8-exclude``, a regex of
+    node names; None = none), a runtime backend, and the measurement behind the choice."""
 
     precision: str
     backend: str
     reason: str
+    int8_exclude: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    """What ``reranker export --precision auto`` writes: the precision, the MatMuls kept in fp32
+    (``--int8-exclude``; None = none) and why, in one line."""
+
+    precision: str
+    int8_exclude: str | None
+    why: str
 
 
 CROSS_ENCODER_SERVING = {
@@ -104,11 +121,12 @@ CROSS_ENCODER_SERVING = {
         "Runtime at DL19 nDCG@10 +0.0002 (AMD Zen 4, studies/peers)",
     ),
     "avx2": ServingChoice(
-        "fp32",
+        "int8",
         "onnxruntime",
-        "AVX2 only (no VNNI, no bf16): fp32 on ONNX Runtime 57.4 pairs/s against 37.9 for static int8 on OpenVINO and "
-        "55.2 for OpenVINO's emulated bf16 (AMD EPYC, AVX2 only, studies/peers); ONNX Runtime's dynamic int8 (77.4) "
-        "lost 0.0116 nDCG@10 on DL19",
+        "AVX2 only (no VNNI, no bf16): ONNX Runtime's dynamic int8 with the feed-forward outputs in fp32 ran "
+        "81.9 pairs/s against 61.1 for fp32 (1.34x) at DL19 nDCG@10 +0.0022; all-int8 ran 96.0 but lost 0.0095, "
+        "static int8 on OpenVINO was slower than fp32 (AMD EPYC, AVX2 only, studies/peers)",
+        FFN_OUTPUTS,
     ),
 }
 """The fastest measured way to serve the BERT-cat teacher within 0.005 nDCG@10 of fp32, by the CPU's
@@ -125,9 +143,9 @@ def cross_encoder_serving(facts: CpuFacts | None = None) -> ServingChoice:
     return CROSS_ENCODER_SERVING["avx2"]
 
 
-def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = None) -> tuple[str, str]:
-    """``reranker export --precision auto`` of the model directory ``model``: (precision, why). fp32
-    for split models (students); for a cross-encoder the precision of this CPU's
+def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = None) -> ExportChoice:
+    """``reranker export --precision auto`` of the model directory ``model``: fp32 for split models
+    (students); for a cross-encoder the precision and fp32 MatMuls of this CPU's
     :func:`cross_encoder_serving` row. Raises ConfigError when that is int8-static and no calibration
     data was given."""
     from reranker.arch import spec
@@ -135,7 +153,7 @@ def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = Non
     from reranker.errors import ConfigError
 
     if spec(ModelConfig.load(Path(model) / "config.json").arch).split:
-        return "fp32", "fp32 (a split model: its query encoder and scorer are small, its store is built once)"
+        return ExportChoice("fp32", None, "fp32 (a split model: its query encoder and scorer are small, its store is built once)")
     facts = facts or cpu_facts()
     choice = cross_encoder_serving(facts)
     if choice.precision == "int8-static" and not calibrated:
@@ -143,4 +161,9 @@ def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = Non
             f"--precision auto picks int8-static on this CPU ({facts.describe()}: {choice.reason}); give "
             "--calibration DATA_FOLDER (e.g. data/msmarco-passage/msmarco-dev-small-600), or name a precision"
         )
-    return choice.precision, f"{choice.precision}, to serve on {choice.backend} ({facts.describe()}: {choice.reason})"
+    kept = f", {choice.int8_exclude} kept in fp32" if choice.int8_exclude else ""
+    return ExportChoice(
+        choice.precision,
+        choice.int8_exclude,
+        f"{choice.precision}{kept}, to serve on {choice.backend} ({facts.describe()}: {choice.reason})",
+    )

@@ -31,15 +31,15 @@ def cmd_store_verify(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from reranker_export.onnx_export import export_model
+    from reranker_export.quantize import calibration_pairs
 
     if args.precision == "auto":  # by the CPU's flags (reranker.machine.CROSS_ENCODER_SERVING)
-        args.precision, why = export_precision(Path(args.model), args.calibration is not None)
-        args.calibration = args.calibration if args.precision == "int8-static" else None  # unused otherwise
-        print(f"--precision auto: {why}")
+        choice = export_precision(Path(args.model), args.calibration is not None)
+        args.precision, args.int8_exclude = choice.precision, args.int8_exclude or choice.int8_exclude
+        args.calibration = args.calibration if args.precision == "int8-static" else None  # else unused
+        print(f"--precision auto: {choice.why}")
     calibration: list[tuple[str, str]] = []
     if args.precision == "int8-static":
-        from reranker_export.quantize import calibration_pairs
-
         if args.calibration is None:
             raise ConfigError("--precision int8-static needs --calibration DATA_FOLDER (its run's pairs; never the test set)")
         calibration = calibration_pairs(args.calibration, args.calibration_pairs)
@@ -48,10 +48,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     manifest = export_model(
         args.model, args.out, precision=args.precision, opset=args.opset, int8_exclude=args.int8_exclude, calibration=calibration
     )
-    parity = manifest["parity"]
+    parity, graphs = manifest["parity"], ", ".join(manifest["graphs"])
     print(
-        f"exported {manifest['arch']} ({args.precision}) to {args.out}: graphs {', '.join(manifest['graphs'])}; "
-        f"max |ORT - torch| score {parity['scores_max_abs_diff']:.2e} (max |score| {parity['max_abs_score']:.3g})"
+        f"exported {manifest['arch']} ({args.precision}) to {args.out}: graphs {graphs}; max |ORT - torch| score "
+        f"{parity['scores_max_abs_diff']:.2e} (max |score| {parity['max_abs_score']:.3g})"
     )
     return 0
 

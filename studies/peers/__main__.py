@@ -2,9 +2,9 @@
 the same real pairs: sentence-transformers' CrossEncoder on each backend it offers here, infinity, and
 our teacher in process and over gRPC (fp32 and int8).
 
-    studies/peers/setup.sh          # the `bench` extra, torch kept at 2.13.0
+    studies/peers/setup.sh          # the `bench` extra in .venv-bench, torch kept at 2.13.0
     studies/peers/extra-setup.sh    # optional: infinity and ST's ONNX backend, in venvs of their own
-    .venv/bin/python -m studies.peers --teacher runs/bench-latency/minilm-*/ckpt-bert_cat \\
+    .venv-bench/bin/python -m studies.peers --teacher runs/bench-latency/minilm-*/ckpt-bert_cat \\
         --json studies/peers/results/2026-11-30-cpu.json
 
 Speed: the BM25 top-100 of --queries DL19 queries (500 pairs by default), one query per call, each
@@ -81,11 +81,21 @@ def ov_int8_static(model: Any, calibration: list[tuple[str, str]]) -> Any:
 OURS = {
     "fp32": ("fp32", "onnxruntime"),
     "int8": ("int8", "onnxruntime"),
+    "int8, FFN outputs fp32": ("int8-ffn-out-float", "onnxruntime"),
     "bf16, OpenVINO": ("fp32", "openvino"),
     "int8-static, OpenVINO": ("int8-static", "openvino"),
 }
-"""Our served teacher: system name -> (artifact precision, runtime backend). OpenVINO runs the fp32
-artifact at its default precision (bf16 on this CPU)."""
+"""Our served teacher: system name -> (artifact, runtime backend). OpenVINO runs the fp32 artifact at its
+default precision (bf16 where the CPU has it, f32 on AVX2-only CPUs)."""
+
+ARTIFACTS = {
+    "fp32": ("fp32", None),
+    "int8": ("int8", None),
+    "int8-ffn-out-float": ("int8", r"layer\.\d+/output/dense"),
+    "int8-static": ("int8-static", None),
+}
+"""Artifact name -> (``reranker export --precision``, ``--int8-exclude``): "int8-ffn-out-float" keeps the
+feed-forward output MatMuls (BERT's activation outliers) in fp32 (studies/teacher_quantization)."""
 
 
 def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Scorer], Callable[[], None]]:
@@ -105,8 +115,8 @@ def our_scorers(artifacts: dict[str, Path], work: Path) -> tuple[dict[str, Score
         "[runtime]",
         'provider = "cpu"',
     ]
-    for name, (precision, backend) in OURS.items():
-        art = artifacts[precision]
+    for name, (artifact, backend) in OURS.items():
+        art = artifacts[artifact]
         engines[name] = LocalEngine.of(str(art), runtime=RuntimeConfig(provider="cpu", backend=backend), cache_mb=0)  # type: ignore[arg-type]
         lines += ["[[models]]", f'name = "{served[name]}"', f'artifact = "{art}"', f'backend = "{backend}"']
     config = work / "peers-server.toml"
@@ -173,10 +183,16 @@ def main() -> None:
     hf_dir = to_hf_cross_encoder(args.teacher, args.work / "hf-teacher")
     artifacts = {}
     calibration = calibration_pairs(ROOT / "data/msmarco-passage/msmarco-dev-small-600", args.calibration, run="bm25")
-    for p in ("fp32", "int8", "int8-static"):
-        artifacts[p] = args.work / f"onnx-teacher-{p}"
-        if not (artifacts[p] / "manifest.json").is_file():
-            export_model(args.teacher, artifacts[p], precision=p, calibration=calibration if p == "int8-static" else ())
+    for a, (p, exclude) in ARTIFACTS.items():
+        artifacts[a] = args.work / f"onnx-teacher-{a}"
+        if not (artifacts[a] / "manifest.json").is_file():
+            export_model(
+                args.teacher,
+                artifacts[a],
+                precision=p,
+                int8_exclude=exclude,
+                calibration=calibration if p == "int8-static" else (),
+            )
     folder = DataFolder.open(DL19)
     run = folder.run("bm25")
     qids = sorted(run)
