@@ -221,7 +221,7 @@ class ResidualCodec:
         q = np.asarray(q, dtype=np.float32)
         bits = np.unpackbits(np.asarray(rows["residual_codes.bin"]), axis=1).astype(np.float32)  # first dimension high
         out = bits @ (q * (self.weights[:, 1] - self.weights[:, 0])).T
-        out += (q @ self.centroids.T).T[ids]
+        out += np.take(self.centroids @ q.T, ids, axis=0)  # rows of a C-ordered (centroids, positions) table
         out += q @ self.weights[:, 0]
         out *= np.asarray(inverse_norms, dtype=np.float32)[:, None]
         return out
