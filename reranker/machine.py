@@ -146,16 +146,25 @@ def cross_encoder_serving(facts: CpuFacts | None = None) -> ServingChoice:
 def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = None) -> ExportChoice:
     """``reranker export --precision auto`` of the model directory ``model``: fp32 for split models
     (students); for a cross-encoder the precision and fp32 MatMuls of this CPU's
-    :func:`cross_encoder_serving` row. Raises ConfigError when that is int8-static and no calibration
+    :func:`cross_encoder_serving` row (a row that keeps MatMuls in fp32 by name applies to BERT-cat
+    only; imported cross-encoders then stay fp32). Raises ConfigError when that is int8-static and no calibration
     data was given."""
     from reranker.arch import spec
     from reranker.config import ModelConfig
     from reranker.errors import ConfigError
 
-    if spec(ModelConfig.load(Path(model) / "config.json").arch).split:
+    arch = ModelConfig.load(Path(model) / "config.json").arch
+    if spec(arch).split:
         return ExportChoice("fp32", None, "fp32 (a split model: its query encoder and scorer are small, its store is built once)")
     facts = facts or cpu_facts()
     choice = cross_encoder_serving(facts)
+    if choice.int8_exclude and arch != "bert_cat":  # node names and outliers of other families: not measured
+        return ExportChoice(
+            "fp32",
+            None,
+            f"fp32 ({facts.describe()}: the measured row, {choice.precision} with "
+            f"{choice.int8_exclude} in fp32, is for BERT-cat; a {arch} model keeps fp32)",
+        )
     if choice.precision == "int8-static" and not calibrated:
         raise ConfigError(
             f"--precision auto picks int8-static on this CPU ({facts.describe()}: {choice.reason}); give "

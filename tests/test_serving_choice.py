@@ -66,3 +66,13 @@ def test_export_auto_on_an_avx2_cpu_keeps_the_feed_forward_outputs_in_fp32(tiny_
     graph = onnx.load(str(tmp_path / "a" / "cross_encoder.onnx"), load_external_data=False).graph
     float_ffn = [n.name for n in graph.node if n.op_type == "MatMul" and "output/dense" in n.name]
     assert float_ffn and any(n.op_type == "MatMulInteger" for n in graph.node)  # the rest is int8
+
+
+def test_export_auto_keeps_an_imported_cross_encoder_in_fp32_where_the_row_names_bert_nodes(tiny_exports, tmp_path) -> None:
+    import json
+
+    config = json.loads((tiny_exports["bert_cat"][0] / "config.json").read_text())
+    imported = {"hf_config": {"model_type": "roberta"}, "pair_template": {"prefix": [0], "middle": [2, 2], "suffix": [2]}}
+    (tmp_path / "config.json").write_text(json.dumps({**config, **imported, "arch": "hf_cat", "pair_max_len": 64}))
+    choice = export_precision(tmp_path, False, AVX2)
+    assert (choice.precision, choice.int8_exclude) == ("fp32", None) and "is for BERT-cat" in choice.why
