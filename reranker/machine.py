@@ -128,6 +128,12 @@ CROSS_ENCODER_SERVING = {
         "static int8 on OpenVINO was slower than fp32 (AMD EPYC, AVX2 only, studies/peers)",
         FFN_OUTPUTS,
     ),
+    "other": ServingChoice(
+        "fp32",
+        "onnxruntime",
+        "no x86 flag that was measured (ARM, or no /proc/cpuinfo): fp32 on ONNX Runtime, the reference every "
+        "other row is measured against",
+    ),
 }
 """The fastest measured way to serve the BERT-cat teacher within 0.005 nDCG@10 of fp32, by the CPU's
 kind (:func:`cross_encoder_serving` picks the row from the flags)."""
@@ -140,39 +146,51 @@ def cross_encoder_serving(facts: CpuFacts | None = None) -> ServingChoice:
         return CROSS_ENCODER_SERVING["int8"]
     if facts.bf16_native:
         return CROSS_ENCODER_SERVING["bf16"]
-    return CROSS_ENCODER_SERVING["avx2"]
+    return CROSS_ENCODER_SERVING["avx2" if "avx2" in facts.flags else "other"]
 
 
-def export_precision(model: Path, calibrated: bool, facts: CpuFacts | None = None) -> ExportChoice:
+def export_precision(
+    model: Path, calibrated: bool, facts: CpuFacts | None = None, int8_exclude: str | None = None
+) -> ExportChoice:
     """``reranker export --precision auto`` of the model directory ``model``: fp32 for split models
     (students); for a cross-encoder the precision and fp32 MatMuls of this CPU's
     :func:`cross_encoder_serving` row (a row that keeps MatMuls in fp32 by name applies to BERT-cat
-    only; imported cross-encoders then stay fp32). Raises ConfigError when that is int8-static and no calibration
-    data was given."""
+    only; imported cross-encoders then stay fp32). ``int8_exclude``: the user's ``--int8-exclude``,
+    which replaces the row's. Raises ConfigError when the row is int8-static and no calibration data
+    was given, or when ``int8_exclude`` is given and the choice is not an int8 precision."""
     from reranker.arch import spec
     from reranker.config import ModelConfig
     from reranker.errors import ConfigError
 
-    arch = ModelConfig.load(Path(model) / "config.json").arch
-    if spec(arch).split:
-        return ExportChoice("fp32", None, "fp32 (a split model: its query encoder and scorer are small, its store is built once)")
+    arch = spec(ModelConfig.load(Path(model) / "config.json").arch)
+    if arch.split:
+        split = ExportChoice(
+            "fp32", None, "fp32 for a split model: its query encoder and scorer are small, its store is built once"
+        )
+        return _no_exclusion(split, int8_exclude)
     facts = facts or cpu_facts()
     choice = cross_encoder_serving(facts)
-    if choice.int8_exclude and arch != "bert_cat":  # node names and outliers of other families: not measured
-        return ExportChoice(
-            "fp32",
-            None,
-            f"fp32 ({facts.describe()}: the measured row, {choice.precision} with "
-            f"{choice.int8_exclude} in fp32, is for BERT-cat; a {arch} model keeps fp32)",
-        )
+    if choice.int8_exclude and not arch.trainable:  # imported: node names and outliers of other families, not measured
+        why = f"fp32 ({facts.describe()}: the measured row, {choice.precision} with {choice.int8_exclude} in fp32, "
+        return _no_exclusion(ExportChoice("fp32", None, why + f"is for BERT-cat; a {arch.name} model keeps fp32)"), int8_exclude)
+    if not choice.precision.startswith("int8"):
+        _no_exclusion(ExportChoice(choice.precision, None, f"{facts.describe()}: {choice.reason}"), int8_exclude)
     if choice.precision == "int8-static" and not calibrated:
         raise ConfigError(
             f"--precision auto picks int8-static on this CPU ({facts.describe()}: {choice.reason}); give "
             "--calibration DATA_FOLDER (e.g. data/msmarco-passage/msmarco-dev-small-600), or name a precision"
         )
-    kept = f", {choice.int8_exclude} kept in fp32" if choice.int8_exclude else ""
+    exclude = int8_exclude if int8_exclude is not None else choice.int8_exclude
+    kept = f", {exclude} kept in fp32" if exclude else ""
     return ExportChoice(
-        choice.precision,
-        choice.int8_exclude,
-        f"{choice.precision}{kept}, to serve on {choice.backend} ({facts.describe()}: {choice.reason})",
+        choice.precision, exclude, f"{choice.precision}{kept}, to serve on {choice.backend} ({facts.describe()}: {choice.reason})"
     )
+
+
+def _no_exclusion(choice: ExportChoice, int8_exclude: str | None) -> ExportChoice:
+    """``choice`` (not an int8 precision); ConfigError when the user gave ``--int8-exclude`` for it."""
+    from reranker.errors import ConfigError
+
+    if int8_exclude:
+        raise ConfigError(f"--int8-exclude is for int8 precisions; --precision auto picks {choice.precision} here ({choice.why})")
+    return choice

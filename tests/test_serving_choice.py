@@ -21,7 +21,8 @@ def test_each_kind_of_cpu_gets_its_measured_row() -> None:
     assert (cross_encoder_serving(AVX2).precision, cross_encoder_serving(AVX2).backend) == ("int8", "onnxruntime")
     assert cross_encoder_serving(AVX2).int8_exclude == machine.FFN_OUTPUTS  # dynamic int8 lost 0.0095 without
     assert (cross_encoder_serving(BF16).precision, cross_encoder_serving(BF16).backend) == ("fp32", "openvino")
-    assert all("pairs/s" in row.reason or "x fp32" in row.reason for row in CROSS_ENCODER_SERVING.values())
+    measured = [row for name, row in CROSS_ENCODER_SERVING.items() if name != "other"]  # "other": the fp32 reference
+    assert all("pairs/s" in row.reason or "x fp32" in row.reason for row in measured)
 
 
 def test_export_auto_is_fp32_for_students_and_the_rows_precision_for_a_cross_encoder(tiny_exports) -> None:
@@ -76,3 +77,22 @@ def test_export_auto_keeps_an_imported_cross_encoder_in_fp32_where_the_row_names
     (tmp_path / "config.json").write_text(json.dumps({**config, **imported, "arch": "hf_cat", "pair_max_len": 64}))
     choice = export_precision(tmp_path, False, AVX2)
     assert (choice.precision, choice.int8_exclude) == ("fp32", None) and "is for BERT-cat" in choice.why
+
+
+def test_a_cpu_without_measured_flags_gets_fp32() -> None:
+    arm = parse_cpuinfo("model name\t: Neoverse-N1\nFeatures\t: fp asimd evtstrm crc32\n", cores=4)
+    choice = cross_encoder_serving(arm)
+    assert (choice.precision, choice.backend, choice.int8_exclude) == ("fp32", "onnxruntime", None)
+    assert cross_encoder_serving(parse_cpuinfo("", cores=2)) == choice  # no /proc/cpuinfo
+
+
+def test_export_auto_takes_the_users_exclusion_and_refuses_it_where_the_choice_is_not_int8(tiny_exports) -> None:
+    student, teacher = tiny_exports["colbert"][0], tiny_exports["bert_cat"][0]
+    mine = export_precision(teacher, False, AVX2, int8_exclude=r"layer\.0/output/dense")
+    assert mine.int8_exclude == r"layer\.0/output/dense" and r"layer\.0/output/dense kept in fp32" in mine.why
+    assert export_precision(teacher, False, AVX2, int8_exclude="").int8_exclude == ""  # '' switches it off
+    assert export_precision(teacher, True, ZEN4, int8_exclude="x").int8_exclude == "x"  # int8-static takes one too
+    with pytest.raises(ConfigError, match="--int8-exclude is for int8 precisions; --precision auto picks fp32"):
+        export_precision(student, False, AVX2, int8_exclude="x")
+    with pytest.raises(ConfigError, match="picks fp32"):
+        export_precision(teacher, False, BF16, int8_exclude="x")

@@ -34,8 +34,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from reranker_export.quantize import calibration_pairs
 
     if args.precision == "auto":  # by the CPU's flags (reranker.machine.CROSS_ENCODER_SERVING)
-        choice = export_precision(Path(args.model), args.calibration is not None)
-        args.precision, args.int8_exclude = choice.precision, args.int8_exclude or choice.int8_exclude
+        choice = export_precision(Path(args.model), args.calibration is not None, int8_exclude=args.int8_exclude)
+        args.precision, args.int8_exclude = choice.precision, choice.int8_exclude
         args.calibration = args.calibration if args.precision == "int8-static" else None  # else unused
         print(f"--precision auto: {choice.why}")
     calibration: list[tuple[str, str]] = []

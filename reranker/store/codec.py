@@ -211,8 +211,8 @@ class ResidualCodec:
 
         A decoded row is (c + r) * s with c its centroid, r = w0 + (w1 - w0) * bits its residual and
         s its inverse norm (``inverse_norms``, given: see :meth:`inverse_norms`), so q . row is
-        (q . c + q . w0 + ((w1 - w0) * q) . bits) * s: a lookup in the (positions, centroids) table
-        q . C and one product with the unpacked bits. Raises :class:`StoreDamagedError` for a
+        (q . c + q . w0 + ((w1 - w0) * q) . bits) * s: a lookup in the (centroids, positions) table
+        C . q and one product with the unpacked bits. Raises :class:`StoreDamagedError` for a
         centroid id out of range.
         """
         if not self.scores_codes:

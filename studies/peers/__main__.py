@@ -32,6 +32,7 @@ import numpy as np
 from benchmarks._common import DL19, ROOT, start_server
 from benchmarks.latency_report import machine
 from reranker.data import DataFolder
+from reranker.machine import FFN_OUTPUTS
 from studies.peers.venvs import close_runners, start_runners
 
 Scorer = Callable[[str, list[tuple[str, str]]], np.ndarray]
@@ -86,12 +87,12 @@ OURS = {
     "int8-static, OpenVINO": ("int8-static", "openvino"),
 }
 """Our served teacher: system name -> (artifact, runtime backend). OpenVINO runs the fp32 artifact at its
-default precision (bf16 where the CPU has it, f32 on AVX2-only CPUs)."""
+default precision: bf16 where the CPU has it, f32 on AVX2-only CPUs (where "bf16, OpenVINO" is f32 arithmetic)."""
 
 ARTIFACTS = {
     "fp32": ("fp32", None),
     "int8": ("int8", None),
-    "int8-ffn-out-float": ("int8", r"layer\.\d+/output/dense"),
+    "int8-ffn-out-float": ("int8", FFN_OUTPUTS),
     "int8-static": ("int8-static", None),
 }
 """Artifact name -> (``reranker export --precision``, ``--int8-exclude``): "int8-ffn-out-float" keeps the
@@ -176,6 +177,7 @@ def main() -> None:
     from reranker_export.onnx_export import export_model
     from reranker_export.quantize import calibration_pairs
 
+    command = "python -m studies.peers " + " ".join(f"{k}={v}" for k, v in vars(args).items())  # paths as given
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     cfg = load_checkpoint(args.teacher).config
@@ -257,7 +259,7 @@ def main() -> None:
         args.json.write_text(
             json.dumps(
                 {
-                    "command": "python -m studies.peers " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
+                    "command": command,
                     "machine": machine([]),
                     "pairs": sum(len(c) for _, c in requests),
                     "teacher": str(args.teacher),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The peers that cannot share .venv with sentence-transformers 6.2 (studies/peers/__main__.py), each in a venv
+# The peers that cannot share a venv with sentence-transformers 6.2 (.venv-bench, studies/peers/setup.sh), each in a venv
 # of its own, found by studies/peers/__main__.py and run there by studies/peers/extra.py:
 #   .venv-peers     infinity-emb 0.0.78 [torch,optimum]: pins sentence-transformers<4 and numpy<2
 #   .venv-peers-st  sentence-transformers 5.7.0 [onnx]: its CrossEncoder's backend="onnx" needs optimum-onnx

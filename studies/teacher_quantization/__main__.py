@@ -28,9 +28,10 @@ from benchmarks.latency_report import machine
 from reranker.data import DataFolder
 from reranker.engine import LocalEngine, RuntimeConfig
 from reranker.eval.irm import evaluate_with_ir_measures
+from reranker.machine import FFN_OUTPUTS
 
 DEV = ROOT / "data/msmarco-passage/msmarco-dev-small-600"
-FFN_OUT = r"layer\.\d+/output/dense"
+FFN_OUT = FFN_OUTPUTS
 """The feed-forward output MatMuls: their inputs carry the activation outliers of BERT (GELU outputs)."""
 
 
