@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reranker import machine
@@ -51,7 +49,7 @@ def test_backend_auto_follows_the_row_for_its_precision_only(tiny_exports) -> No
 
 def test_this_machine_has_a_row() -> None:
     assert cross_encoder_serving() in CROSS_ENCODER_SERVING.values()
-    assert isinstance(machine.cpu_facts().describe(), str) and Path("/").exists()
+    assert machine.cpu_facts().describe().startswith(machine.cpu_facts().model)
 
 
 def test_export_auto_on_an_avx2_cpu_keeps_the_feed_forward_outputs_in_fp32(tiny_exports, tmp_path, monkeypatch, capsys) -> None:
