@@ -31,8 +31,6 @@ from reranker.eval.irm import evaluate_with_ir_measures
 from reranker.machine import FFN_OUTPUTS
 
 DEV = ROOT / "data/msmarco-passage/msmarco-dev-small-600"
-FFN_OUT = FFN_OUTPUTS
-"""The feed-forward output MatMuls: their inputs carry the activation outliers of BERT (GELU outputs)."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +51,10 @@ OPTIONS = (
     Option("fp32, OpenVINO f32", "fp32", "openvino", "f32"),
     Option("bf16, OpenVINO (fp32 artifact)", "fp32", "openvino", "bf16"),
     Option("int8 dynamic per-channel, ONNX Runtime", "int8"),
-    Option("int8 dynamic, FFN outputs fp32, ONNX Runtime", "int8", exclude=FFN_OUT),
+    Option("int8 dynamic, FFN outputs fp32, ONNX Runtime", "int8", exclude=FFN_OUTPUTS),
     Option("int8 static (NNCF), ONNX Runtime", "int8-static"),
     Option("int8 static (NNCF), OpenVINO", "int8-static", "openvino"),
-    Option("int8 static, FFN outputs bf16, OpenVINO", "int8-static", "openvino", exclude=FFN_OUT),
+    Option("int8 static, FFN outputs bf16, OpenVINO", "int8-static", "openvino", exclude=FFN_OUTPUTS),
 )
 
 
