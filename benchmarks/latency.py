@@ -227,6 +227,7 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
         student_precisions=tuple(args.student_precisions.split(",")),
         families=tuple(filter(None, args.families.split(","))),
         store_codec=args.store_codec,
+        colbert_dims=lb.dims(args.colbert_dims),
     )
     if lb.missing(served):
         print(
@@ -260,6 +261,8 @@ def own_server(args: argparse.Namespace) -> tuple[list[dict], Path]:
                 args.families,
                 "--store-codec",
                 args.store_codec,
+                "--colbert-dims",
+                args.colbert_dims,
             ],
             check=True,
             cwd=ROOT,
@@ -311,6 +314,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16, help="the server's max_batch_size (CPU: 16)")
     ap.add_argument(
         "--store-codec", default="default", help="the stores' codec: 'default' (the architecture's, as served) or float16"
+    )
+    ap.add_argument(
+        "--colbert-dims", default="", help="also serve ColBERT projected to these dimensions (e.g. 128: colbert-d128)"
     )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--interleave-candidates", type=int, default=100, help="N of the interleaved phase")

@@ -44,12 +44,15 @@ def models(
     student_precisions: tuple[str, ...] = ("fp32",),
     families: tuple[str, ...] = (),
     store_codec: str = "default",
+    colbert_dims: tuple[int, ...] = (),
 ) -> list[dict]:
     """The served models: the cross-encoder teacher per precision (no store), each split model from its
     store per ``student_precisions`` (a store of its own per precision, whose passage encoder may
     differ;
     ``store_codec``: the architecture's default codec, as ``reranker serve`` builds it, or
-    ``float16``), and those of ``text_archs`` also without a store (passages sent as text, fp32)."""
+    ``float16``), and those of ``text_archs`` also without a store (passages sent as text, fp32).
+    ``colbert_dims``: also ColBERT with a projection to each of these dimensions (``colbert-d128``: the
+    paper's 128-d token vectors), from its own store."""
     from reranker.arch import spec
 
     out = []
@@ -79,10 +82,35 @@ def models(
             )
         if arch in text_archs:
             out.append({"name": f"{arch}-text", "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32")})
+        for dim in colbert_dims if arch == "colbert" else ():
+            variant = f"{arch}-d{dim}"
+            out.append(
+                {
+                    "name": variant,
+                    "arch": arch,
+                    "artifact": str(work / f"onnx-{variant}-fp32"),
+                    "precision": "fp32",
+                    "checkpoint": str(work / f"ckpt-{variant}"),
+                    "options": {"colbert_dim": dim},
+                    "store": str(work / f"store-{variant}-{codec_tag(arch, store_codec)}-{store_key}"),
+                    "store_codec": store_codec,
+                }
+            )
     if families:
         from benchmarks.latency_families import served as family_models
 
         out += family_models(list(families), work)
+    return out
+
+
+def dims(text: str) -> tuple[int, ...]:
+    """``"128,64"`` -> (128, 64): the ``--colbert-dims`` option (empty: none)."""
+    try:
+        out = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"--colbert-dims: comma-separated positive integers, got {text!r}") from None
+    if any(d <= 0 for d in out):
+        raise SystemExit(f"--colbert-dims: dimensions must be positive, got {text!r}")
     return out
 
 
@@ -150,7 +178,7 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
     texts: dict[str, str] | None = None
     for m in served:
         art = Path(m["artifact"])
-        ckpt = work / f"ckpt-{m['arch']}"
+        ckpt = Path(m.get("checkpoint") or work / f"ckpt-{m['arch']}")
         if m.get("family"):  # an imported cross-encoder of another encoder family, at its base shape
             from benchmarks.latency_families import build_family
 
@@ -165,7 +193,7 @@ def build(work: Path, served: list[dict], base: str, pids: list[str], data: Path
                 print(f"benchmarks.latency: initialising a {m['arch']} model from {base}", flush=True)
                 save_checkpoint(
                     ckpt,
-                    init_from_base(m["arch"], base, **lengths),
+                    init_from_base(m["arch"], base, **lengths, **m.get("options", {})),
                     {"steps": 0, "note": "untrained: latency does not depend on the weights"},
                 )
             precision = m.get("precision") or art.name.split("-", 2)[2]  # onnx-{arch}-{precision}
@@ -194,6 +222,7 @@ def main() -> None:
     ap.add_argument("--student-precisions", default="fp32", help="of the students served from their stores")
     ap.add_argument("--families", default="", help="imported cross-encoder families at base shape (latency_families)")
     ap.add_argument("--store-codec", default="default", help="'default' (the architecture's, as served) or float16")
+    ap.add_argument("--colbert-dims", default="", help="also ColBERT projected to these dimensions, e.g. 128")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     _, pids = passage_ids(args.data, args.queries)
@@ -205,6 +234,7 @@ def main() -> None:
         student_precisions=tuple(args.student_precisions.split(",")),
         families=tuple(filter(None, args.families.split(","))),
         store_codec=args.store_codec,
+        colbert_dims=dims(args.colbert_dims),
     )
     build(args.work, served, args.base, pids, args.data, json.loads(args.lengths))
     print(write_config(args.work, served, args.provider, 1000))

@@ -49,6 +49,8 @@ def bench_run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         "0",
         "--rounds",
         "2",
+        "--colbert-dims",
+        "8",
         "--json",
         str(out),
     ]
@@ -61,7 +63,7 @@ def test_zero_setup_run_writes_every_cell(bench_run: tuple[Path, dict]) -> None:
     _, report = bench_run
     records = report["records"]
     cells = {(r["model"], r["candidates"], r["concurrency"]) for r in records}
-    models = {"teacher", "teacher-int8", "colbert", "colbert-text", "bert-dot", "tk"}
+    models = {"teacher", "teacher-int8", "colbert", "colbert-d8", "colbert-text", "bert-dot", "tk"}
     assert cells == {(m, n, c) for m in models for n in (5, 30) for c in (1, 2)}
     for r in records:
         assert set(r) >= FIELDS, r
@@ -69,10 +71,35 @@ def test_zero_setup_run_writes_every_cell(bench_run: tuple[Path, dict]) -> None:
     assert {r["arch"] for r in records} == {"bert_cat", "colbert", "bert_dot", "tk"}
     assert report["command"].startswith("python -m benchmarks.latency")
     phase = report["interleaved"]
-    assert set(phase) == {"teacher", "colbert", "bert-dot", "tk"}
+    assert set(phase) == {"teacher", "colbert", "colbert-d8", "bert-dot", "tk"}
     for row in phase.values():
         assert row["rounds"] == 2 and row["candidates"] == 30 and row["teacher_over_model_grpc"] > 0
         assert row["http_p50_ms"] > 0 and "http_overhead_p50_ms" in row  # the same rounds over HTTP
+
+
+def test_projected_colbert_has_its_own_model_and_store(bench_run: tuple[Path, dict]) -> None:
+    work, _ = bench_run
+    (store,) = work.glob("*/store-colbert-d8-*/manifest.json")
+    (full,) = work.glob("*/store-colbert-residual*/manifest.json")
+    assert json.loads(store.read_text())["dim"] == 8  # the projection's width, not the encoder's
+    assert json.loads(full.read_text())["dim"] > 8
+
+
+def test_colbert_dims_must_be_positive_integers() -> None:
+    code = """
+from benchmarks.latency_build import dims
+assert dims("") == () and dims("128, 64") == (128, 64)
+for bad in ("x", "0", "-8"):
+    try:
+        dims(bad)
+    except SystemExit as exc:
+        assert "--colbert-dims" in str(exc), exc
+    else:
+        raise AssertionError(bad)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def test_second_run_reuses_the_cache(bench_run: tuple[Path, dict], tiny_base: Path) -> None:

@@ -168,3 +168,36 @@ def test_index_cli_uses_the_architectures_codec_unless_told(tiny_exports, tmp_pa
     plain = json.loads((tmp_path / "plain" / "manifest.json").read_text())
     assert (default["codec"]["name"], default["codec"]["nbits"]) == ("residual", 1)
     assert plain["codec"] == {"name": "float16"} and plain["bytes_per_token"] > default["bytes_per_token"]
+
+
+def test_pq_study_reconstructs_unit_vectors_from_its_codebooks() -> None:
+    """studies.store_codec.pq (a quality-only study of product quantisation): shapes, unit length,
+    closeness, and exactness where every sub-vector is a codeword."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from studies.store_codec.pq import fit, reconstruct
+x = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+coarse, books = fit(x, centroids=8, subspaces=4, points=3000)
+assert coarse.shape == (8, 16) and books.shape == (4, 256, 4), (coarse.shape, books.shape)
+y = reconstruct(x, coarse, books)
+assert np.allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
+cos = float((x * y).sum(1).mean())
+assert 0.9 < cos < 1, cos
+few = x[:256]  # 256 vectors, 256 codewords per sub-space: every sub-vector is one
+coarse, books = fit(few, centroids=0, subspaces=4, points=256)
+assert np.allclose(reconstruct(few, coarse, books), few, atol=1e-5)
+try:
+    fit(x, centroids=0, subspaces=5, points=3000)
+except SystemExit as exc:
+    assert "--subspaces" in str(exc)
+else:
+    raise AssertionError("5 sub-spaces of 16 dimensions")
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
