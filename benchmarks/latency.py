@@ -138,14 +138,24 @@ def run_cell(
 
 class HttpLeg:
     """The same request over the HTTP API (``POST /v2/rerank``, ids as ``{"id": ...}`` documents) on one
-    keep-alive connection."""
+    keep-alive connection with TCP_NODELAY, as urllib3 (requests) and the other HTTP clients set it:
+    ``http.client`` writes the headers and the body in two sends, and without it Nagle's algorithm
+    holds the body until the server's delayed ACK of the headers (about 40 ms on Linux)."""
 
     def __init__(self, target: str, token: str | None) -> None:
-        import http.client
-
         host, port = target.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=600)
+        self.address = (host, int(port))
+        self.conn = self._connect()
         self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+
+    def _connect(self) -> Any:
+        import http.client
+        import socket
+
+        conn = http.client.HTTPConnection(*self.address, timeout=600)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
 
     def rerank(self, query: str, cands: list, model: str) -> None:
         import http.client
@@ -158,6 +168,7 @@ class HttpLeg:
         except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
             # the server closed the idle keep-alive connection (5 s) while slower legs ran: reconnect once
             self.conn.close()
+            self.conn = self._connect()
             self.conn.request("POST", "/v2/rerank", body=body, headers=self.headers)
             response = self.conn.getresponse()
         body = response.read()

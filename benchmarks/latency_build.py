@@ -82,7 +82,7 @@ def models(
             )
         if arch in text_archs:
             out.append({"name": f"{arch}-text", "arch": arch, "artifact": str(work / f"onnx-{arch}-fp32")})
-        for dim in colbert_dims if arch == "colbert" else ():
+        for dim in colbert_dims if spec(arch).maxsim else ():  # ColBERT: a projection to dim
             variant = f"{arch}-d{dim}"
             out.append(
                 {

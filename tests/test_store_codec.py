@@ -1,4 +1,5 @@
-"""Store codecs: residual compression (centroid + bits), its store files, scores through a compressed store."""
+"""Store codecs: residual compression (centroid + bits) and product quantisation, their store files, scores
+through a compressed store."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reranker.errors import ArtifactError, ConfigError
+from reranker.errors import ArtifactError, ConfigError, StoreDamagedError
 from reranker.store.codec import PlainCodec, ResidualCodec, bytes_per_token, load_codec
-from reranker.store.compress import CodecConfig, auto_centroids, fit_codec, fit_residual
+from reranker.store.compress import CodecConfig, auto_centroids, fit_codec, fit_pq, fit_residual
+from reranker.store.pq import PQCodec
 
 
 def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -74,8 +76,43 @@ def test_codec_files_round_trip_and_bad_parameters(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.decode(enc), codec.decode(enc))
     with pytest.raises(ArtifactError, match=r"centroids have 32 dims, the store 64"):
         load_codec(tmp_path, {**manifest, "dim": 64})
-    with pytest.raises(ArtifactError, match="uses codec 'pq'; this reader knows float16, float32, residual"):
-        load_codec(tmp_path, {"dim": 32, "codec": {"name": "pq"}})
+    with pytest.raises(ArtifactError, match="uses codec 'opq'; this reader knows float16, float32, residual, pq"):
+        load_codec(tmp_path, {"dim": 32, "codec": {"name": "opq"}})
+
+
+def test_pq_codec_is_close_scores_from_its_codes_and_round_trips(tmp_path: Path) -> None:
+    x = _unit(3000, 32)
+    codec = fit_codec(CodecConfig("pq", subspaces=8, centroids=16, kmeans_iters=5), x)
+    assert isinstance(codec, PQCodec) and bytes_per_token(codec) == 8 + 2 and codec.scores_codes
+    enc = codec.encode(x)
+    assert enc["pq_codes.bin"].shape == (3000, 8) and enc["pq_codes.bin"].dtype == np.uint8
+    dec = codec.decode(enc)
+    np.testing.assert_allclose(np.linalg.norm(dec, axis=1), 1, atol=1e-5)
+    pq_cos = float((dec * x).sum(1).mean())
+    one_bit = fit_residual(x, centroids=16, nbits=1, iters=5)
+    bit_cos = float((one_bit.decode(one_bit.encode(x)) * x).sum(1).mean())
+    assert pq_cos > max(bit_cos, 0.9), (pq_cos, bit_cos)  # 8 bytes of codes: closer than 4 bytes of signs
+    q = np.random.default_rng(1).normal(size=(5, 32)).astype(np.float32)
+    np.testing.assert_allclose(codec.dots(q, enc), dec @ q.T, rtol=1e-4, atol=1e-5)  # normalises its own rows
+    codec.save(tmp_path)
+    loaded = load_codec(tmp_path, {"dim": 32, "codec": codec.describe()})
+    np.testing.assert_array_equal(loaded.decode(enc), dec)
+    assert codec.describe()["param_files"] == ["codec-centroids.npy", "codec-codebooks.npy"]
+    bad = {**enc, "centroid_ids.bin": np.full_like(enc["centroid_ids.bin"], 16)}
+    with pytest.raises(StoreDamagedError, match="out of range"):
+        codec.decode(bad)
+
+
+def test_pq_codec_refuses_what_does_not_fit() -> None:
+    with pytest.raises(ConfigError, match="must divide the 32 dimensions, got 5"):
+        fit_pq(_unit(300, 32), centroids=4, subspaces=5)
+    with pytest.raises(ConfigError, match="pq sub-vectors must be >= 1"):
+        CodecConfig("pq", subspaces=0)
+    with pytest.raises(ConfigError, match="needs 256 codewords"):
+        PQCodec(np.zeros((4, 32), np.float32), np.zeros((8, 16, 4), np.float32), normalize=True)
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        PQCodec(np.full((4, 32), np.nan, np.float32), np.zeros((8, 256, 4), np.float32), normalize=True)
+    assert "subspaces" not in CodecConfig("residual").key() and "nbits" not in CodecConfig("pq").key()
 
 
 torch = pytest.importorskip("torch")
@@ -155,6 +192,40 @@ def test_compressed_store_resumes_and_detects_corrupt_parameters(tiny_exports, t
         PassageStore.open(tmp_path / "whole", art)
     manifest = json.loads((tmp_path / "resumed" / "manifest.json").read_text())
     assert manifest["codec"]["param_files"] == ["codec-centroids.npy", "codec-cutoffs.npy", "codec-weights.npy"]
+
+
+def test_pq_store_serves_scores_close_to_its_fp32_store(tiny_exports, tmp_path: Path) -> None:
+    from reranker.cli import main
+
+    art = Artifact.open(tiny_exports["colbert"][1])
+    dim = art.manifest["state_dim"]
+    folder = DataFolder.open(DL19_MINI)
+    qid = sorted(folder.queries)[0]
+    ids = [p for p, _ in folder.run("bm25")[qid][:12]]
+    passages = {p: folder.passages[p] for p in sorted(folder.passages)[:40] + ids}
+    build_store(art, passages, tmp_path / "fp32", encode=passage_encoder(art, CPU, BUDGET), dtype="float32", progress=False)
+    sub = dim // 4
+    assert main(["recode", "--artifact", str(art.directory), "--store", str(tmp_path / "fp32"), "--codec", "pq",
+                 "--codec-subspaces", str(sub), "--codec-centroids", "16", "--out", str(tmp_path / "pq")]) == 0  # fmt: skip
+    m = json.loads((tmp_path / "pq" / "manifest.json").read_text())
+    assert m["codec"]["name"] == "pq" and m["codec"]["subspaces"] == sub and m["bytes_per_token"] == sub + 2
+    store = PassageStore.open(tmp_path / "pq", art, verify_vectors=True)
+    assert store.scores_codes and not store.precomputed_norms and store.nbytes == m["tokens"] * (sub + 2)
+
+    def never(texts):
+        raise AssertionError("encoded passages for a codec that cannot fit")
+
+    with pytest.raises(ConfigError, match=f"must divide the store's {dim} dimensions"):
+        build_store(art, passages, tmp_path / "bad", encode=never, codec=CodecConfig("pq", subspaces=dim + 1), progress=False)
+    exact = _scores(art, tmp_path / "fp32", folder.queries[qid], ids)
+    approx = _scores(art, tmp_path / "pq", folder.queries[qid], ids)
+    assert np.corrcoef(exact, approx)[0, 1] > 0.9  # tiny random models, 16 centroids
+    codebooks = tmp_path / "pq" / "codec-codebooks.npy"
+    data = bytearray(codebooks.read_bytes())
+    data[-1] ^= 0xFF
+    codebooks.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"codec-codebooks\.npy does not match its sha256"):
+        PassageStore.open(tmp_path / "pq", art)
 
 
 def test_index_cli_uses_the_architectures_codec_unless_told(tiny_exports, tmp_path: Path) -> None:

@@ -154,11 +154,11 @@ def _codec_args(p: argparse.ArgumentParser, default: str | None) -> None:
 
     p.add_argument(
         "--codec",
-        choices=("float16", "float32", "residual"),
+        choices=("float16", "float32", "residual", "pq"),
         default=default,
-        help="how token vectors are stored: as they are, or nearest k-means centroid + residual bits "
-        "(ColBERTv2); default: --dtype if given, else the architecture's (arch.py store_codec: "
-        "ColBERT residual 1 bit, TK 2 bits, PreTT 4 bits, BERT-dot float16)"
+        help="how token vectors are stored: as they are, or nearest k-means centroid + residual bits (ColBERTv2) "
+        "or + product-quantised residual (pq: --codec-subspaces bytes); default: --dtype if given, else the "
+        "architecture's (arch.py store_codec: ColBERT residual 1 bit, TK 2 bits, PreTT 4 bits, BERT-dot float16)"
         if default is None
         else "the codec of the new store",
     )

@@ -111,7 +111,8 @@ class Prepare:
         if codes:
             started = time.monotonic()
             try:
-                store.inverse_norms()
+                if getattr(store, "precomputed_norms", True):
+                    store.inverse_norms()
             except StoreDamagedError as exc:  # decoded instead: a lookup then names the damaged passages
                 log.error("passage store %s: %s; its vectors are decoded, not scored from the codes", store.directory, exc)
                 codes = False

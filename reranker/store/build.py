@@ -67,7 +67,7 @@ def _fit(cfg: CodecConfig, ids: list[str], passages: Mapping[str, str], encode: 
 def codec_digest(codec: Codec) -> str:
     """sha256 of a codec's description and parameters (what a shard's build is keyed on)."""
     digest = hashlib.sha256(json.dumps(codec.describe(), sort_keys=True).encode())
-    for name in ("centroids", "cutoffs", "weights"):
+    for name in ("centroids", "cutoffs", "weights", "codebooks"):
         if hasattr(codec, name):
             digest.update(np.ascontiguousarray(getattr(codec, name)).tobytes())
     return digest.hexdigest()
@@ -125,8 +125,10 @@ def build_store(
             shutil.rmtree(partial)
     elif partial.exists():
         shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
     dim = int(artifact.manifest["state_dim"])
+    if cfg.name == "pq" and dim % cfg.subspaces:  # before any passage is encoded
+        raise ConfigError(f"pq sub-vectors must divide the store's {dim} dimensions, got {cfg.subspaces}")
+    partial.mkdir(parents=True, exist_ok=True)
     try:
         fitted = shared_codec or _fit(cfg, ids, passages, encode, dim, partial)
         params = () if shared_codec is not None else tuple(fitted.describe().get("param_files", ()))

@@ -1,7 +1,7 @@
 """How a passage store holds its token vectors on disk, and how serving decodes them (numpy only).
 
 A codec turns (tokens, dim) float vectors into per-token *columns* (fixed-width rows, one file
-each, memory-mapped by :class:`reranker.store.PassageStore`) and back. Two families:
+each, memory-mapped by :class:`reranker.store.PassageStore`) and back. Three families:
 
 * ``float16`` / ``float32``: the vectors as they are (``vectors.bin``); decoding is a view.
 * ``residual``: the compression of ColBERTv2 / PLAID (Santhanam et al., arXiv 2112.01488,
@@ -10,6 +10,10 @@ each, memory-mapped by :class:`reranker.store.PassageStore`) and back. Two famil
   bits per dimension (``residual_codes.bin``, packed). Unlike ColBERTv2 the bucket cut-offs and
   values are per dimension. Its parameters (centroids, cut-offs, bucket values) are files of the
   store, checksummed by its manifest. Bytes per token: ``dim * nbits / 8`` plus 2 (or 4).
+* ``pq`` (:mod:`reranker.store.pq`): the centroid id plus the residual by product quantisation
+  (IVF-PQ, Jégou et al., TPAMI 2011): per sub-vector of ``dim / subspaces`` dimensions, the byte of its nearest of 256
+  codewords (``pq_codes.bin``). Bytes per token: ``subspaces`` plus 2 (or 4): 18 for a 128-d
+  ColBERT in 16 sub-vectors, where one residual bit per dimension also takes 18 and loses more.
 
 Decoding one byte of codes is a single table lookup (one table row per byte position and value),
 so a 100-candidate request decodes ~9,000 vectors with two gathers and an add. Fitting the
@@ -25,20 +29,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from reranker.errors import ArtifactError, ConfigError, StoreDamagedError
+from reranker.store.pq import PQ_FILES, PQCodec
+from reranker.store.rows import Column, nearest
 
 PLAIN = ("float16", "float32")
-CODECS = (*PLAIN, "residual")
+CODECS = (*PLAIN, "residual", "pq")
 RESIDUAL_BITS = (1, 2, 4, 8)
 PARAM_FILES = ("codec-centroids.npy", "codec-cutoffs.npy", "codec-weights.npy")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One per-token file of a store: ``width`` values of ``dtype`` per token."""
-
-    file: str
-    dtype: str
-    width: int
 
 
 class Codec(Protocol):
@@ -55,21 +52,6 @@ class Codec(Protocol):
     def decode(self, rows: dict[str, np.ndarray]) -> np.ndarray: ...
     def describe(self) -> dict[str, Any]: ...
     def save(self, directory: Path) -> tuple[str, ...]: ...
-
-
-def nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """(n,) index of each vector's nearest row of ``centroids`` (Euclidean), in chunks of vectors.
-
-    >>> nearest(np.array([[0.0, 1.0], [5.0, 5.0]]), np.array([[4.0, 4.0], [0.0, 0.0]])).tolist()
-    [1, 0]
-    """
-    c = np.asarray(centroids, dtype=np.float32)
-    half_norms = 0.5 * np.einsum("kd,kd->k", c, c)
-    out = np.empty(len(vectors), dtype=np.int64)
-    for start in range(0, len(vectors), chunk):
-        x = np.asarray(vectors[start : start + chunk], dtype=np.float32)
-        out[start : start + chunk] = np.argmax(x @ c.T - half_norms, axis=1)
-    return out
 
 
 def bytes_per_token(codec: Codec) -> int:
@@ -260,6 +242,12 @@ def load_codec(directory: Path, manifest: dict[str, Any]) -> Codec:
             if codec.dim != dim:
                 raise ConfigError(f"its centroids have {codec.dim} dims, the store {dim}")
             return codec
+        if info["name"] == "pq":
+            centroids, codebooks = (np.load(Path(directory) / name, allow_pickle=False) for name in PQ_FILES)
+            pq = PQCodec(centroids, codebooks, normalize=bool(info["normalize"]))
+            if pq.dim != dim:
+                raise ConfigError(f"its centroids have {pq.dim} dims, the store {dim}")
+            return pq
     except (ConfigError, OSError, ValueError) as exc:
         raise ArtifactError(f"store {directory}: codec {info.get('name')!r} cannot be loaded: {exc}") from exc
     raise ArtifactError(f"store {directory} uses codec {info['name']!r}; this reader knows {', '.join(CODECS)}")

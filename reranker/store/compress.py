@@ -3,6 +3,7 @@
 ``residual`` fits k-means centroids (numpy Lloyd iterations, so that a serve-only install can
 build the default's compressed store) on a sample of the collection's token vectors, then
 per-dimension residual buckets (quantiles) and their values (bucket means) on the same sample.
+``pq`` fits the same centroids, then 256 codewords per sub-vector of the residual (k-means again).
 The request path never imports this module (only store builds do).
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 from reranker.arch import ArchSpec
 from reranker.errors import ConfigError
 from reranker.store.codec import CODECS, PLAIN, Codec, PlainCodec, ResidualCodec, nearest
+from reranker.store.pq import PQ_CODEWORDS, PQCodec
 
 FIT_BITS = (1, 2, 4)
 
@@ -25,20 +27,24 @@ class CodecConfig:
     """How a store build encodes token vectors."""
 
     name: str = "float16"
-    """One of ``float16``, ``float32`` (as they are) or ``residual`` (centroid + residual bits)."""
+    """One of ``float16``, ``float32`` (as they are), ``residual`` (centroid + residual bits) or ``pq``
+    (centroid + product-quantised residual)."""
     nbits: int = 1
     """residual: bits per dimension of the residual (1, 2 or 4)."""
     centroids: int = 1024
-    """residual: k-means centroids (the README's figures: 1,024); 0 picks a power of two near
+    """residual, pq: k-means centroids (the README's figures: 1,024); 0 picks a power of two near
     4 x sqrt(k-means points)."""
     sample_passages: int = 2048
-    """residual: passages (evenly spaced over the collection) whose vectors fit the codec."""
+    """residual, pq: passages (evenly spaced over the collection) whose vectors fit the codec."""
     kmeans_iters: int = 10
-    """residual: Lloyd iterations of k-means."""
+    """residual, pq: Lloyd iterations of k-means."""
     kmeans_points: int = 32768
-    """residual: sample vectors k-means runs on (evenly spaced; the buckets use the whole sample)."""
+    """residual, pq: sample vectors k-means runs on (evenly spaced; the residual buckets use the whole
+    sample, the pq codebooks these vectors)."""
     seed: int = 0
-    """residual: k-means initialisation seed (fitting is deterministic for a seed)."""
+    """residual, pq: k-means initialisation seed (fitting is deterministic for a seed)."""
+    subspaces: int = 16
+    """pq: sub-vectors of the residual, one byte of codes each (must divide the dimensions)."""
 
     def __post_init__(self) -> None:
         if self.name not in CODECS:
@@ -47,6 +53,8 @@ class CodecConfig:
             raise ConfigError(f"residual bits per dimension must be one of {FIT_BITS}, got {self.nbits}")
         if self.centroids < 0 or self.centroids > 1 << 20:
             raise ConfigError(f"centroids must be 0 (automatic) to {1 << 20}, got {self.centroids}")
+        if self.subspaces < 1:
+            raise ConfigError(f"pq sub-vectors must be >= 1, got {self.subspaces}")
         if min(self.sample_passages, self.kmeans_iters, self.kmeans_points) < 1:
             raise ConfigError(
                 f"sample_passages, kmeans_iters and kmeans_points must be >= 1, got "
@@ -60,7 +68,10 @@ class CodecConfig:
 
     def key(self) -> dict[str, object]:
         """What identifies the codec's fitting (a resumed build must match it)."""
-        return {"name": self.name} if not self.fitted else dict(self.__dict__)
+        if not self.fitted:
+            return {"name": self.name}
+        unused = "nbits" if self.name == "pq" else "subspaces"
+        return {k: v for k, v in self.__dict__.items() if k != unused}
 
 
 def default_codec(arch: ArchSpec) -> CodecConfig:
@@ -108,6 +119,15 @@ def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
     if not cfg.fitted:
         return PlainCodec(int(sample.shape[1]), cfg.name)
     points = min(len(sample), cfg.kmeans_points)
+    if cfg.name == "pq":
+        return fit_pq(
+            sample,
+            centroids=cfg.centroids or auto_centroids(points),
+            subspaces=cfg.subspaces,
+            iters=cfg.kmeans_iters,
+            seed=cfg.seed,
+            points=points,
+        )
     return fit_residual(
         sample,
         centroids=cfg.centroids or auto_centroids(points),
@@ -166,3 +186,33 @@ def fit_residual(
     norms = np.linalg.norm(x, axis=1)
     normalize = bool(np.all(np.abs(norms - 1) < 1e-2))
     return ResidualCodec(centres, cutoffs, weights, nbits, normalize)
+
+
+def fit_pq(sample: np.ndarray, *, centroids: int, subspaces: int, iters: int = 10, seed: int = 0, points: int = 0) -> PQCodec:
+    """k-means centroids (:func:`kmeans`) on ``points`` evenly spaced vectors of ``sample`` (0: all),
+    then per sub-vector of their residuals 256 codewords (k-means; a sample of fewer vectors repeats
+    its last codeword). Decoded vectors are renormalised when the sample's vectors all have unit length.
+    Raises :class:`ConfigError` when ``subspaces`` does not divide the dimensions.
+
+    >>> x = np.eye(4, dtype=np.float32)
+    >>> codec = fit_pq(x, centroids=1, subspaces=2)
+    >>> bool(np.allclose(codec.decode(codec.encode(x)), x, atol=1e-6)), codec.describe()["subspaces"]
+    (True, 2)
+    """
+    x = np.ascontiguousarray(sample, dtype=np.float32)
+    dim = x.shape[1]
+    if dim % subspaces:
+        raise ConfigError(f"pq sub-vectors must divide the {dim} dimensions, got {subspaces}")
+    fit_on = x[sample_positions(len(x), points or len(x))]
+    centres = kmeans(fit_on, min(centroids, len(fit_on)), iters=iters, seed=seed)
+    residual = fit_on - centres[nearest(fit_on, centres)]
+    width = dim // subspaces
+    books = np.empty((subspaces, PQ_CODEWORDS, width), dtype=np.float32)
+    for j in range(subspaces):
+        part = np.ascontiguousarray(residual[:, j * width : (j + 1) * width])
+        words = kmeans(part, min(PQ_CODEWORDS, len(part)), iters=iters, seed=seed + 1 + j)
+        books[j, : len(words)] = words
+        books[j, len(words) :] = words[-1]
+    norms = np.linalg.norm(x, axis=1)
+    normalize = bool(np.all(np.abs(norms - 1) < 1e-2))
+    return PQCodec(centres, books, normalize)

@@ -4,8 +4,8 @@ Layout of a store directory:
 
 * the token vectors, one row per token in passage order, in the files of the store's codec
   (:mod:`reranker.store.codec`): ``vectors.bin`` (total tokens x dim, fp16 or fp32, raw) as they
-  are, or ``centroid_ids.bin`` + ``residual_codes.bin`` and the codec's ``codec-*.npy`` parameters
-  for the ``residual`` codec;
+  are, or ``centroid_ids.bin`` + ``residual_codes.bin`` (``residual``) or + ``pq_codes.bin``
+  (``pq``) and the codec's ``codec-*.npy`` parameters;
 * ``offsets.npy``: (passages + 1) int64 row offsets into it (one row per passage for BERT-dot);
 * ``truncated.npy``: (passages,) bool, the text was cut to the model's passage length;
 * ``ids.txt``: the passage ids, one per line, in row order;
@@ -25,6 +25,7 @@ import numpy as np
 from reranker.errors import ArtifactError, StoreDamagedError, some
 from reranker.manifest import sha256_file, verify_manifest
 from reranker.store.codec import PARAM_FILES, Codec, bytes_per_token, load_codec
+from reranker.store.pq import PQ_FILES
 
 STORE_KIND = "reranker-passage-store"
 STORE_DTYPES = ("float16", "float32")
@@ -112,7 +113,8 @@ class PassageStore:
         directory = Path(directory)
         if not directory.is_dir():
             raise ArtifactError(f"passage store {directory} does not exist; build it with 'reranker index'")
-        manifest = verify_manifest(directory, STORE_KIND, checksums=True if verify_vectors else SMALL_FILES + PARAM_FILES)
+        small = SMALL_FILES + PARAM_FILES + PQ_FILES
+        manifest = verify_manifest(directory, STORE_KIND, checksums=True if verify_vectors else small)
         if artifact is not None and manifest["artifact_sha256"] != artifact.checksum:
             raise ArtifactError(
                 f"passage store {directory} was built for another artifact ({manifest['arch']} from "
@@ -177,7 +179,8 @@ class PassageStore:
 
     @property
     def scores_codes(self) -> bool:
-        """:meth:`dots` works: the codec takes dot products from the codes (1-bit residual)."""
+        """:meth:`dots` works: the codec scores the request's rows without padding (the 1-bit residual
+        from its bits, pq from its decoded rows)."""
         return bool(getattr(self.codec, "scores_codes", False))
 
     def token_rows(self, pids: list[str]) -> list[np.ndarray]:
@@ -215,7 +218,14 @@ class PassageStore:
         rows, :meth:`token_rows`) with each row of ``q`` ((positions, dim)), equal to those of the
         decoded vectors, taken from the codes (needs :attr:`scores_codes`)."""
         gathered = {name: col[rows] for name, col in self.columns.items()}
-        return self.codec.dots(q, gathered, self.inverse_norms()[rows])  # type: ignore[attr-defined]
+        norms = self.inverse_norms()[rows] if self.precomputed_norms else None
+        return self.codec.dots(q, gathered, norms)  # type: ignore[attr-defined]
+
+    @property
+    def precomputed_norms(self) -> bool:
+        """:meth:`dots` reads :meth:`inverse_norms` (the 1-bit residual); a ``pq`` codec normalises
+        the rows it decodes, so nothing is computed ahead."""
+        return bool(getattr(self.codec, "precomputed_norms", True))
 
     def is_truncated(self, pid: str) -> bool:
         return bool(self.truncated[self.row[pid]])

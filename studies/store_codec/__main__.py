@@ -34,11 +34,13 @@ from reranker.store.compress import CodecConfig
 
 
 def parse_codec(text: str) -> CodecConfig:
-    """'residual:1', 'residual:2:4096' or 'residual:1:4096:131072' (k-means points) -> its config."""
+    """'residual:1', 'residual:2:4096', 'residual:1:4096:131072' (k-means points), or 'pq:16[:1024[:POINTS]]'
+    (sub-vectors, centroids, k-means points) -> its config."""
     name, *rest = text.split(":")
+    first = {"subspaces": int(rest[0])} if name == "pq" and rest else {"nbits": int(rest[0])} if rest else {}
     return CodecConfig(
         name,
-        nbits=int(rest[0]) if rest else 1,
+        **first,
         centroids=int(rest[1]) if len(rest) > 1 else 1024,
         kmeans_points=int(rest[2]) if len(rest) > 2 else 32768,
     )
@@ -48,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifact", required=True, type=Path)
     ap.add_argument("--eval", action="append", required=True, metavar="NAME=DATA:STORE")
-    ap.add_argument("--codec", action="append", default=[], metavar="residual:NBITS[:CENTROIDS[:KMEANS_POINTS]]")
+    ap.add_argument("--codec", action="append", default=[], metavar="residual:NBITS|pq:SUBSPACES[:CENTROIDS[:KMEANS_POINTS]]")
     ap.add_argument("--depth", type=int, default=100)
     ap.add_argument("--latency-requests", type=int, default=40, help="requests per store in the latency comparison")
     ap.add_argument("--skip-eval", action="store_true", help="only the latency comparison (stores already made)")
