@@ -49,9 +49,10 @@ PAUSED = 75  # reranker train's exit status when it stopped at its deadline
 GZIP_OVER = 256 * 1024  # files larger than this are committed gzipped
 REMADE = ("pairs.tsv", "labelled.tsv", "train20k")  # the candidates phase remakes these
 OUTPUTS = re.compile(
-    r"^(scores-.+|teacher-scores-.+|members|ensemble|first-stage|zs-.+|bert_cat.*|.+-L\d+-(kd|nokd)|distillation)$"
+    r"^(scores-.+|teacher-scores-.+|members|ensemble|first-stage|zs-.+|bert_cat.*|.+-L\d+(-d\d+)?-(kd|nokd)|distillation)$"
 )
-"""What reproduce.sh writes into its runs folder (other folders there, e.g. benchmarks' work, are not state)."""
+"""What reproduce.sh writes into its runs folder (other folders there, e.g. benchmarks' work, are not state);
+students are ``ARCH-LN[-dDIM]-(kd|nokd)`` (``-d128``: ColBERT with a 128-d projection)."""
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "manifest.json")
 NEVER = ("optimizer.safetensors", "rng.safetensors")  # a resumed run restarts AdamW; the state stays small
 PACKAGES = (

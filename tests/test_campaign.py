@@ -216,3 +216,10 @@ def test_pause_stops_the_whole_phase_group_and_resume_records_the_pause(tmp_path
         phase.wait()
     with pytest.raises(SystemExit, match="no campaign is running"):
         campaign.pause(tmp_path / "elsewhere")
+
+
+def test_every_student_folder_of_reproduce_sh_is_state(campaign) -> None:
+    kept = ["colbert-L6-kd", "colbert-L6-d128-kd", "colbert-L6-d128-nokd", "bert_dot-L3-nokd", "tk-L6-kd", "bert_cat-margins"]
+    dropped = ["bench-latency", "codec-d128", "colbert-L6-d128", "teacher-6000"]
+    assert [n for n in kept if not campaign.OUTPUTS.match(n)] == []
+    assert [n for n in dropped if campaign.OUTPUTS.match(n)] == []
