@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reranker.errors import ArtifactError, ConfigError, StoreDamagedError
+from reranker.errors import ArtifactError, ConfigError
 from reranker.store.pq import PQ_FILES, PQCodec
-from reranker.store.rows import Column, nearest
+from reranker.store.rows import Column, centroid_ids, nearest, out_of_range, unit_length
 
 PLAIN = ("float16", "float32")
 CODECS = (*PLAIN, "residual", "pq")
@@ -148,15 +148,10 @@ class ResidualCodec:
 
     def check_ids(self, ids: np.ndarray) -> int:
         """How many of ``ids`` (centroid ids as stored) are out of range: a damaged store."""
-        return int(np.count_nonzero(ids >= len(self.centroids))) if ids.size else 0
+        return out_of_range(ids, len(self.centroids))
 
     def _ids(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        ids = np.asarray(rows["centroid_ids.bin"]).reshape(-1)
-        if ids.size and int(ids.max()) >= len(self.centroids):
-            raise StoreDamagedError(
-                f"{self.check_ids(ids)} stored centroid id(s) are out of range (the codec has {len(self.centroids)} centroids)"
-            )
-        return ids
+        return centroid_ids(rows, len(self.centroids))
 
     def _sum(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """centroid + residual of each row, (n, dim) float32, before normalising."""
@@ -170,9 +165,7 @@ class ResidualCodec:
     def decode(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """Raises :class:`StoreDamagedError` for a centroid id out of range (a damaged store)."""
         out = self._sum(rows)
-        if self.normalize:
-            out /= np.maximum(np.sqrt(np.einsum("nd,nd->n", out, out)), 1e-12)[:, None]
-        return out
+        return unit_length(out) if self.normalize else out
 
     @property
     def scores_codes(self) -> bool:

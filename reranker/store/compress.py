@@ -119,23 +119,10 @@ def fit_codec(cfg: CodecConfig, sample: np.ndarray) -> Codec:
     if not cfg.fitted:
         return PlainCodec(int(sample.shape[1]), cfg.name)
     points = min(len(sample), cfg.kmeans_points)
+    common = {"centroids": cfg.centroids or auto_centroids(points), "iters": cfg.kmeans_iters, "seed": cfg.seed, "points": points}
     if cfg.name == "pq":
-        return fit_pq(
-            sample,
-            centroids=cfg.centroids or auto_centroids(points),
-            subspaces=cfg.subspaces,
-            iters=cfg.kmeans_iters,
-            seed=cfg.seed,
-            points=points,
-        )
-    return fit_residual(
-        sample,
-        centroids=cfg.centroids or auto_centroids(points),
-        nbits=cfg.nbits,
-        iters=cfg.kmeans_iters,
-        seed=cfg.seed,
-        points=points,
-    )
+        return fit_pq(sample, subspaces=cfg.subspaces, **common)
+    return fit_residual(sample, nbits=cfg.nbits, **common)
 
 
 def kmeans(x: np.ndarray, k: int, *, iters: int, seed: int) -> np.ndarray:

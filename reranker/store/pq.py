@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from reranker.errors import ConfigError, StoreDamagedError
-from reranker.store.rows import Column, nearest
+from reranker.errors import ConfigError
+from reranker.store.rows import Column, centroid_ids, nearest, out_of_range, unit_length
 
 PQ_FILES = ("codec-centroids.npy", "codec-codebooks.npy")
 PQ_CODEWORDS = 256
@@ -72,16 +72,12 @@ class PQCodec:
 
     def check_ids(self, ids: np.ndarray) -> int:
         """How many of ``ids`` (centroid ids as stored) are out of range: a damaged store."""
-        return int(np.count_nonzero(ids >= len(self.centroids))) if ids.size else 0
+        return out_of_range(ids, len(self.centroids))
 
     def _sum(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """centroid + residual of each row, (n, dim) float32, before normalising. Raises
         :class:`StoreDamagedError` for a centroid id out of range."""
-        ids = np.asarray(rows["centroid_ids.bin"]).reshape(-1)
-        if ids.size and int(ids.max()) >= len(self.centroids):
-            raise StoreDamagedError(
-                f"{self.check_ids(ids)} stored centroid id(s) are out of range (the codec has {len(self.centroids)} centroids)"
-            )
+        ids = centroid_ids(rows, len(self.centroids))
         index = np.asarray(rows["pq_codes.bin"]).astype(np.intp)
         index += self._row_base
         out = np.take(self._table, index, axis=0).reshape(len(ids), self.dim)
@@ -91,9 +87,7 @@ class PQCodec:
     def decode(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """Raises :class:`StoreDamagedError` for a centroid id out of range (a damaged store)."""
         out = self._sum(rows)
-        if self.normalize:
-            out /= np.maximum(np.sqrt(np.einsum("nd,nd->n", out, out)), 1e-12)[:, None]
-        return out
+        return unit_length(out) if self.normalize else out
 
     scores_codes = True
     """MaxSim runs on the request's rows without padding (:meth:`dots`: one gather per sub-vector,
